@@ -1,0 +1,25 @@
+//! tsunagu-sip owns the SIP protocol, shared by the PBX and the phone SDK:
+//! parsing and printing messages (on ezk-sip-types), stream framing, the
+//! RFC 3261 §17 transaction layer, digest authentication (RFC 2617/8760),
+//! REGISTER contact handling and the UAS request checks. It is sans-IO: no
+//! sockets, no clock, no runtime; callers pass in bytes and the time, and
+//! take out bytes to send and when to wake up.
+
+pub mod digest;
+pub mod error;
+pub mod framing;
+pub mod limits;
+pub mod message;
+pub mod register;
+pub mod transaction;
+pub mod validate;
+pub mod via;
+
+pub use error::{ParseError, ParseErrorKind, Rejection, SipError};
+pub use framing::{Frame, StreamFramer};
+pub use limits::Limits;
+pub use message::{parse_message, response_to, Framing, Message, Request, Response};
+pub use transaction::{Input, Output, Peer, TimerConfig, TransactionLayer, TransportKind, TxEvent, TxKey};
+
+/// Re-exported so users need not depend on ezk-sip-types directly.
+pub use ezk_sip_types::{Headers, Name};

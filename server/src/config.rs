@@ -1,0 +1,228 @@
+//! Configuration: built-in defaults, then a TOML file, then `TSUNAGU_*`
+//! environment variables, then command-line flags (each overrides the one
+//! before).
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Data directory: database, TLS certificate, recordings.
+    pub data: PathBuf,
+    pub sip: SipConfig,
+    pub http: HttpConfig,
+    pub tls: TlsConfig,
+    pub security: SecurityConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// UDP and TCP listen address; TLS listens on the next port.
+    pub listen: SocketAddr,
+    /// TLS listen address (default: `listen` port + 1).
+    pub tls_listen: Option<SocketAddr>,
+    /// Digest realm, fixed when the data directory is created.
+    pub realm: String,
+    /// Digest algorithms offered, in this order ("MD5", "SHA-256"). Older
+    /// desk phones and SIPp read only the first challenge: keep MD5 first
+    /// while such devices remain.
+    pub digest_algorithms: Vec<String>,
+    pub nonce_lifetime_secs: u64,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub default_expires: u32,
+    /// Largest SIP message accepted, in octets.
+    pub max_message_size: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain; when unset a development certificate is made
+    /// in the data directory on first start.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Failed authentications from one source address within the window
+    /// before that address is ignored.
+    pub max_failures_per_source: u32,
+    /// Failed authentications for one extension within the window before
+    /// that extension is answered 403 without checking.
+    pub max_failures_per_extension: u32,
+    pub failure_window_secs: u64,
+    pub ban_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data: PathBuf::from("tsunagu-data"),
+            sip: SipConfig::default(),
+            http: HttpConfig::default(),
+            tls: TlsConfig::default(),
+            security: SecurityConfig::default(),
+        }
+    }
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:5060".parse().expect("literal address"),
+            tls_listen: None,
+            realm: "tsunagu".into(),
+            digest_algorithms: vec!["MD5".into(), "SHA-256".into()],
+            nonce_lifetime_secs: 300,
+            min_expires: 60,
+            max_expires: 7200,
+            default_expires: 3600,
+            max_message_size: 64 * 1024,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: "0.0.0.0:8080".parse().expect("literal address") }
+    }
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self { max_failures_per_source: 20, max_failures_per_extension: 10, failure_window_secs: 60, ban_secs: 300 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("{0}: {1}")]
+    Parse(PathBuf, toml::de::Error),
+    #[error("environment variable {0}: {1}")]
+    Env(&'static str, String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, overridden by `file` (if any), then by the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut cfg = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Read(p.to_path_buf(), e))?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse(p.to_path_buf(), e))?
+            }
+            None => Config::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        Ok(cfg)
+    }
+
+    /// Apply `TSUNAGU_*` variables (the lookup is injected for tests).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(k: &'static str, v: String) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.parse().map_err(|e: T::Err| ConfigError::Env(k, e.to_string()))
+        }
+        macro_rules! env {
+            ($key:literal, $field:expr) => {
+                if let Some(v) = get($key) {
+                    $field = parse($key, v)?;
+                }
+            };
+        }
+        env!("TSUNAGU_DATA", self.data);
+        env!("TSUNAGU_SIP", self.sip.listen);
+        env!("TSUNAGU_HTTP", self.http.listen);
+        env!("TSUNAGU_SIP_REALM", self.sip.realm);
+        env!("TSUNAGU_SIP_MIN_EXPIRES", self.sip.min_expires);
+        env!("TSUNAGU_SIP_MAX_EXPIRES", self.sip.max_expires);
+        env!("TSUNAGU_SIP_DEFAULT_EXPIRES", self.sip.default_expires);
+        env!("TSUNAGU_SIP_NONCE_LIFETIME_SECS", self.sip.nonce_lifetime_secs);
+        env!("TSUNAGU_SECURITY_MAX_FAILURES_PER_SOURCE", self.security.max_failures_per_source);
+        env!("TSUNAGU_SECURITY_MAX_FAILURES_PER_EXTENSION", self.security.max_failures_per_extension);
+        env!("TSUNAGU_SECURITY_FAILURE_WINDOW_SECS", self.security.failure_window_secs);
+        env!("TSUNAGU_SECURITY_BAN_SECS", self.security.ban_secs);
+        if let Some(v) = get("TSUNAGU_SIP_TLS") {
+            self.sip.tls_listen = Some(parse("TSUNAGU_SIP_TLS", v)?);
+        }
+        if let Some(v) = get("TSUNAGU_SIP_DIGEST_ALGORITHMS") {
+            self.sip.digest_algorithms = v.split(',').map(|s| s.trim().to_string()).collect();
+        }
+        if let Some(v) = get("TSUNAGU_TLS_CERT") {
+            self.tls.cert = Some(v.into());
+        }
+        if let Some(v) = get("TSUNAGU_TLS_KEY") {
+            self.tls.key = Some(v.into());
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.sip;
+        if s.min_expires > s.max_expires || s.default_expires < s.min_expires || s.default_expires > s.max_expires {
+            return Err(ConfigError::Invalid("sip: need min_expires <= default_expires <= max_expires".into()));
+        }
+        if s.digest_algorithms.is_empty() {
+            return Err(ConfigError::Invalid("sip.digest_algorithms is empty".into()));
+        }
+        for a in &s.digest_algorithms {
+            if tsunagu_sip::digest::Algorithm::from_name(a).is_none() {
+                return Err(ConfigError::Invalid(format!("sip.digest_algorithms: unknown {a:?} (MD5, SHA-256)")));
+            }
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError::Invalid("tls: give both cert and key, or neither".into()));
+        }
+        Ok(())
+    }
+
+    pub fn tls_listen(&self) -> SocketAddr {
+        self.sip.tls_listen.unwrap_or_else(|| {
+            let mut a = self.sip.listen;
+            a.set_port(a.port().wrapping_add(1));
+            a
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env_override() {
+        let mut cfg: Config = toml::from_str("[sip]\nlisten = \"127.0.0.1:5070\"\nrealm = \"city\"\n").unwrap();
+        assert_eq!(cfg.sip.listen.port(), 5070);
+        cfg.apply_env(|k| (k == "TSUNAGU_SIP").then(|| "127.0.0.1:6000".to_string())).unwrap();
+        assert_eq!(cfg.sip.listen.port(), 6000);
+        assert_eq!(cfg.sip.realm, "city");
+        assert_eq!(cfg.tls_listen().port(), 6001);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut cfg = Config::default();
+        let err = cfg.apply_env(|k| (k == "TSUNAGU_SIP").then(|| "nonsense".to_string())).unwrap_err();
+        assert!(err.to_string().contains("TSUNAGU_SIP"));
+        assert!(toml::from_str::<Config>("[sip]\nlisten_typo = 1\n").is_err());
+        cfg.sip.digest_algorithms = vec!["SHA-1".into()];
+        assert!(cfg.validate().is_err());
+    }
+}

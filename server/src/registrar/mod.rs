@@ -1,0 +1,376 @@
+//! The registrar (RFC 3261 §10.3, RFC 5626, RFC 8599): authenticates
+//! REGISTER against the store, keeps one binding per device of each
+//! extension, and persists bindings so they survive a restart.
+
+mod guard;
+pub mod location;
+
+use crate::config::{SecurityConfig, SipConfig};
+use crate::sip::endpoint::Responder;
+use crate::store::{BindingChange, Store, User};
+use guard::AuthGuard;
+use location::{Binding, Location};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::mpsc;
+use tsunagu_sip::digest::{parse_authorization, Algorithm, DigestCredentials, DigestVerifier, Verdict};
+use tsunagu_sip::register::{parse_register, ContactRequest};
+use tsunagu_sip::transaction::TxKey;
+use tsunagu_sip::{response_to, Name, Peer, Request, Response};
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+pub fn new_tag() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+pub struct Registrar {
+    cfg: SipConfig,
+    store: Arc<dyn Store>,
+    users: RwLock<HashMap<String, User>>,
+    location: Mutex<Location>,
+    verifier: Mutex<DigestVerifier>,
+    guard: Mutex<AuthGuard>,
+    ban_secs: u64,
+    persist: mpsc::UnboundedSender<BindingChange>,
+}
+
+impl Registrar {
+    /// Load users and unexpired bindings from the store. The receiver takes
+    /// binding changes for [`run_persister`].
+    pub async fn new(
+        cfg: SipConfig,
+        security: SecurityConfig,
+        realm: String,
+        store: Arc<dyn Store>,
+    ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<BindingChange>), crate::store::StoreError> {
+        let algorithms = cfg.digest_algorithms.iter().filter_map(|a| Algorithm::from_name(a)).collect();
+        let verifier = DigestVerifier::new(&realm, rand::random(), cfg.nonce_lifetime_secs, algorithms);
+        let users: HashMap<String, User> = store.list_users().await?.into_iter().map(|u| (u.extension.clone(), u)).collect();
+        let mut location = Location::default();
+        let now = unix_now();
+        for b in store.list_bindings().await? {
+            if let Some(binding) = Binding::from_stored(&b).filter(|b| b.expires_at > now) {
+                location.upsert(&b.extension, binding);
+            }
+        }
+        tracing::info!(users = users.len(), bindings = location.count(), realm = %realm, "registrar loaded");
+        let (persist, rx) = mpsc::unbounded_channel();
+        let r = Arc::new(Self {
+            cfg,
+            store,
+            users: RwLock::new(users),
+            location: Mutex::new(location),
+            verifier: Mutex::new(verifier),
+            ban_secs: security.ban_secs,
+            guard: Mutex::new(AuthGuard::new(security)),
+            persist,
+        });
+        r.update_gauges();
+        Ok((r, rx))
+    }
+
+    fn update_gauges(&self) {
+        if let Ok(loc) = self.location.lock() {
+            metrics::gauge!("tsunagu_registrations").set(loc.count() as f64);
+            metrics::gauge!("tsunagu_registered_users").set(loc.users_with_bindings() as f64);
+        }
+        if let Ok(u) = self.users.read() {
+            metrics::gauge!("tsunagu_users").set(u.len() as f64);
+        }
+    }
+
+    /// The current bindings of an extension.
+    pub fn bindings(&self, extension: &str) -> Vec<Binding> {
+        self.location.lock().map(|l| l.bindings(extension, unix_now())).unwrap_or_default()
+    }
+
+    pub fn handle_register(self: &Arc<Self>, req: Request, key: TxKey, peer: Peer, responder: &Responder) {
+        let now = unix_now();
+        if self.guard.lock().map(|g| g.source_banned(peer.addr.ip(), now)).unwrap_or(false) {
+            // Banned sources get silence: no work, nothing to learn.
+            metrics::counter!("tsunagu_auth_dropped_total").increment(1);
+            return;
+        }
+        let (contacts, expires) = match parse_register(&req) {
+            Ok(r) => r,
+            Err(rej) => {
+                tracing::warn!(source = %peer.addr, call_id = %req.core.call_id, reason = %rej.reason, "bad REGISTER");
+                return responder.respond(key, crate::sip::core::rejection_response(&req, &rej));
+            }
+        };
+        let Some(aor) = req.core.to.user() else {
+            return responder.respond(key, self.reply(&req, 404));
+        };
+        let Some(creds) = self.credentials_for_us(&req) else {
+            return responder.respond(key, self.challenge(&req, false));
+        };
+        let cached = self.users.read().ok().and_then(|u| u.get(&creds.username).cloned());
+        match cached {
+            Some(user) => {
+                let resp = self.finish(&req, &peer, &aor, &creds, Some(&user), contacts, expires);
+                responder.respond(key, resp);
+            }
+            None => {
+                // Not in the cache: maybe added a moment ago by another
+                // process. Ask the store without holding up the endpoint.
+                let this = self.clone();
+                let responder = responder.clone();
+                tokio::spawn(async move {
+                    let user = match this.store.get_user(&creds.username).await {
+                        Ok(u) => u,
+                        Err(e) => {
+                            tracing::error!(error = %e, "user lookup failed");
+                            return responder.respond(key, this.reply(&req, 500));
+                        }
+                    };
+                    if let (Some(u), Ok(mut cache)) = (&user, this.users.write()) {
+                        cache.insert(u.extension.clone(), u.clone());
+                    }
+                    let resp = this.finish(&req, &peer, &aor, &creds, user.as_ref(), contacts, expires);
+                    responder.respond(key, resp);
+                });
+            }
+        }
+    }
+
+    /// The first Digest Authorization for our realm, if any (others, e.g.
+    /// for an unknown scheme, are ignored: RFC 4475 §3.3.7).
+    fn credentials_for_us(&self, req: &Request) -> Option<DigestCredentials> {
+        let realm = self.verifier.lock().ok()?.realm().to_string();
+        req.headers.get_raw(&Name::AUTHORIZATION).filter_map(|v| parse_authorization(v)).find(|c| c.realm == realm)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        req: &Request,
+        peer: &Peer,
+        aor: &str,
+        creds: &DigestCredentials,
+        user: Option<&User>,
+        contacts: ContactRequest,
+        expires: Option<u32>,
+    ) -> Response {
+        let now = unix_now();
+        let ip = peer.addr.ip();
+        let banned_ext = self.guard.lock().map(|g| g.extension_banned(aor, now)).unwrap_or(false);
+        // Registering someone else's extension is not allowed.
+        let user = user.filter(|u| u.extension == aor && creds.username == aor);
+        let verdict = if banned_ext {
+            Verdict::Failed("extension temporarily locked")
+        } else {
+            let mut v = match self.verifier.lock() {
+                Ok(v) => v,
+                Err(_) => return self.reply(req, 500),
+            };
+            v.verify(now, &req.method, creds, user.map(|u| &u.credentials))
+        };
+        match verdict {
+            Verdict::Ok => self.apply(req, peer, aor, contacts, expires, now),
+            Verdict::Stale => self.challenge(req, true),
+            Verdict::Failed(why) => {
+                metrics::counter!("tsunagu_auth_failures_total").increment(1);
+                let bans = self.guard.lock().map(|mut g| g.record_failure(ip, aor, now)).unwrap_or_default();
+                tracing::warn!(source = %peer.addr, extension = %aor, reason = why, "REGISTER authentication failed");
+                if bans.source {
+                    tracing::warn!(source = %ip, secs = self.ban_secs, "too many failed authentications: ignoring this source");
+                }
+                if bans.extension {
+                    tracing::warn!(extension = %aor, secs = self.ban_secs, "too many failed authentications: extension locked");
+                }
+                // The same answer for an unknown extension, a wrong password
+                // and a locked extension: nothing to enumerate.
+                self.reply(req, 403)
+            }
+        }
+    }
+
+    fn apply(&self, req: &Request, peer: &Peer, aor: &str, contacts: ContactRequest, expires: Option<u32>, now: u64) -> Response {
+        let cfg = &self.cfg;
+        let mut changes = Vec::new();
+        {
+            let Ok(mut loc) = self.location.lock() else { return self.reply(req, 500) };
+            match contacts {
+                ContactRequest::Query => {}
+                ContactRequest::RemoveAll => changes.extend(loc.remove_all(aor)),
+                ContactRequest::Bindings(list) => {
+                    // Check every contact before changing anything.
+                    let wanted: Vec<u32> = list.iter().map(|c| c.expires.or(expires).unwrap_or(cfg.default_expires)).collect();
+                    if wanted.iter().any(|e| *e != 0 && *e < cfg.min_expires) {
+                        let mut resp = self.reply(req, 423);
+                        resp.headers.insert(Name::MIN_EXPIRES, cfg.min_expires.to_string());
+                        return resp;
+                    }
+                    for (contact, wanted) in list.into_iter().zip(wanted) {
+                        let device_key = contact.device_key();
+                        if let Some(existing) = loc.get(aor, &device_key) {
+                            // An older REGISTER arriving late must not undo a newer one.
+                            if existing.call_id == req.core.call_id && existing.cseq > req.core.cseq.seq {
+                                continue;
+                            }
+                        }
+                        if wanted == 0 {
+                            changes.extend(loc.remove(aor, &device_key));
+                            continue;
+                        }
+                        let binding = Binding {
+                            contact,
+                            device_key,
+                            expires_at: now + u64::from(wanted.min(cfg.max_expires)),
+                            flow: *peer,
+                            call_id: req.core.call_id.clone(),
+                            cseq: req.core.cseq.seq,
+                            user_agent: req.headers.get_raw(&Name::USER_AGENT).next().map(|v| v.to_string()),
+                            updated_at: now,
+                        };
+                        changes.push(loc.upsert(aor, binding));
+                    }
+                }
+            }
+        }
+        for c in changes {
+            let _ = self.persist.send(c);
+        }
+        self.update_gauges();
+        metrics::counter!("tsunagu_registrations_accepted_total").increment(1);
+        let mut resp = self.reply(req, 200);
+        let current = self.bindings(aor);
+        for b in &current {
+            let mut v = format!("<{}>;expires={}", b.contact.uri, b.expires_at.saturating_sub(now));
+            if let Some(i) = &b.contact.instance {
+                v.push_str(&format!(";+sip.instance=\"{i}\""));
+            }
+            if let Some(r) = b.contact.reg_id {
+                v.push_str(&format!(";reg-id={r}"));
+            }
+            resp.headers.insert(Name::CONTACT, v);
+        }
+        let outbound = current.iter().any(|b| b.contact.reg_id.is_some())
+            && req.headers.get_raw(&Name::SUPPORTED).any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("outbound")));
+        if outbound {
+            resp.headers.insert(Name::REQUIRE, "outbound");
+        }
+        resp.headers.insert(Name::SUPPORTED, "outbound, path");
+        resp.headers.insert(Name::DATE, http_date(now));
+        resp
+    }
+
+    fn reply(&self, req: &Request, code: u16) -> Response {
+        let mut r = response_to(req, code, Some(&new_tag()));
+        r.headers.insert(Name::SERVER, concat!("Tsunagu/", env!("CARGO_PKG_VERSION")));
+        r
+    }
+
+    fn challenge(&self, req: &Request, stale: bool) -> Response {
+        let mut resp = self.reply(req, 401);
+        let values = self.verifier.lock().map(|v| v.challenges(unix_now(), rand::random(), stale)).unwrap_or_default();
+        for v in values {
+            resp.headers.insert(Name::WWW_AUTHENTICATE, v);
+        }
+        resp
+    }
+
+    /// Re-read users when another process changed them (CLI, web app), so
+    /// edits take effect at once; drop bindings of removed users.
+    pub async fn refresh_users(&self) -> Result<(), crate::store::StoreError> {
+        let users: HashMap<String, User> = self.store.list_users().await?.into_iter().map(|u| (u.extension.clone(), u)).collect();
+        let mut changes = Vec::new();
+        if let Ok(mut loc) = self.location.lock() {
+            for ext in loc.extensions() {
+                if !users.contains_key(&ext) {
+                    changes.extend(loc.remove_all(&ext));
+                }
+            }
+        }
+        if let Ok(mut cache) = self.users.write() {
+            *cache = users;
+        }
+        for c in changes {
+            let _ = self.persist.send(c);
+        }
+        self.update_gauges();
+        Ok(())
+    }
+
+    /// Write every current binding to the store now (used at shutdown).
+    pub async fn persist_all(&self) -> Result<(), crate::store::StoreError> {
+        let changes: Vec<BindingChange> = match self.location.lock() {
+            Ok(loc) => loc.snapshot(),
+            Err(_) => return Ok(()),
+        };
+        self.store.apply_binding_changes(changes).await
+    }
+
+    /// Periodic housekeeping: expire bindings, forget old guard entries.
+    pub fn sweep(&self) {
+        let now = unix_now();
+        let changes = self.location.lock().map(|mut l| l.expire(now)).unwrap_or_default();
+        if !changes.is_empty() {
+            tracing::debug!(expired = changes.len(), "bindings expired");
+        }
+        for c in changes {
+            let _ = self.persist.send(c);
+        }
+        if let Ok(mut g) = self.guard.lock() {
+            g.prune(now);
+        }
+        self.update_gauges();
+    }
+}
+
+/// Writes binding changes to the store in batches (one transaction per
+/// batch), so a burst of registrations costs few disk syncs.
+pub async fn run_persister(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<BindingChange>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 2000 {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = store.apply_binding_changes(batch).await {
+            tracing::error!(error = %e, "could not persist bindings");
+        }
+    }
+}
+
+/// An RFC 7231 IMF-fixdate, for the Date header of a 200 to REGISTER.
+fn http_date(unix: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = unix / 86400;
+    let secs = unix % 86400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        d,
+        MONTHS[(m - 1) as usize],
+        y,
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn http_date_matches_known_values() {
+        assert_eq!(super::http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(super::http_date(1_795_000_000), "Wed, 18 Nov 2026 11:06:40 GMT");
+    }
+}

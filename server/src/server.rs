@@ -1,0 +1,122 @@
+//! `tsunagu serve`: open the store, bind every socket, start the tasks, and
+//! stop cleanly on SIGTERM / Ctrl-C (bindings flushed to the store).
+
+use crate::config::Config;
+use crate::http::{router, HttpState};
+use crate::registrar::{run_persister, Registrar};
+use crate::sip::core::Core;
+use crate::sip::endpoint::{self, run_endpoint};
+use crate::sip::transport::{run_tcp, run_udp, Transports};
+use crate::sip::tls;
+use crate::store::{SqliteStore, Store};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, UdpSocket};
+use tsunagu_sip::validate::UasPolicy;
+use tsunagu_sip::{Limits, TimerConfig};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn bind_error(what: &str, addr: std::net::SocketAddr, e: std::io::Error) -> BoxError {
+    format!("cannot listen for {what} on {addr}: {e}").into()
+}
+
+pub async fn serve(cfg: Config) -> Result<(), BoxError> {
+    cfg.validate()?;
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data, &cfg.sip.realm).await?);
+    let realm = store.realm().await?;
+    if realm != cfg.sip.realm {
+        tracing::warn!(stored = %realm, configured = %cfg.sip.realm, "the realm is fixed when the data directory is made; keeping the stored one");
+    }
+    let (registrar, persist_rx) = Registrar::new(cfg.sip.clone(), cfg.security.clone(), realm, store.clone()).await?;
+
+    let limits = Limits { max_message_size: cfg.sip.max_message_size, ..Limits::default() };
+    let udp = Arc::new(UdpSocket::bind(cfg.sip.listen).await.map_err(|e| bind_error("SIP/UDP", cfg.sip.listen, e))?);
+    let tcp = TcpListener::bind(cfg.sip.listen).await.map_err(|e| bind_error("SIP/TCP", cfg.sip.listen, e))?;
+    let tls_addr = cfg.tls_listen();
+    let tls_listener = TcpListener::bind(tls_addr).await.map_err(|e| bind_error("SIP/TLS", tls_addr, e))?;
+    let (cert, key) = tls::ensure_certificate(&cfg)?;
+    let acceptor = tls::acceptor(&cert, &key)?;
+    let http = TcpListener::bind(cfg.http.listen).await.map_err(|e| bind_error("HTTP", cfg.http.listen, e))?;
+
+    let transports = Transports::new(udp, limits);
+    let (ep_tx, ep_rx) = endpoint::channel();
+    let core = Arc::new(Core { registrar: registrar.clone(), policy: UasPolicy::default() });
+    tokio::spawn(run_endpoint(ep_rx, ep_tx.clone(), transports.clone(), core, TimerConfig::default()));
+    // Two receivers on the one UDP socket keep both cores busy under load.
+    for _ in 0..2 {
+        tokio::spawn(run_udp(transports.clone(), ep_tx.clone()));
+    }
+    tokio::spawn(run_tcp(tcp, transports.clone(), ep_tx.clone(), None));
+    tokio::spawn(run_tcp(tls_listener, transports.clone(), ep_tx.clone(), Some(acceptor)));
+    let persister = tokio::spawn(run_persister(store.clone(), persist_rx));
+    tokio::spawn(watch_users(registrar.clone(), store.clone()));
+    tokio::spawn(sweep(registrar.clone()));
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let app = router(HttpState { metrics, ready: ready.clone() });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(http, app).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    ready.store(true, Ordering::Release);
+    tracing::info!(sip = %cfg.sip.listen, tls = %tls_addr, http = %cfg.http.listen, data = %cfg.data.display(), "tsunagu is ready");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    ready.store(false, Ordering::Release);
+    // Write every current binding once more, whatever the batch writer
+    // still had queued.
+    if let Err(e) = registrar.persist_all().await {
+        tracing::error!(error = %e, "could not save bindings at shutdown");
+    }
+    persister.abort();
+    Ok(())
+}
+
+/// Pick up user changes made by other processes (the CLI, later the web
+/// app on another node) within a fraction of a second.
+async fn watch_users(registrar: Arc<Registrar>, store: Arc<dyn Store>) {
+    let mut seen = store.users_version().await.unwrap_or(-1);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        match store.users_version().await {
+            Ok(v) if v != seen => {
+                if registrar.refresh_users().await.is_ok() {
+                    tracing::info!(version = v, "users changed; reloaded");
+                    seen = v;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read users version"),
+        }
+    }
+}
+
+async fn sweep(registrar: Arc<Registrar>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        registrar.sweep();
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

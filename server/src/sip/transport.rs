@@ -1,0 +1,207 @@
+//! SIP transports: UDP, TCP and TLS sockets. Each turns bytes into parsed
+//! messages for the endpoint, answers what cannot be parsed (statelessly),
+//! and sends what the endpoint gives it back on the same flow.
+
+use super::endpoint::EndpointInput;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tsunagu_sip::{parse_message, Frame, Framing, Limits, ParseError, ParseErrorKind, Peer, StreamFramer, TransportKind};
+
+/// Idle connections are closed after this long without any bytes; phones
+/// keep them open with CRLF pings (RFC 5626) well within it.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Sending side of all transports, shared by the endpoint.
+pub struct Transports {
+    udp: Arc<UdpSocket>,
+    flows: Mutex<HashMap<u64, mpsc::Sender<Bytes>>>,
+    next_flow: AtomicU64,
+    limits: Limits,
+}
+
+impl Transports {
+    pub fn new(udp: Arc<UdpSocket>, limits: Limits) -> Arc<Self> {
+        Arc::new(Self { udp, flows: Mutex::new(HashMap::new()), next_flow: AtomicU64::new(1), limits })
+    }
+
+    pub fn udp_local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.udp.local_addr()
+    }
+
+    /// Send to `peer`: UDP to its address, TCP/TLS on its flow. A flow that
+    /// is gone is reported (the device must reconnect; it registered there).
+    pub async fn send(&self, peer: Peer, bytes: Bytes) {
+        match peer.transport {
+            TransportKind::Udp => {
+                if let Err(e) = self.udp.send_to(&bytes, peer.addr).await {
+                    tracing::debug!(to = %peer.addr, error = %e, "udp send failed");
+                }
+            }
+            _ => {
+                let tx = self.flows.lock().ok().and_then(|f| f.get(&peer.flow).cloned());
+                match tx {
+                    Some(tx) => {
+                        if tx.try_send(bytes).is_err() {
+                            tracing::warn!(to = %peer.addr, flow = peer.flow, "connection write queue full or closed");
+                        }
+                    }
+                    None => tracing::debug!(to = %peer.addr, flow = peer.flow, "no such connection any more"),
+                }
+            }
+        }
+    }
+
+    pub fn flow_is_open(&self, flow: u64) -> bool {
+        self.flows.lock().map(|f| f.contains_key(&flow)).unwrap_or(false)
+    }
+
+    fn open_flow(&self) -> (u64, mpsc::Receiver<Bytes>) {
+        let id = self.next_flow.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(256);
+        if let Ok(mut f) = self.flows.lock() {
+            f.insert(id, tx);
+        }
+        (id, rx)
+    }
+
+    fn close_flow(&self, id: u64) {
+        if let Ok(mut f) = self.flows.lock() {
+            f.remove(&id);
+        }
+    }
+}
+
+/// Log a message that could not be parsed, and answer it when it was a
+/// request with enough headers to answer along.
+fn reject(err: &ParseError, peer: Peer) -> Option<Bytes> {
+    metrics::counter!("tsunagu_sip_parse_errors_total", "transport" => peer.transport.via_name()).increment(1);
+    tracing::warn!(source = %peer.addr, transport = peer.transport.via_name(), error = %err, "malformed SIP message");
+    err.stateless_response()
+}
+
+pub async fn run_udp(transports: Arc<Transports>, endpoint: mpsc::UnboundedSender<EndpointInput>) {
+    let socket = transports.udp.clone();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP errors surface here on some systems; keep serving.
+                tracing::debug!(error = %e, "udp receive error");
+                continue;
+            }
+        };
+        let data = &buf[..n];
+        if data.iter().all(|b| *b == b'\r' || *b == b'\n' || *b == 0) {
+            continue; // keep-alive noise
+        }
+        let peer = Peer { addr: from, transport: TransportKind::Udp, flow: 0 };
+        match parse_message(data, Framing::Datagram, &transports.limits) {
+            Ok(msg) => {
+                if endpoint.send(EndpointInput::Network { msg, peer }).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                if let Some(resp) = reject(&e, peer) {
+                    let _ = socket.send_to(&resp, from).await;
+                }
+            }
+        }
+    }
+}
+
+pub async fn run_tcp(listener: TcpListener, transports: Arc<Transports>, endpoint: mpsc::UnboundedSender<EndpointInput>, tls: Option<TlsAcceptor>) {
+    let kind = if tls.is_some() { TransportKind::Tls } else { TransportKind::Tcp };
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let transports = transports.clone();
+        let endpoint = endpoint.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => serve_connection(stream, from, kind, transports, endpoint).await,
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream)).await;
+                    match handshake {
+                        Ok(Ok(s)) => serve_connection(s, from, kind, transports, endpoint).await,
+                        Ok(Err(e)) => tracing::info!(source = %from, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::info!(source = %from, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve_connection<S>(stream: S, from: SocketAddr, kind: TransportKind, transports: Arc<Transports>, endpoint: mpsc::UnboundedSender<EndpointInput>)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (flow, mut outgoing) = transports.open_flow();
+    let peer = Peer { addr: from, transport: kind, flow };
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let writer_task = tokio::spawn(async move {
+        while let Some(bytes) = outgoing.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let mut framer = StreamFramer::new(transports.limits.clone());
+    let mut buf = vec![0u8; 16 * 1024];
+    'conn: loop {
+        let n = match tokio::time::timeout(IDLE_TIMEOUT, reader.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => n,
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.next_frame() {
+                Ok(None) => break,
+                Ok(Some(Frame::Ping)) => transports.send(peer, Bytes::from_static(b"\r\n")).await,
+                Ok(Some(Frame::Pong)) => {}
+                Ok(Some(Frame::Message(bytes))) => match parse_message(&bytes, Framing::Stream, &transports.limits) {
+                    Ok(msg) => {
+                        if endpoint.send(EndpointInput::Network { msg, peer }).is_err() {
+                            break 'conn;
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(resp) = reject(&e, peer) {
+                            transports.send(peer, resp).await;
+                        }
+                        if matches!(e.kind, ParseErrorKind::Framing | ParseErrorKind::TooLarge) {
+                            break 'conn;
+                        }
+                    }
+                },
+                Err(e) => {
+                    // Framing is lost: nothing after this can be trusted.
+                    tracing::warn!(source = %from, transport = kind.via_name(), error = %e, "stream framing lost, closing connection");
+                    metrics::counter!("tsunagu_sip_parse_errors_total", "transport" => kind.via_name()).increment(1);
+                    break 'conn;
+                }
+            }
+        }
+    }
+    transports.close_flow(flow);
+    // Let queued responses (a 400 before closing) drain, then stop.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer_task).await;
+}
