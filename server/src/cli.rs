@@ -63,6 +63,9 @@ enum UserCommand {
     Add {
         #[arg(long)]
         data: PathBuf,
+        /// Configuration file (for the realm of a new data directory).
+        #[arg(long)]
+        config: Option<PathBuf>,
         extension: String,
         #[arg(long)]
         password: String,
@@ -73,18 +76,27 @@ enum UserCommand {
     Remove {
         #[arg(long)]
         data: PathBuf,
+        /// Configuration file (for the realm of a new data directory).
+        #[arg(long)]
+        config: Option<PathBuf>,
         extension: String,
     },
     /// List extensions with their registered contacts.
     List {
         #[arg(long)]
         data: PathBuf,
+        /// Configuration file (for the realm of a new data directory).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Add users from a CSV file with the header `extension,password,name`;
     /// all rows or none.
     Import {
         #[arg(long)]
         data: PathBuf,
+        /// Configuration file (for the realm of a new data directory).
+        #[arg(long)]
+        config: Option<PathBuf>,
         file: PathBuf,
     },
 }
@@ -130,8 +142,8 @@ fn load_config(file: Option<&Path>, data: Option<PathBuf>, sip: Option<SocketAdd
 
 /// Open the store of a data directory with the configured realm (the
 /// environment may set it; the store keeps the one it was made with).
-async fn open_store(data: &Path) -> Result<SqliteStore, BoxError> {
-    let cfg = Config::load(None)?;
+async fn open_store(data: &Path, config: Option<&Path>) -> Result<SqliteStore, BoxError> {
+    let cfg = Config::load(config)?;
     Ok(SqliteStore::open(data, &cfg.sip.realm).await?)
 }
 
@@ -165,20 +177,20 @@ fn new_user(realm: &str, extension: &str, password: &str, name: &str) -> User {
 
 async fn user_command(cmd: UserCommand) -> Result<(), BoxError> {
     match cmd {
-        UserCommand::Add { data, extension, password, name } => {
+        UserCommand::Add { data, config, extension, password, name } => {
             check_password(&password)?;
-            let store = open_store(&data).await?;
+            let store = open_store(&data, config.as_deref()).await?;
             let realm = store.realm().await?;
             store.add_user(new_user(&realm, &extension, &password, &name)).await?;
             println!("added {extension}");
         }
-        UserCommand::Remove { data, extension } => {
-            let store = open_store(&data).await?;
+        UserCommand::Remove { data, config, extension } => {
+            let store = open_store(&data, config.as_deref()).await?;
             store.remove_user(&extension).await?;
             println!("removed {extension}");
         }
-        UserCommand::List { data } => {
-            let store = open_store(&data).await?;
+        UserCommand::List { data, config } => {
+            let store = open_store(&data, config.as_deref()).await?;
             let users = store.list_users().await?;
             let bindings = store.list_bindings().await?;
             let now = unix_now() as i64;
@@ -200,10 +212,10 @@ async fn user_command(cmd: UserCommand) -> Result<(), BoxError> {
                 }
             }
         }
-        UserCommand::Import { data, file } => {
+        UserCommand::Import { data, config, file } => {
             let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", file.display()))?;
-            let store = open_store(&data).await?;
+            let store = open_store(&data, config.as_deref()).await?;
             let realm = store.realm().await?;
             let users = users_from_csv(&text, &realm)?;
             let n = store.add_users(users).await.map_err(|e| match e {

@@ -34,6 +34,9 @@ pub enum ParseErrorKind {
     Framing,
     /// Well-formed enough to answer, with this response.
     Rejected,
+    /// The start line is not SIP at all: on a stream, nothing that follows
+    /// can be trusted.
+    NotSip,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -59,6 +62,9 @@ impl ParseError {
     }
     pub fn framing(detail: &str) -> Self {
         Self::new(ParseErrorKind::Framing, detail, Some(Rejection::new(400, format!("Bad Request ({detail})"))))
+    }
+    pub fn not_sip(detail: &str) -> Self {
+        Self::new(ParseErrorKind::NotSip, detail, Some(Rejection::new(400, format!("Bad Request-Line ({detail})"))))
     }
     pub fn bad_request_line(detail: &str) -> Self {
         Self::new(ParseErrorKind::Malformed, detail, Some(Rejection::new(400, format!("Bad Request-Line ({detail})"))))

@@ -168,7 +168,7 @@ pub fn parse_message(buf: &[u8], framing: Framing, limits: &Limits) -> Result<Me
 
     let first = match lines.next() {
         Some(Ok(l)) => l,
-        _ => return Err(ParseError::malformed("no start line")),
+        _ => return Err(ParseError::not_sip("no start line")),
     };
     if first.len() > limits.max_line_length {
         return Err(ParseError::malformed("start line too long"));
@@ -297,13 +297,13 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     // each (RFC 4475 §3.1.2.8–10: we take the strict choice and answer 400).
     let mut parts = line.split(' ');
     let (Some(method), Some(uri), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(ParseError::bad_request_line("request line must be 'METHOD SP URI SP SIP/2.0'"));
+        return Err(ParseError::not_sip("request line must be 'METHOD SP URI SP SIP/2.0'"));
     };
     if method.is_empty() || !method.bytes().all(is_token_byte) {
-        return Err(ParseError::bad_request_line("method is not a token"));
+        return Err(ParseError::not_sip("method is not a token"));
     }
     if !version.starts_with("SIP/") {
-        return Err(ParseError::bad_request_line("no SIP version"));
+        return Err(ParseError::not_sip("no SIP version"));
     }
     if version != "SIP/2.0" {
         return Err(ParseError::rejected(Rejection::new(505, "Version Not Supported"), "unsupported SIP version"));

@@ -19,7 +19,8 @@ pub struct UasPolicy {
 impl Default for UasPolicy {
     fn default() -> Self {
         Self {
-            supported_extensions: ["path", "outbound", "gruu", "replaces", "timer", "100rel"].map(String::from).to_vec(),
+            // Only what is implemented: a Require for anything else gets 420.
+            supported_extensions: vec!["outbound".to_string()],
             accepted_body_types: ["application/sdp", "multipart/mixed"].map(String::from).to_vec(),
             answer_types: ["application/sdp"].map(String::from).to_vec(),
         }

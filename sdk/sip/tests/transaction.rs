@@ -156,9 +156,6 @@ impl Harness {
     fn with_config(config: TimerConfig) -> Self {
         Harness { layer: TransactionLayer::new(config), base: Instant::now(), now: Duration::ZERO }
     }
-    fn at(&self, ms: u64) -> Instant {
-        self.base + Duration::from_millis(ms)
-    }
     fn ms(&self, at: Instant) -> u64 {
         u64::try_from(at.duration_since(self.base).as_millis()).unwrap()
     }
@@ -1302,4 +1299,34 @@ fn many_transactions_all_end() {
     log.extend(h.run_to_end());
     let terminated = timed_events(&log).iter().filter(|(_, e)| matches!(e, TxEvent::Terminated { .. })).count();
     assert_eq!(terminated, n);
+}
+
+#[test]
+fn resending_a_branch_replaces_the_old_transaction() {
+    let mut h = Harness::new();
+    let options = Req::new("OPTIONS", "z9hG4bKr1").build();
+    let key = client_key_of(&options);
+    h.send_request(0, options.clone(), UDP);
+    h.send_request(100, options, UDP);
+    assert_eq!(h.layer.len(), 1);
+    assert_eq!(h.next_ms(), Some(100 + T1), "the first transaction's deadlines are gone");
+    let log = h.run_to_end();
+    assert_eq!(transmit_times(&log)[0], 600);
+    assert_timeout_then_terminated(&timed_events(&log), 100 + T64, &key);
+}
+
+#[test]
+fn rfc2543_ack_for_2xx_reaches_the_tu() {
+    let mut h = Harness::new();
+    let invite = Req::rfc2543("INVITE").build();
+    let key = start_server(&mut h, 0, &invite, UDP);
+    h.send_response(100, &key, response_to(&invite, 200, Some("ok")));
+    let mut ack = Req::rfc2543("ACK");
+    ack.to_tag = Some("ok");
+    ack.uri = "sip:bob@192.0.2.9";
+    let out = h.request(200, ack.build(), UDP);
+    let (ack_key, _) = assert_request_event(only_event(&out), "ACK");
+    assert_eq!(ack_key, key, "an RFC 2543 ACK matches the INVITE it acknowledges");
+    let log = h.run_to_end();
+    assert_terminated(&timed_events(&log), 100 + T64, &key);
 }

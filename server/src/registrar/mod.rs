@@ -253,7 +253,7 @@ impl Registrar {
         if outbound {
             resp.headers.insert(Name::REQUIRE, "outbound");
         }
-        resp.headers.insert(Name::SUPPORTED, "outbound, path");
+        resp.headers.insert(Name::SUPPORTED, "outbound");
         resp.headers.insert(Name::DATE, http_date(now));
         resp
     }
@@ -295,10 +295,12 @@ impl Registrar {
         Ok(())
     }
 
-    /// Write every current binding to the store now (used at shutdown).
+    /// Make the store hold exactly the bindings in memory (at shutdown, so
+    /// changes still queued for the batch writer are not lost).
     pub async fn persist_all(&self) -> Result<(), crate::store::StoreError> {
-        let changes: Vec<BindingChange> = match self.location.lock() {
-            Ok(loc) => loc.snapshot(),
+        let mut changes = vec![BindingChange::ClearAll];
+        match self.location.lock() {
+            Ok(loc) => changes.extend(loc.snapshot()),
             Err(_) => return Ok(()),
         };
         self.store.apply_binding_changes(changes).await

@@ -42,7 +42,7 @@ impl RequestHandler for Core {
                 let mut resp = response_to(&req, 200, Some(&new_tag()));
                 resp.headers.insert(Name::ALLOW, ALLOW);
                 resp.headers.insert(Name::ACCEPT, "application/sdp");
-                resp.headers.insert(Name::SUPPORTED, "outbound, path");
+                resp.headers.insert(Name::SUPPORTED, "outbound");
                 responder.respond(key, resp);
             }
             // No INVITE transaction can be pending yet, so nothing to cancel.

@@ -24,6 +24,10 @@ pub struct Responder {
 }
 
 impl Responder {
+    pub fn new(tx: mpsc::UnboundedSender<EndpointInput>) -> Self {
+        Self { tx }
+    }
+
     pub fn respond(&self, key: TxKey, response: Response) {
         metrics::counter!("tsunagu_sip_responses_total", "code" => response.code.to_string()).increment(1);
         let _ = self.tx.send(EndpointInput::Respond { key, response });
@@ -49,7 +53,7 @@ pub async fn run_endpoint(
     handler: Arc<dyn RequestHandler>,
     timers: TimerConfig,
 ) {
-    let responder = Responder { tx };
+    let responder = Responder::new(tx);
     let mut layer = TransactionLayer::new(timers);
     loop {
         while let Some(out) = layer.poll_output() {

@@ -187,7 +187,7 @@ where
                         if let Some(resp) = reject(&e, peer) {
                             transports.send(peer, resp).await;
                         }
-                        if matches!(e.kind, ParseErrorKind::Framing | ParseErrorKind::TooLarge) {
+                        if matches!(e.kind, ParseErrorKind::Framing | ParseErrorKind::TooLarge | ParseErrorKind::NotSip) {
                             break 'conn;
                         }
                     }

@@ -62,6 +62,8 @@ pub struct StoredBinding {
 pub enum BindingChange {
     Upsert(StoredBinding),
     Remove { extension: String, device_key: String },
+    /// Forget every binding (followed by upserts: a full snapshot).
+    ClearAll,
 }
 
 pub trait Store: Send + Sync + 'static {

@@ -164,6 +164,9 @@ impl Store for SqliteStore {
                             Err(e) => return Err(e.into()),
                         }
                     }
+                    BindingChange::ClearAll => {
+                        sqlx::query("DELETE FROM bindings").execute(&mut *tx).await?;
+                    }
                     BindingChange::Remove { extension, device_key } => {
                         sqlx::query("DELETE FROM bindings WHERE extension = ? AND device_key = ?")
                             .bind(extension)
