@@ -6,11 +6,15 @@
 # Environment (all optional):
 #   PEERS="kamailio tsunagu"   which servers to measure, in this order
 #   TSUNAGU_BIN=path           default target/release/tsunagu (built if missing)
+#   BUILD=1                    run cargo build --release even if the binary exists
 #   USERS=10000                number of distinct users (extensions 100000...)
 #   RATES="1000 2000 ..."      offered rates (registrations/s), rising; stops at first failure
-#   STEP_SECONDS=20            how long each rate is sustained
+#   STEP_SECONDS=40            how long each rate is sustained (> 32 s, the life of a
+#                              UDP non-INVITE server transaction, so that a stateful
+#                              server reaches its steady state within the step)
 #   REFINE=1                   after the first failing step, try once halfway between
-#   KAM_PORT=25060 TSU_SIP_PORT=25070 TSU_HTTP_PORT=25080 SIPP_PORT=25090
+#   KAM_PORT TSU_SIP_PORT TSU_HTTP_PORT SIPP_PORT   default: first free from
+#                              25100, 25200 (UDP+TCP, TLS on +1), 25300, 25400
 #   KEEP_WORK=1                keep the temporary directory (logs, SIPp stats)
 #   RESULT_FILE=path           default bench/register/last-result.txt
 #
@@ -29,12 +33,13 @@ PEERS=${PEERS:-"kamailio tsunagu"}
 USERS=${USERS:-10000}
 FIRST_EXT=${FIRST_EXT:-100000}
 RATES=${RATES:-"1000 2000 4000 8000 12000 16000 20000 24000 28000 32000"}
-STEP_SECONDS=${STEP_SECONDS:-20}
+STEP_SECONDS=${STEP_SECONDS:-40}
 REFINE=${REFINE:-1}
-KAM_PORT=${KAM_PORT:-25060}
-TSU_SIP_PORT=${TSU_SIP_PORT:-25070}
-TSU_HTTP_PORT=${TSU_HTTP_PORT:-25080}
-SIPP_PORT=${SIPP_PORT:-25090}
+# Ports: given ones are used as they are; by default the first free one from a base.
+KAM_PORT=${KAM_PORT:-}
+TSU_SIP_PORT=${TSU_SIP_PORT:-}
+TSU_HTTP_PORT=${TSU_HTTP_PORT:-}
+SIPP_PORT=${SIPP_PORT:-}
 KEEP_WORK=${KEEP_WORK:-0}
 RESULT_FILE=${RESULT_FILE:-$HERE/last-result.txt}
 DEFAULT_TSUNAGU_BIN=$ROOT/target/release/tsunagu
@@ -60,8 +65,8 @@ done
 ((STEP_SECONDS > 0 && STEP_SECONDS <= 300)) || die "STEP_SECONDS must be 1..300"
 
 # Build Tsunagu before taking the lock for the measurement (cargo takes the same lock).
-if [[ " $PEERS " == *" tsunagu "* && ${REGISTER_BENCH_LOCKED:-0} != 1 ]]; then
-	if [[ ! -x $TSUNAGU_BIN ]]; then
+if [[ " $PEERS " == *" tsunagu "* ]]; then
+	if [[ ! -x $TSUNAGU_BIN || ( ${BUILD:-0} == 1 && $TSUNAGU_BIN == "$DEFAULT_TSUNAGU_BIN" ) ]]; then
 		[[ $TSUNAGU_BIN == "$DEFAULT_TSUNAGU_BIN" ]] || die "TSUNAGU_BIN=$TSUNAGU_BIN is not executable"
 		log "building $TSUNAGU_BIN (cargo build --release -p tsunagu-server, under $LOCK)"
 		(cd "$ROOT" && flock "$LOCK" cargo build --release -p tsunagu-server) ||
@@ -69,12 +74,13 @@ if [[ " $PEERS " == *" tsunagu "* && ${REGISTER_BENCH_LOCKED:-0} != 1 ]]; then
 	fi
 fi
 
-# The whole measurement holds the cargo lock: no compile may run next to it
-# on this 2-core machine (and we wait for a running one to finish).
-if [[ ${REGISTER_BENCH_LOCKED:-0} != 1 ]]; then
-	log "waiting for $LOCK (no cargo build may run during the measurement)"
-	export REGISTER_BENCH_LOCKED=1
-	exec flock -w 7200 "$LOCK" "$0" "$@"
+# The whole measurement holds the cargo lock (on fd 9 of this shell; the
+# servers and SIPp are started with 9>&- so they never inherit it): no compile
+# may run next to it on this 2-core machine, and we wait for a running one.
+exec 9>>"$LOCK"
+if ! flock -n 9; then
+	log "waiting for $LOCK (a cargo build is running; none may run during the measurement)"
+	flock -w 7200 9 || die "could not get $LOCK within 2 hours"
 fi
 
 # ---------------------------------------------------------------- work dir, cleanup
@@ -118,7 +124,32 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port_free() { ! ss -Hlnu "sport = :$1" | grep -q .; }
+port_free() { # port_free PORT KIND...: KIND udp | tcp (a listener on PORT)
+	local kind
+	for kind in "${@:2}"; do
+		case $kind in
+		udp) ! ss -Hlnu "sport = :$1" | grep -q . || return 1 ;;
+		tcp) ! ss -Hlnt "sport = :$1" | grep -q . || return 1 ;;
+		esac
+	done
+}
+# pick_port NAME BASE KIND...: keep $NAME if set (it must be free), else the
+# first port from BASE (40 tries, step 2) free for every KIND.
+pick_port() {
+	local name=$1 base=$2 p
+	shift 2
+	if [[ -n ${!name} ]]; then
+		port_free "${!name}" "$@" || die "port ${!name} ($name) is in use"
+		return 0
+	fi
+	for ((p = base; p < base + 80; p += 2)); do
+		if port_free "$p" "$@" && { [[ $name != TSU_SIP_PORT ]] || port_free $((p + 1)) tcp; }; then
+			printf -v "$name" %s "$p"
+			return 0
+		fi
+	done
+	die "no free port for $name from $base"
+}
 
 # ---------------------------------------------------------------- users
 # Deterministic per-user passwords (16 chars), three views of the same list:
@@ -187,22 +218,40 @@ cpu_ticks() { # cpu_ticks PID...: sum of utime+stime (all threads) of these proc
 	echo "$total"
 }
 
+thread_ticks() { # thread_ticks PID...: "tid ticks" per thread of these processes
+	local pid t
+	for pid in "$@"; do
+		for t in /proc/"$pid"/task/*/stat; do
+			[[ -r $t ]] && awk '{ tid = $1; sub(/^.*\) /, ""); print tid, $12 + $13 }' "$t" 2>/dev/null
+		done
+	done
+	return 0
+}
+pss_mb() { # pss_mb PID...: proportional set size of these processes together, MB
+	local pid kb=0 v
+	for pid in "$@"; do
+		v=$(awk '/^Pss:/ { print $2; exit }' "/proc/$pid/smaps_rollup" 2>/dev/null) || continue
+		kb=$((kb + ${v:-0}))
+	done
+	echo $((kb / 1024))
+}
+
 host_ticks() { # "busy total" jiffies of the whole machine (/proc/stat), a rough cross-check
 	awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat
 }
 
 # ---------------------------------------------------------------- Kamailio
 start_kamailio() {
-	port_free "$KAM_PORT" || die "UDP port $KAM_PORT is in use (set KAM_PORT)"
+	pick_port KAM_PORT 25100 udp
 	local pidfile=$WORK/kamailio.pid
 	kamailio -f "$HERE/kamailio.cfg" -DD -E -P "$pidfile" -w "$WORK" -m 256 -M 16 \
 		-l "udp:127.0.0.1:$KAM_PORT" -A "HTDBURL=\"text://$WORK/htdb\"" \
-		>"$WORK/kamailio.log" 2>&1 &
+		>"$WORK/kamailio.log" 2>&1 9>&- &
 	local main=$! i
 	KAM_PIDS=("$main")
 	for ((i = 0; i < 100; i++)); do
 		kill -0 "$main" 2>/dev/null || { tail -20 "$WORK/kamailio.log" >&2; die "kamailio exited at startup"; }
-		if ! port_free "$KAM_PORT" && (($(pgrep -c -P "$main" || true) >= 8)); then
+		if ! port_free "$KAM_PORT" udp && (($(pgrep -c -P "$main" || true) >= 8)); then
 			break
 		fi
 		sleep 0.1
@@ -222,15 +271,15 @@ stop_kamailio() {
 
 # ---------------------------------------------------------------- Tsunagu
 start_tsunagu() {
-	port_free "$TSU_SIP_PORT" || die "UDP port $TSU_SIP_PORT is in use (set TSU_SIP_PORT)"
-	! ss -Hltn "sport = :$TSU_HTTP_PORT" | grep -q . || die "TCP port $TSU_HTTP_PORT is in use (set TSU_HTTP_PORT)"
+	pick_port TSU_SIP_PORT 25200 udp tcp
+	pick_port TSU_HTTP_PORT 25300 tcp
 	local data=$WORK/tsunagu-data i
 	mkdir -p "$data"
-	RUST_LOG=${TSUNAGU_LOG:-warn} timeout 300 "$TSUNAGU_BIN" user import --data "$data" "$WORK/users.csv" \
-		>"$WORK/tsunagu-import.log" 2>&1 || { tail -20 "$WORK/tsunagu-import.log" >&2; die "tsunagu user import failed"; }
-	RUST_LOG=${TSUNAGU_LOG:-warn} "$TSUNAGU_BIN" serve --data "$data" \
+	TSUNAGU_LOG=${TSUNAGU_LOG:-warn} timeout 300 "$TSUNAGU_BIN" user import --data "$data" "$WORK/users.csv" \
+		>"$WORK/tsunagu-import.log" 2>&1 9>&- || { tail -20 "$WORK/tsunagu-import.log" >&2; die "tsunagu user import failed"; }
+	TSUNAGU_LOG=${TSUNAGU_LOG:-warn} "$TSUNAGU_BIN" serve --data "$data" \
 		--sip "127.0.0.1:$TSU_SIP_PORT" --http "127.0.0.1:$TSU_HTTP_PORT" \
-		>"$WORK/tsunagu.log" 2>&1 &
+		>"$WORK/tsunagu.log" 2>&1 9>&- &
 	TSU_PID=$!
 	for ((i = 0; i < 300; i++)); do
 		kill -0 "$TSU_PID" 2>/dev/null || { tail -20 "$WORK/tsunagu.log" >&2; die "tsunagu serve exited at startup"; }
@@ -258,8 +307,9 @@ run_step() {
 	mkdir -p "$dir"
 	local -a server_pids
 	if [[ $peer == kamailio ]]; then server_pids=("${KAM_PIDS[@]}"); else server_pids=("$TSU_PID"); fi
-	local srv0 srv1 t0 t1 host0 host1
+	local srv0 srv1 t0 t1 host0 host1 thr0 thr1
 	host0=$(host_ticks)
+	thr0=$(thread_ticks "${server_pids[@]}")
 	srv0=$(cpu_ticks "${server_pids[@]}")
 	t0=$(date +%s.%N)
 	(
@@ -271,7 +321,7 @@ run_step() {
 			-timeout $((STEP_SECONDS + 40))s -nostdin -buff_size 4194304 \
 			-trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 1000 \
 			-trace_err -error_file errors.log -max_log_size 20000000 \
-			>screen.log 2>&1 || rc=$?
+			>screen.log 2>&1 9>&- || rc=$?
 		echo "$rc" >rc
 		times >times
 	) &
@@ -280,7 +330,14 @@ run_step() {
 	SIPP_SUB=
 	t1=$(date +%s.%N)
 	srv1=$(cpu_ticks "${server_pids[@]}")
+	thr1=$(thread_ticks "${server_pids[@]}")
 	host1=$(host_ticks)
+	# The busiest single thread (Kamailio: process) of the server: a value near
+	# 100 % while the machine has idle CPU points at a serial bottleneck.
+	local maxthr pss
+	maxthr=$(awk 'NR == FNR { before[$1] = $2; next } { d = $2 - before[$1]; if (d > m) m = d } END { print m + 0 }' \
+		<(echo "$thr0") <(echo "$thr1"))
+	pss=$(pss_mb "${server_pids[@]}")
 
 	local sipp_rc
 	sipp_rc=$(cat "$dir/rc" 2>/dev/null || echo 255)
@@ -321,7 +378,7 @@ run_step() {
 	STEP_LINE=$(awk -v peer="$peer" -v rate="$rate" -v calls="$calls" -v succ="$success" -v failed="$failed" \
 		-v retrans="$retrans" -v unexp="$unexpected" -v tmo="$timeouts" -v mrt="$maxretrans" \
 		-v samples="$samples" -v span="$span" -v t0="$t0" -v t1="$t1" \
-		-v srv="$((srv1 - srv0))" -v hz="$CLK_TCK" -v host0="$host0" -v host1="$host1" -v ncpu="$(nproc)" -v sippcpu="$sipp_cpu" -v rc="$sipp_rc" \
+		-v srv="$((srv1 - srv0))" -v hz="$CLK_TCK" -v host0="$host0" -v host1="$host1" -v ncpu="$(nproc)" -v maxthr="$maxthr" -v pss="$pss" -v sippcpu="$sipp_cpu" -v rc="$sipp_rc" \
 		-v p50="$p50" -v p99="$p99" -v ap99="$auth_p99" \
 		-v maxfail="$MAX_FAIL_PCT" -v maxre="$MAX_RETRANS_PCT" -v minach="$MIN_ACHIEVED_PCT" '
 	BEGIN {
@@ -341,9 +398,9 @@ run_step() {
 		ok = (why == "") ? "PASS" : "FAIL"
 		if (why == "") why = "-"
 		sub(/;$/, "", why)
-		printf "%-8s %6d %7.0f %6d %6d %7.2f %7.2f %8s %8s %8s %6.0f%% %6.0f%% %6.0f%% %9.3f %9.3f %4s %s unexpected=%d recv-timeouts=%d max-retrans=%d\n",
+		printf "%-8s %6d %7.0f %6d %6d %7.2f %7.2f %8s %8s %8s %6.0f%% %6.0f%% %6.0f%% %6.0f%% %6d %9.3f %9.3f %4s %s unexpected=%d recv-timeouts=%d max-retrans=%d\n",
 			peer, rate, achieved, calls, succ, failpct, repct, p50, p99, ap99,
-			100 * srvs / wall, 100 * sippcpu / wall, hostpct,
+			100 * srvs / wall, 100 * sippcpu / wall, hostpct, 100 * maxthr / hz / wall, pss,
 			(succ > 0 ? 1000 * srvs / succ : 0), (succ > 0 ? 1000 * sippcpu / succ : 0),
 			ok, why, unexp, tmo, mrt
 		exit (ok == "PASS" ? 0 : 1)
@@ -358,7 +415,7 @@ smoke_test() {
 	mkdir -p "$dir"
 	(cd "$dir" && timeout --kill-after=5 60 sipp "127.0.0.1:$port" -sf "$HERE/register.xml" \
 		-inf "$WORK/sipp-users.csv" -i 127.0.0.1 -p "$SIPP_PORT" -r 20 -m 20 -timeout 30s -nostdin \
-		-trace_err -error_file errors.log -trace_msg -message_file messages.log >screen.log 2>&1) || rc=$?
+		-trace_err -error_file errors.log -trace_msg -message_file messages.log >screen.log 2>&1 9>&-) || rc=$?
 	if ((rc != 0)); then
 		log "$peer: smoke test (20 registrations) failed, SIPp rc $rc; first errors:"
 		head -40 "$dir/errors.log" >&2 2>/dev/null || true
@@ -367,8 +424,8 @@ smoke_test() {
 	log "$peer: smoke test passed (20/20 registrations)"
 }
 
-STEP_HEADER=$(printf "%-8s %6s %7s %6s %6s %7s %7s %8s %8s %8s %7s %7s %7s %9s %9s %4s %s" \
-	peer offer achieved calls ok fail% retr% p50ms p99ms authp99 srvCPU sippCPU hostCPU srvs/1k sipps/1k res why)
+STEP_HEADER=$(printf "%-8s %6s %7s %6s %6s %7s %7s %8s %8s %8s %7s %7s %7s %7s %6s %9s %9s %4s %s" \
+	peer offer achieved calls ok fail% retr% p50ms p99ms authp99 srvCPU sippCPU hostCPU maxThr pssMB srvs/1k sipps/1k res why)
 
 # ---------------------------------------------------------------- search one peer
 # measure_peer PEER PORT: rising rates, stop at the first failing step (+ one
@@ -410,7 +467,7 @@ measure_peer() {
 }
 
 # ---------------------------------------------------------------- main
-port_free "$SIPP_PORT" || die "UDP port $SIPP_PORT is in use (set SIPP_PORT)"
+pick_port SIPP_PORT 25400 udp
 generate_users
 build_shim
 START=$(date '+%F %T %Z')
@@ -442,13 +499,14 @@ field() { awk -v f="$2" '{ print $f }' <<<"$1"; }
 	echo "machine: $(nproc) CPUs, $(uname -r), loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)," \
 		"net.core.rmem_default=$(sysctl -n net.core.rmem_default 2>/dev/null) rmem_max=$(sysctl -n net.core.rmem_max 2>/dev/null)"
 	echo "tools: $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1), kamailio $(kamailio -v 2>/dev/null | awk 'NR==1{print $3}')," \
-		"tsunagu $( [[ " $PEERS " == *" tsunagu "* ]] && "$TSUNAGU_BIN" --version 2>/dev/null | head -1 || echo '-')"
+		"$( [[ " $PEERS " == *" tsunagu "* ]] && echo "$("$TSUNAGU_BIN" --version 2>/dev/null | head -1) ($TSUNAGU_BIN, built $(date -r "$TSUNAGU_BIN" '+%F %T'))" || echo 'tsunagu -')"
 	echo "load: $USERS users ($FIRST_EXT..), UDP 127.0.0.1, ${STEP_SECONDS}s per step, rates: $RATES"
 	echo "one registration = REGISTER -> 401 -> REGISTER+Authorization -> 200 (2 transactions), counted as 1"
 	echo "pass = <${MAX_FAIL_PCT}% failed, <${MAX_RETRANS_PCT} retransmission per 100 registrations, achieved >= ${MIN_ACHIEVED_PCT}% of offered"
 	echo "response time = SIPp rtd from first REGISTER sent to 200 received (both round trips; SIPp's own queueing included)"
 	echo "CPU = utime+stime from /proc/PID/stat (all processes / threads of the server) during the step, % of one core;"
 	echo "      hostCPU = whole machine from /proc/stat (includes kernel softirq work and anything else running)"
+	echo "      maxThr = busiest single server thread (Kamailio: process); pssMB = server memory (PSS) after the step"
 	echo
 	echo "steps:"
 	echo "$STEP_HEADER"
@@ -459,10 +517,10 @@ field() { awk -v f="$2" '{ print $f }' <<<"$1"; }
 		b=${BEST_LINE[$peer]:-}
 		f=${FAIL_LINE[$peer]:-}
 		fdesc="none up to the last rate"
-		[[ -z $f ]] || fdesc="$(field "$f" 2)/s: $(field "$f" 17) (server CPU $(field "$f" 11), SIPp $(field "$f" 12), host $(field "$f" 13))"
+		[[ -z $f ]] || fdesc="$(field "$f" 2)/s: $(field "$f" 19) (server CPU $(field "$f" 11), busiest thread $(field "$f" 14), SIPp $(field "$f" 12), host $(field "$f" 13))"
 		if [[ -n $b ]]; then
 			printf "%-9s %12s %10s %9s %9s %16s %15s  %s\n" "$peer" "$(field "$b" 2)" "$(field "$b" 3)" \
-				"$(field "$b" 8)" "$(field "$b" 9)" "$(field "$b" 14)" "$(field "$b" 15)" "$fdesc"
+				"$(field "$b" 8)" "$(field "$b" 9)" "$(field "$b" 16)" "$(field "$b" 17)" "$fdesc"
 		else
 			printf "%-9s %12s %10s %9s %9s %16s %15s  %s\n" "$peer" "<$(awk '{print $1}' <<<"$RATES")" - - - - - "$fdesc"
 		fi
@@ -470,9 +528,20 @@ field() { awk -v f="$2" '{ print $f }' <<<"$1"; }
 	if [[ -n ${BEST_LINE[tsunagu]:-} && -n ${BEST_LINE[kamailio]:-} ]]; then
 		awk -v t="${BEST_LINE[tsunagu]}" -v k="${BEST_LINE[kamailio]}" 'BEGIN {
 			split(t, a, " +"); split(k, b, " +")
-			printf "\nratio tsunagu/kamailio: max rate %.2f, p99 %.2f, server CPU per registration %.2f\n",
-				a[2] / b[2], (b[9] > 0 ? a[9] / b[9] : 0), (b[14] > 0 ? a[14] / b[14] : 0)
+			printf "\nratio tsunagu/kamailio, each at its own max rate: rate %.2f, p99 %.2f, server CPU per registration %.2f\n",
+				a[2] / b[2], (b[9] > 0 ? a[9] / b[9] : 0), (b[16] > 0 ? a[16] / b[16] : 0)
 		}'
+		# The same load for both: the highest offered rate that both passed.
+		printf '%s\n' "${STEP_LINES[@]}" | awk '
+			$18 == "PASS" { key = $2; line[$1, key] = $0; if ($1 == "tsunagu") t[key] = 1; if ($1 == "kamailio") k[key] = 1 }
+			END {
+				best = 0
+				for (r in t) if ((r in k) && r + 0 > best) best = r + 0
+				if (!best) exit
+				split(line["tsunagu", best], a, " +"); split(line["kamailio", best], b, " +")
+				printf "at the same load, %d reg/s (highest rate both passed): p99 tsunagu %s ms / kamailio %s ms = %.2f, server CPU per registration %.3f / %.3f s/1k = %.2f\n",
+					best, a[9], b[9], (b[9] > 0 ? a[9] / b[9] : 0), a[16], b[16], (b[16] > 0 ? a[16] / b[16] : 0)
+			}'
 	fi
 	if [[ " $PEERS " == *" tsunagu "* && -s $WORK/tsunagu.log ]]; then
 		echo

@@ -31,6 +31,10 @@ pub struct SipConfig {
     /// while such devices remain.
     pub digest_algorithms: Vec<String>,
     pub nonce_lifetime_secs: u64,
+    /// Phones whose User-Agent contains one of these (case-insensitive) are
+    /// challenged with MD5 only: they give up when offered an algorithm they
+    /// do not know instead of picking the one they do (baresip 1.0's libre).
+    pub md5_only_user_agents: Vec<String>,
     pub min_expires: u32,
     pub max_expires: u32,
     pub default_expires: u32,
@@ -86,6 +90,7 @@ impl Default for SipConfig {
             realm: "tsunagu".into(),
             digest_algorithms: vec!["MD5".into(), "SHA-256".into()],
             nonce_lifetime_secs: 300,
+            md5_only_user_agents: vec!["baresip".into()],
             min_expires: 60,
             max_expires: 7200,
             default_expires: 3600,

@@ -5,14 +5,15 @@ use crate::config::Config;
 use crate::http::{router, HttpState};
 use crate::registrar::{run_persister, Registrar};
 use crate::sip::core::Core;
-use crate::sip::endpoint::{self, run_endpoint};
-use crate::sip::transport::{run_tcp, run_udp, Transports};
+use crate::sip::endpoint::{run_timers, Endpoint};
+use crate::sip::transport::{run_tcp, spawn_udp_receivers, Transports};
 use crate::sip::tls;
 use crate::store::{SqliteStore, Store};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
+use tokio::net::TcpListener;
 use tsunagu_sip::validate::UasPolicy;
 use tsunagu_sip::{Limits, TimerConfig};
 
@@ -33,7 +34,7 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
     let (registrar, persist_rx) = Registrar::new(cfg.sip.clone(), cfg.security.clone(), realm, store.clone()).await?;
 
     let limits = Limits { max_message_size: cfg.sip.max_message_size, ..Limits::default() };
-    let udp = Arc::new(UdpSocket::bind(cfg.sip.listen).await.map_err(|e| bind_error("SIP/UDP", cfg.sip.listen, e))?);
+    let udp = Arc::new(bind_udp(cfg.sip.listen).map_err(|e| bind_error("SIP/UDP", cfg.sip.listen, e))?);
     let tcp = TcpListener::bind(cfg.sip.listen).await.map_err(|e| bind_error("SIP/TCP", cfg.sip.listen, e))?;
     let tls_addr = cfg.tls_listen();
     let tls_listener = TcpListener::bind(tls_addr).await.map_err(|e| bind_error("SIP/TLS", tls_addr, e))?;
@@ -42,15 +43,15 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
     let http = TcpListener::bind(cfg.http.listen).await.map_err(|e| bind_error("HTTP", cfg.http.listen, e))?;
 
     let transports = Transports::new(udp, limits);
-    let (ep_tx, ep_rx) = endpoint::channel();
-    let core = Arc::new(Core { registrar: registrar.clone(), policy: UasPolicy::default() });
-    tokio::spawn(run_endpoint(ep_rx, ep_tx.clone(), transports.clone(), core, TimerConfig::default()));
-    // Two receivers on the one UDP socket keep both cores busy under load.
-    for _ in 0..2 {
-        tokio::spawn(run_udp(transports.clone(), ep_tx.clone()));
-    }
-    tokio::spawn(run_tcp(tcp, transports.clone(), ep_tx.clone(), None));
-    tokio::spawn(run_tcp(tls_listener, transports.clone(), ep_tx.clone(), Some(acceptor)));
+    let endpoint = Endpoint::new(transports.clone(), TimerConfig::default());
+    endpoint.set_handler(Arc::new(Core { registrar: registrar.clone(), policy: UasPolicy::default() }));
+    tokio::spawn(run_timers(endpoint.clone()));
+    // One receiver per core on the one UDP socket: each handles its
+    // datagrams start to finish.
+    let receivers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+    spawn_udp_receivers(transports.clone(), endpoint.clone(), receivers)?;
+    tokio::spawn(run_tcp(tcp, transports.clone(), endpoint.clone(), None));
+    tokio::spawn(run_tcp(tls_listener, transports.clone(), endpoint.clone(), Some(acceptor)));
     let persister = tokio::spawn(run_persister(store.clone(), persist_rx));
     tokio::spawn(watch_users(registrar.clone(), store.clone()));
     tokio::spawn(sweep(registrar.clone()));
@@ -75,6 +76,19 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
     }
     persister.abort();
     Ok(())
+}
+
+/// The SIP UDP socket, with receive and send buffers large enough to ride
+/// out bursts (a registration storm after a power cut) without drops that
+/// would turn into retransmission storms. The kernel caps them at
+/// net.core.rmem_max / wmem_max.
+fn bind_udp(addr: std::net::SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = socket.set_recv_buffer_size(8 << 20);
+    let _ = socket.set_send_buffer_size(8 << 20);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// Pick up user changes made by other processes (the CLI, later the web

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tsunagu_server::config::{SecurityConfig, SipConfig};
 use tsunagu_server::registrar::Registrar;
-use tsunagu_server::sip::endpoint::{self, EndpointInput, Responder};
+use tsunagu_server::sip::endpoint::Responder;
+use tsunagu_sip::transaction::TxKey;
 use tsunagu_server::store::{SqliteStore, Store, User};
 use tsunagu_sip::digest::{answer_challenge, parse_challenge, StoredCredentials};
 use tsunagu_sip::transaction::server_key;
@@ -15,7 +16,7 @@ struct Harness {
     registrar: Arc<Registrar>,
     store: Arc<SqliteStore>,
     responder: Responder,
-    rx: tokio::sync::mpsc::UnboundedReceiver<EndpointInput>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<(TxKey, Response)>,
     _dir: tempfile::TempDir,
     cseq: u32,
 }
@@ -35,8 +36,8 @@ impl Harness {
                 .unwrap();
         }
         let (registrar, _persist) = Registrar::new(SipConfig::default(), security, "tsunagu".into(), store.clone()).await.unwrap();
-        let (tx, rx) = endpoint::channel();
-        Harness { registrar, store, responder: Responder::new(tx), rx, _dir: dir, cseq: 0 }
+        let (responder, rx) = Responder::channel();
+        Harness { registrar, store, responder, rx, _dir: dir, cseq: 0 }
     }
 
     fn request(&mut self, ext: &str, extra: &str) -> Request {
@@ -56,7 +57,7 @@ impl Harness {
         self.registrar.handle_register(req, key, peer(), &self.responder);
         let got = tokio::time::timeout(std::time::Duration::from_secs(5), self.rx.recv()).await;
         match got {
-            Ok(Some(EndpointInput::Respond { response, .. })) => Some(response),
+            Ok(Some((_, response))) => Some(response),
             _ => None,
         }
     }
@@ -201,4 +202,16 @@ async fn a_user_added_after_start_registers_at_once() {
     h.registrar.refresh_users().await.unwrap();
     assert!(h.registrar.bindings("1003").is_empty());
     assert_eq!(h.register("1003", "new-user-pw", "Contact: <sip:1003@10.0.0.3>\r\n").await.code, 403);
+}
+
+#[tokio::test]
+async fn listed_user_agents_are_offered_md5_only() {
+    let mut h = Harness::new(SecurityConfig::default()).await;
+    let req = h.request("1001", "User-Agent: baresip v1.0.0 (x86_64/linux)\r\n");
+    let r = h.send(req).await.unwrap();
+    let offered: Vec<String> = r.headers.get_raw(&Name::WWW_AUTHENTICATE).map(|v| v.to_string()).collect();
+    assert_eq!(offered.len(), 1, "{offered:?}");
+    assert!(offered[0].contains("algorithm=MD5"));
+    let req = h.request("1001", "User-Agent: Linphone/5.1\r\n");
+    assert_eq!(h.send(req).await.unwrap().headers.get_raw(&Name::WWW_AUTHENTICATE).count(), 2);
 }

@@ -44,13 +44,23 @@ pub const SIP_DEADLINE: Duration = Duration::from_secs(8);
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    format!("{prefix}{:x}{:x}{n:x}", std::process::id(), t & 0xffff_ffff_ffff)
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}{:x}{:x}{n:x}",
+        std::process::id(),
+        t & 0xffff_ffff_ffff
+    )
 }
 
 /// Lower-case hex of the MD5 of `s`.
 pub fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Poll `f` until it returns `Some`, or panic with `what` after `timeout`.
@@ -152,7 +162,11 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Output {
             panic!("{desc} did not finish within {timeout:?}");
         }
     };
-    Output { status, stdout: to.join().unwrap(), stderr: te.join().unwrap() }
+    Output {
+        status,
+        stdout: to.join().unwrap(),
+        stderr: te.join().unwrap(),
+    }
 }
 
 /// Kills (SIGKILL) and reaps the child when dropped: for SIPp, baresip, ...
@@ -163,7 +177,10 @@ pub struct ChildGuard {
 
 impl ChildGuard {
     pub fn new(name: &str, child: Child) -> Self {
-        ChildGuard { name: name.to_string(), child }
+        ChildGuard {
+            name: name.to_string(),
+            child,
+        }
     }
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -197,7 +214,9 @@ fn handed_out() -> &'static Mutex<HashSet<u16>> {
 /// still take it before we use it: callers retry on failure.
 pub fn free_sip_port() -> u16 {
     for _ in 0..200 {
-        let Ok(u) = UdpSocket::bind((LOCALHOST, 0)) else { continue };
+        let Ok(u) = UdpSocket::bind((LOCALHOST, 0)) else {
+            continue;
+        };
         let p = u.local_addr().unwrap().port();
         if p >= 65534 {
             continue;
@@ -242,7 +261,10 @@ impl Sandbox {
             .expect("create temp dir");
         let path = dir.path().to_path_buf();
         fs::create_dir_all(path.join("data")).unwrap();
-        Sandbox { dir: Some(dir), path }
+        Sandbox {
+            dir: Some(dir),
+            path,
+        }
     }
     pub fn path(&self) -> &Path {
         &self.path
@@ -291,13 +313,26 @@ impl Server {
     /// `tsunagu serve --data <sandbox>/data` on free loopback ports, ready
     /// (healthz 200) when this returns.
     pub fn start(sb: &Sandbox) -> Server {
-        Self::launch(sb, Mode::Serve)
+        Self::launch(sb, Mode::Serve, &[])
+    }
+
+    /// Like `start`, with extra environment variables (e.g. `TSUNAGU_*`
+    /// configuration overrides).
+    pub fn start_with_env(sb: &Sandbox, env: &[(&str, &str)]) -> Server {
+        Self::launch(sb, Mode::Serve, env)
     }
 
     /// `tsunagu demo`: returns the server and the seeded `(extension,
     /// password)` pairs it printed.
     pub fn start_demo(sb: &Sandbox) -> (Server, Vec<(String, String)>) {
-        let mut s = Self::launch(sb, Mode::Demo);
+        Self::start_demo_with_env(sb, &[])
+    }
+
+    pub fn start_demo_with_env(
+        sb: &Sandbox,
+        env: &[(&str, &str)],
+    ) -> (Server, Vec<(String, String)>) {
+        let mut s = Self::launch(sb, Mode::Demo, env);
         let rx = s.stdout_lines.take().unwrap();
         let mut creds = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -327,7 +362,7 @@ impl Server {
         (s, creds)
     }
 
-    fn launch(sb: &Sandbox, mode: Mode) -> Server {
+    fn launch(sb: &Sandbox, mode: Mode, env: &[(&str, &str)]) -> Server {
         let data = sb.data();
         let mut last_err = String::new();
         for attempt in 0..5 {
@@ -348,6 +383,7 @@ impl Server {
                 .arg(format!("{LOCALHOST}:{sip_port}"))
                 .arg("--http")
                 .arg(format!("{LOCALHOST}:{http_port}"))
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::from(logf.try_clone().unwrap()))
@@ -461,8 +497,8 @@ impl Server {
     }
 
     pub fn metrics(&self) -> String {
-        let (code, body) = http_get(self.http_addr(), "/metrics", Duration::from_secs(5))
-            .expect("GET /metrics");
+        let (code, body) =
+            http_get(self.http_addr(), "/metrics", Duration::from_secs(5)).expect("GET /metrics");
         assert_eq!(code, 200, "GET /metrics answered {code}");
         body
     }
@@ -487,8 +523,11 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16,
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(timeout)).unwrap();
     s.set_write_timeout(Some(timeout)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("write: {e}"))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write: {e}"))?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
     let text = String::from_utf8_lossy(&buf).into_owned();
@@ -497,7 +536,11 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16,
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("bad HTTP answer: {text:?}"))?;
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
     Ok((code, body))
 }
 
@@ -522,12 +565,19 @@ pub fn cli(data: &Path, args: &[&str]) -> Output {
 pub fn cli_unchecked(data: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(TSUNAGU);
     let split = args.len().min(2);
-    cmd.args(&args[..split]).arg("--data").arg(data).args(&args[split..]);
+    cmd.args(&args[..split])
+        .arg("--data")
+        .arg(data)
+        .args(&args[split..]);
     run_bounded(&mut cmd, CLI_DEADLINE)
 }
 
 /// Create users `exts` with `password(ext)` through `tsunagu user import`.
-pub fn import_users(sb: &Sandbox, exts: impl IntoIterator<Item = u32>, password: impl Fn(u32) -> String) {
+pub fn import_users(
+    sb: &Sandbox,
+    exts: impl IntoIterator<Item = u32>,
+    password: impl Fn(u32) -> String,
+) {
     let csv = sb.file(&unique("users-").replace('-', "_"));
     let mut s = String::from("extension,password,name\n");
     for e in exts {
@@ -567,17 +617,29 @@ pub fn parse_user_list(text: &str) -> Vec<UserEntry> {
             let entry = out
                 .last_mut()
                 .unwrap_or_else(|| panic!("contact line before any user line: {line:?}"));
-            assert!(rest.starts_with('<'), "contact line without <uri>: {line:?}");
-            let end = rest.find('>').unwrap_or_else(|| panic!("unclosed <uri>: {line:?}"));
+            assert!(
+                rest.starts_with('<'),
+                "contact line without <uri>: {line:?}"
+            );
+            let end = rest
+                .find('>')
+                .unwrap_or_else(|| panic!("unclosed <uri>: {line:?}"));
             let uri = rest[1..end].to_string();
             let expires = rest[end + 1..]
                 .split_whitespace()
                 .find_map(|f| f.strip_prefix("expires="))
                 .and_then(|v| v.parse().ok());
-            entry.contacts.push(ContactLine { uri, expires, line: rest.to_string() });
+            entry.contacts.push(ContactLine {
+                uri,
+                expires,
+                line: rest.to_string(),
+            });
         } else {
             let f: Vec<&str> = line.split('\t').collect();
-            assert!(f.len() >= 3, "user line is not EXT<TAB>NAME<TAB>N contact(s): {line:?}");
+            assert!(
+                f.len() >= 3,
+                "user line is not EXT<TAB>NAME<TAB>N contact(s): {line:?}"
+            );
             let count = f[2]
                 .split_whitespace()
                 .next()
@@ -622,10 +684,16 @@ pub fn wait_binding(
     timeout: Duration,
     pred: impl Fn(&ContactLine) -> bool,
 ) -> UserEntry {
-    wait_for(&format!("a binding of {ext} in `tsunagu user list`"), timeout, || {
-        let list = user_list(data);
-        find_user(&list, ext).filter(|u| u.contacts.iter().any(&pred)).cloned()
-    })
+    wait_for(
+        &format!("a binding of {ext} in `tsunagu user list`"),
+        timeout,
+        || {
+            let list = user_list(data);
+            find_user(&list, ext)
+                .filter(|u| u.contacts.iter().any(&pred))
+                .cloned()
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -687,8 +755,16 @@ impl SipMsg {
                 headers.push((n.trim().to_string(), v.trim().to_string()));
             }
         }
-        let mut m = SipMsg { start_line, headers, body: Vec::new(), raw: Vec::new() };
-        let clen: usize = m.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let mut m = SipMsg {
+            start_line,
+            headers,
+            body: Vec::new(),
+            raw: Vec::new(),
+        };
+        let clen: usize = m
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         if b.len() < hend + clen {
             return None;
         }
@@ -709,12 +785,19 @@ impl SipMsg {
     /// First value of a header (case-insensitive, compact forms understood).
     pub fn header(&self, name: &str) -> Option<&str> {
         let want = long_name(name);
-        self.headers.iter().find(|(n, _)| long_name(n) == want).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| long_name(n) == want)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
         let want = long_name(name);
-        self.headers.iter().filter(|(n, _)| long_name(n) == want).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(n, _)| long_name(n) == want)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn call_id(&self) -> Option<&str> {
@@ -723,7 +806,8 @@ impl SipMsg {
 
     /// The CSeq method.
     pub fn cseq_method(&self) -> Option<&str> {
-        self.header("cseq").and_then(|v| v.split_whitespace().nth(1))
+        self.header("cseq")
+            .and_then(|v| v.split_whitespace().nth(1))
     }
 
     pub fn text(&self) -> String {
@@ -854,11 +938,16 @@ pub struct Challenge {
 
 impl Challenge {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     /// Algorithm, upper-cased; MD5 when absent.
     pub fn algorithm(&self) -> String {
-        self.param("algorithm").unwrap_or("MD5").to_ascii_uppercase()
+        self.param("algorithm")
+            .unwrap_or("MD5")
+            .to_ascii_uppercase()
     }
 }
 
@@ -888,8 +977,7 @@ pub fn parse_challenge(value: &str) -> Challenge {
         while i < b.len() && b[i].is_ascii_whitespace() {
             i += 1;
         }
-        let val;
-        if i < b.len() && b[i] == b'"' {
+        let val = if i < b.len() && b[i] == b'"' {
             i += 1;
             let mut v = String::new();
             while i < b.len() && b[i] != b'"' {
@@ -900,22 +988,28 @@ pub fn parse_challenge(value: &str) -> Challenge {
                 i += 1;
             }
             i += 1;
-            val = v;
+            v
         } else {
             let vs = i;
             while i < b.len() && b[i] != b',' {
                 i += 1;
             }
-            val = rest[vs..i].trim().to_string();
-        }
+            rest[vs..i].trim().to_string()
+        };
         params.push((key, val));
     }
-    Challenge { scheme: scheme.to_string(), params }
+    Challenge {
+        scheme: scheme.to_string(),
+        params,
+    }
 }
 
 /// All challenges of a 401, in order.
 pub fn challenges(resp: &SipMsg) -> Vec<Challenge> {
-    resp.headers_named("www-authenticate").into_iter().map(parse_challenge).collect()
+    resp.headers_named("www-authenticate")
+        .into_iter()
+        .map(parse_challenge)
+        .collect()
 }
 
 /// The first MD5 challenge of a 401 (what SIPp and old phones take).
@@ -927,7 +1021,13 @@ pub fn md5_challenge(resp: &SipMsg) -> Challenge {
 }
 
 /// An `Authorization` header value answering `ch` (MD5; qop=auth if offered).
-pub fn digest_authorization(ch: &Challenge, user: &str, password: &str, method: &str, uri: &str) -> String {
+pub fn digest_authorization(
+    ch: &Challenge,
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+) -> String {
     let realm = ch.param("realm").unwrap_or("");
     let nonce = ch.param("nonce").unwrap_or("");
     let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
@@ -943,7 +1043,9 @@ pub fn digest_authorization(ch: &Challenge, user: &str, password: &str, method: 
         let cnonce = unique("cn");
         let nc = "00000001";
         let resp = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
-        h.push_str(&format!(", response=\"{resp}\", qop=auth, nc={nc}, cnonce=\"{cnonce}\""));
+        h.push_str(&format!(
+            ", response=\"{resp}\", qop=auth, nc={nc}, cnonce=\"{cnonce}\""
+        ));
     } else {
         let resp = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
         h.push_str(&format!(", response=\"{resp}\""));
@@ -969,7 +1071,11 @@ impl UdpClient {
     pub fn new(server: SocketAddr) -> Self {
         let sock = UdpSocket::bind((LOCALHOST, 0)).unwrap();
         let local = sock.local_addr().unwrap();
-        UdpClient { sock, server, local }
+        UdpClient {
+            sock,
+            server,
+            local,
+        }
     }
 
     pub fn params(&self) -> ReqParams {
@@ -1003,8 +1109,12 @@ impl UdpClient {
                 next_send = now + interval;
                 interval = (interval * 2).min(Duration::from_secs(4));
             }
-            let wait = next_send.min(deadline).saturating_duration_since(Instant::now());
-            self.sock.set_read_timeout(Some(wait.max(Duration::from_millis(1)))).unwrap();
+            let wait = next_send
+                .min(deadline)
+                .saturating_duration_since(Instant::now());
+            self.sock
+                .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+                .unwrap();
             match self.sock.recv_from(&mut buf) {
                 Ok((n, _from)) => {
                     let Some((r, _)) = SipMsg::parse(&buf[..n]) else {
@@ -1012,13 +1122,21 @@ impl UdpClient {
                         continue;
                     };
                     match r.status() {
-                        Some(code) if code >= 200 && r.call_id() == Some(&cid) && r.cseq_method() == Some(&method) => {
+                        Some(code)
+                            if code >= 200
+                                && r.call_id() == Some(&cid)
+                                && r.cseq_method() == Some(&method) =>
+                        {
                             return Ok(r);
                         }
                         _ => {}
                     }
                 }
-                Err(ref e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(ref e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) => return Err(format!("recv: {e}")),
             }
         }
@@ -1042,9 +1160,16 @@ impl TcpClient {
         let stream = TcpStream::connect_timeout(&server, Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("TCP connect to {server}: {e}"));
         stream.set_nodelay(true).unwrap();
-        stream.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let local = stream.local_addr().unwrap();
-        TcpClient { stream, server, local, buf: Vec::new() }
+        TcpClient {
+            stream,
+            server,
+            local,
+            buf: Vec::new(),
+        }
     }
 
     pub fn params(&self) -> ReqParams {
@@ -1059,7 +1184,10 @@ impl TcpClient {
     fn fill(&mut self, deadline: Instant) -> std::io::Result<usize> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "deadline",
+            ));
         }
         self.stream.set_read_timeout(Some(left)).unwrap();
         let mut tmp = [0u8; 16384];
@@ -1094,7 +1222,12 @@ impl TcpClient {
             match self.fill(deadline) {
                 Ok(0) => break,
                 Ok(_) => {}
-                Err(e) => return Err(format!("read: {e} (got {:?})", String::from_utf8_lossy(&self.buf))),
+                Err(e) => {
+                    return Err(format!(
+                        "read: {e} (got {:?})",
+                        String::from_utf8_lossy(&self.buf)
+                    ))
+                }
             }
         }
         Ok(std::mem::take(&mut self.buf))
@@ -1105,7 +1238,8 @@ impl TcpClient {
         let (m, _) = SipMsg::parse(req.as_bytes()).expect("our own request parses");
         let cid = m.call_id().unwrap().to_string();
         let deadline = Instant::now() + timeout;
-        self.send(req.as_bytes()).map_err(|e| format!("write: {e}"))?;
+        self.send(req.as_bytes())
+            .map_err(|e| format!("write: {e}"))?;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let r = self.read_msg(left)?;
@@ -1129,7 +1263,12 @@ impl TcpClient {
             match self.fill(deadline) {
                 Ok(0) => return Ok(std::mem::take(&mut self.buf)),
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return Err(std::mem::take(&mut self.buf));
                 }
                 Err(_) => return Ok(std::mem::take(&mut self.buf)), // reset etc.
@@ -1149,7 +1288,10 @@ pub fn udp_register(
 ) -> SipMsg {
     let mut p = c.params();
     let r1 = c
-        .transact(&register_request(&p, ext, contact, expires, None), SIP_DEADLINE)
+        .transact(
+            &register_request(&p, ext, contact, expires, None),
+            SIP_DEADLINE,
+        )
         .unwrap_or_else(|e| panic!("REGISTER {ext}: {e}"));
     if r1.status() != Some(401) {
         return r1;
@@ -1158,8 +1300,11 @@ pub fn udp_register(
     let uri = format!("sip:{}", c.server);
     let auth = digest_authorization(&ch, ext, password, "REGISTER", &uri);
     p.next();
-    c.transact(&register_request(&p, ext, contact, expires, Some(&auth)), SIP_DEADLINE)
-        .unwrap_or_else(|e| panic!("authenticated REGISTER {ext}: {e}"))
+    c.transact(
+        &register_request(&p, ext, contact, expires, Some(&auth)),
+        SIP_DEADLINE,
+    )
+    .unwrap_or_else(|e| panic!("authenticated REGISTER {ext}: {e}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -1168,7 +1313,9 @@ pub fn udp_register(
 
 /// Path of a file in tests/sipp.
 pub fn sipp_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/sipp").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/sipp")
+        .join(name)
 }
 
 /// Write a SIPp injection file for digest REGISTERs:
@@ -1176,8 +1323,13 @@ pub fn sipp_file(name: &str) -> PathBuf {
 pub fn write_sipp_auth_csv(path: &Path, users: &[(String, String)]) {
     let mut s = String::from("SEQUENTIAL\n");
     for (e, p) in users {
-        assert!(!p.contains(';') && !p.contains(']') && !p.contains(' '), "password unusable in SIPp CSV: {p:?}");
-        s.push_str(&format!("{e};{p};[authentication username={e} password={p}];\n"));
+        assert!(
+            !p.contains(';') && !p.contains(']') && !p.contains(' '),
+            "password unusable in SIPp CSV: {p:?}"
+        );
+        s.push_str(&format!(
+            "{e};{p};[authentication username={e} password={p}];\n"
+        ));
     }
     fs::write(path, s).unwrap();
 }
@@ -1246,8 +1398,14 @@ pub fn run_sipp(
     };
     let text = fs::read_to_string(&stat).unwrap_or_default();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let header: Vec<String> = lines.first().map(|l| l.split(';').map(str::to_string).collect()).unwrap_or_default();
-    let last: Vec<String> = lines.last().map(|l| l.split(';').map(str::to_string).collect()).unwrap_or_default();
+    let header: Vec<String> = lines
+        .first()
+        .map(|l| l.split(';').map(str::to_string).collect())
+        .unwrap_or_default();
+    let last: Vec<String> = lines
+        .last()
+        .map(|l| l.split(';').map(str::to_string).collect())
+        .unwrap_or_default();
     let col = |name: &str| -> u64 {
         header
             .iter()
@@ -1279,15 +1437,24 @@ pub fn run_sipp(
 
 /// Start a headless baresip registering `ext`/`password` at `registrar`
 /// (UDP). Killed when the guard drops.
-pub fn start_baresip(sb: &Sandbox, registrar: SocketAddr, ext: &str, password: &str) -> (ChildGuard, u16, PathBuf) {
+pub fn start_baresip(
+    sb: &Sandbox,
+    registrar: SocketAddr,
+    ext: &str,
+    password: &str,
+) -> (ChildGuard, u16, PathBuf) {
     let bin = require_tool("baresip", "baresip");
     let port = free_sip_port();
     let dir = sb.file(&format!("baresip-{ext}"));
     fs::create_dir_all(&dir).unwrap();
-    let modules = ["/usr/lib/baresip/modules", "/usr/lib/x86_64-linux-gnu/baresip/modules", "/usr/local/lib/baresip/modules"]
-        .into_iter()
-        .find(|p| Path::new(p).join("account.so").exists())
-        .expect("baresip modules directory (with account.so) not found");
+    let modules = [
+        "/usr/lib/baresip/modules",
+        "/usr/lib/x86_64-linux-gnu/baresip/modules",
+        "/usr/local/lib/baresip/modules",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).join("account.so").exists())
+    .expect("baresip modules directory (with account.so) not found");
     fs::write(
         dir.join("config"),
         format!(

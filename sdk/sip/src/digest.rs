@@ -199,6 +199,7 @@ pub struct DigestVerifier {
     nonce_lifetime_secs: u64,
     algorithms: Vec<Algorithm>,
     seen: HashMap<String, NonceUse>,
+    last_prune: u64,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -208,7 +209,7 @@ impl DigestVerifier {
     /// SIPp read only the first header, so MD5 first is the compatible
     /// choice; SHA-256 first is the strict one (RFC 8760 §2.4).
     pub fn new(realm: &str, secret: [u8; 32], nonce_lifetime_secs: u64, algorithms: Vec<Algorithm>) -> Self {
-        Self { realm: realm.to_string(), secret, nonce_lifetime_secs, algorithms, seen: HashMap::new() }
+        Self { realm: realm.to_string(), secret, nonce_lifetime_secs, algorithms, seen: HashMap::new(), last_prune: 0 }
     }
 
     pub fn realm(&self) -> &str {
@@ -315,11 +316,20 @@ impl DigestVerifier {
         Verdict::Ok
     }
 
+    /// Forget nonces past their lifetime, at most once a second: the table
+    /// holds one entry per nonce in use, so a scan per request would cost
+    /// O(registrations in flight) each time.
     fn prune(&mut self, now: u64) {
-        if self.seen.len() > 4096 {
+        if now != self.last_prune {
+            self.last_prune = now;
             let life = self.nonce_lifetime_secs;
             self.seen.retain(|_, u| now.saturating_sub(u.issued) <= life);
         }
+    }
+
+    /// Nonces currently tracked for replay protection.
+    pub fn tracked_nonces(&self) -> usize {
+        self.seen.len()
     }
 }
 
@@ -465,6 +475,20 @@ mod tests {
         // Not ours (forged, or from before a restart): a fresh challenge,
         // never an Ok.
         assert_eq!(v.verify(1000, "REGISTER", &c, Some(&stored)), Verdict::Stale);
+    }
+
+    #[test]
+    fn old_nonces_are_forgotten() {
+        let mut v = verifier();
+        let stored = StoredCredentials::from_password("1001", "tsunagu", "pw");
+        for t in 0..10 {
+            let c = answer(&v, "MD5", 1000 + t, "pw", 1);
+            assert_eq!(v.verify(1000 + t, "REGISTER", &c, Some(&stored)), Verdict::Ok);
+        }
+        assert_eq!(v.tracked_nonces(), 10);
+        let c = answer(&v, "MD5", 2000, "pw", 1);
+        assert_eq!(v.verify(2000, "REGISTER", &c, Some(&stored)), Verdict::Ok);
+        assert_eq!(v.tracked_nonces(), 1);
     }
 
     #[test]

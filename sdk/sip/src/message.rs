@@ -162,7 +162,7 @@ pub fn parse_message(buf: &[u8], framing: Framing, limits: &Limits) -> Result<Me
     let body_start = head_end + head_terminator_len(&buf[head_end..]);
     // PullParser needs the empty line to see where the head ends.
     let head = std::str::from_utf8(&buf[..body_start])
-        .map_err(|_| ParseError::malformed("header section is not UTF-8"))?;
+        .map_err(|_| ParseError::not_sip("header section is not UTF-8"))?;
     let src = Bytes::copy_from_slice(head.as_bytes());
     let mut lines = PullParser::new(&src, 0);
 

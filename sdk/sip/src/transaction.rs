@@ -123,6 +123,11 @@ pub enum Input {
     SendRequest { request: Request, peer: Peer },
     /// Answer through the server transaction `key`.
     SendResponse { key: TxKey, response: Response },
+    /// Answer a non-INVITE request statelessly (RFC 3261 §8.2.7) and forget
+    /// its transaction: a retransmission is then handled as new. For cheap,
+    /// repeatable answers such as a 401 challenge, so a registration storm
+    /// keeps half the state.
+    SendStateless { key: TxKey, response: Response },
     /// The clock reached the wake-up time.
     Timeout,
 }
@@ -132,7 +137,7 @@ struct Transaction {
     invite: bool,
     peer: Peer,
     /// The request (client) as sent, for retransmission and building ACKs.
-    request: Option<Request>,
+    request: Option<Box<Request>>,
     request_bytes: Bytes,
     /// The last response (server) as sent.
     last_response: Option<Bytes>,
@@ -225,6 +230,7 @@ impl TransactionLayer {
             Input::Response { response, peer } => self.on_response(now, response, peer),
             Input::SendRequest { request, peer } => self.send_request(now, request, peer),
             Input::SendResponse { key, response } => self.send_response(now, &key, response),
+            Input::SendStateless { key, response } => self.send_stateless(&key, response),
             Input::Timeout => self.on_timeout(now),
         }
     }
@@ -331,6 +337,16 @@ impl TransactionLayer {
         }
     }
 
+    fn send_stateless(&mut self, key: &TxKey, response: Response) {
+        let Some(tx) = self.txs.get(key) else { return };
+        if !key.server || tx.invite || !matches!(tx.state, State::Trying | State::Proceeding) {
+            return;
+        }
+        let peer = tx.peer;
+        self.emit(Output::Transmit { peer, bytes: response.to_bytes() });
+        self.terminate(key);
+    }
+
     fn send_response(&mut self, now: Instant, key: &TxKey, response: Response) {
         let Some(tx) = self.txs.get_mut(key) else { return };
         if !key.server {
@@ -390,7 +406,7 @@ impl TransactionLayer {
             state: if invite { State::Calling } else { State::Trying },
             invite,
             peer,
-            request: Some(request),
+            request: Some(Box::new(request)),
             request_bytes: bytes.clone(),
             last_response: None,
             interval: c.t1,

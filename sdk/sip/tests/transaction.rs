@@ -1330,3 +1330,23 @@ fn rfc2543_ack_for_2xx_reaches_the_tu() {
     let log = h.run_to_end();
     assert_terminated(&timed_events(&log), 100 + T64, &key);
 }
+
+#[test]
+fn stateless_answer_forgets_the_transaction() {
+    let mut h = Harness::new();
+    let register = Req::new("REGISTER", "z9hG4bKst1").build();
+    let key = start_server(&mut h, 0, &register, UDP);
+    let challenge = response_to(&register, 401, Some("t"));
+    let out = h.input(10, Input::SendStateless { key: key.clone(), response: challenge });
+    assert_eq!(transmits(&out).len(), 1, "the 401 goes out");
+    assert!(h.layer.is_empty(), "no state kept");
+    assert_eq!(h.layer.poll_timeout(), None);
+    // A retransmission is a new request for the TU (and gets a new answer).
+    let again = h.request(500, register.clone(), UDP);
+    assert_request_event(only_event(&again), "REGISTER");
+    // INVITE transactions are never answered statelessly.
+    let invite = Req::new("INVITE", "z9hG4bKst2").build();
+    let ikey = start_server(&mut h, 600, &invite, UDP);
+    let out = h.input(610, Input::SendStateless { key: ikey, response: response_to(&invite, 401, Some("t")) });
+    assert!(transmits(&out).is_empty());
+}

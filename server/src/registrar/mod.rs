@@ -105,7 +105,8 @@ impl Registrar {
             return responder.respond(key, self.reply(&req, 404));
         };
         let Some(creds) = self.credentials_for_us(&req) else {
-            return responder.respond(key, self.challenge(&req, false));
+            // Stateless: a retransmission just gets a fresh challenge.
+            return responder.respond_stateless(key, self.challenge(&req, false));
         };
         let cached = self.users.read().ok().and_then(|u| u.get(&creds.username).cloned());
         match cached {
@@ -266,11 +267,20 @@ impl Registrar {
 
     fn challenge(&self, req: &Request, stale: bool) -> Response {
         let mut resp = self.reply(req, 401);
-        let values = self.verifier.lock().map(|v| v.challenges(unix_now(), rand::random(), stale)).unwrap_or_default();
+        let mut values = self.verifier.lock().map(|v| v.challenges(unix_now(), rand::random(), stale)).unwrap_or_default();
+        if self.md5_only(req) {
+            values.retain(|v| v.contains("algorithm=MD5"));
+        }
         for v in values {
             resp.headers.insert(Name::WWW_AUTHENTICATE, v);
         }
         resp
+    }
+
+    fn md5_only(&self, req: &Request) -> bool {
+        let Some(ua) = req.headers.get_raw(&Name::USER_AGENT).next() else { return false };
+        let ua = ua.to_ascii_lowercase();
+        self.cfg.md5_only_user_agents.iter().any(|q| !q.is_empty() && ua.contains(&q.to_ascii_lowercase()))
     }
 
     /// Re-read users when another process changed them (CLI, web app), so
@@ -327,8 +337,10 @@ impl Registrar {
 /// batch), so a burst of registrations costs few disk syncs.
 pub async fn run_persister(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<BindingChange>) {
     while let Some(first) = rx.recv().await {
+        // Let a burst gather: one transaction for many registrations.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let mut batch = vec![first];
-        while batch.len() < 2000 {
+        while batch.len() < 20_000 {
             match rx.try_recv() {
                 Ok(c) => batch.push(c),
                 Err(_) => break,

@@ -2,14 +2,15 @@
 //! messages for the endpoint, answers what cannot be parsed (statelessly),
 //! and sends what the endpoint gives it back on the same flow.
 
-use super::endpoint::EndpointInput;
+use super::endpoint::Endpoint;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tsunagu_sip::{parse_message, Frame, Framing, Limits, ParseError, ParseErrorKind, Peer, StreamFramer, TransportKind};
@@ -35,12 +36,15 @@ impl Transports {
         self.udp.local_addr()
     }
 
-    /// Send to `peer`: UDP to its address, TCP/TLS on its flow. A flow that
-    /// is gone is reported (the device must reconnect; it registered there).
-    pub async fn send(&self, peer: Peer, bytes: Bytes) {
+    /// Send to `peer` without waiting: UDP straight from this thread, TCP
+    /// and TLS into the flow's write queue. A flow that is gone is only
+    /// logged (the device must reconnect; it registered there).
+    pub fn send_now(&self, peer: Peer, bytes: Bytes) {
         match peer.transport {
             TransportKind::Udp => {
-                if let Err(e) = self.udp.send_to(&bytes, peer.addr).await {
+                // A blocking socket: a full send buffer waits here briefly
+                // rather than dropping the datagram.
+                if let Err(e) = self.udp.send_to(&bytes, peer.addr) {
                     tracing::debug!(to = %peer.addr, error = %e, "udp send failed");
                 }
             }
@@ -86,11 +90,28 @@ fn reject(err: &ParseError, peer: Peer) -> Option<Bytes> {
     err.stateless_response()
 }
 
-pub async fn run_udp(transports: Arc<Transports>, endpoint: mpsc::UnboundedSender<EndpointInput>) {
-    let socket = transports.udp.clone();
+/// Start `count` receiver threads on the UDP socket. Each blocks in
+/// recvfrom and handles its datagram start to finish (parse, transaction,
+/// registrar, answer): no hand-off between threads per message, the way a
+/// multi-process SIP server works. They run inside the tokio runtime's
+/// context so handlers can spawn async work (database look-ups).
+pub fn spawn_udp_receivers(transports: Arc<Transports>, endpoint: Arc<Endpoint>, count: usize) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Handle::current();
+    for i in 0..count {
+        let (transports, endpoint, runtime) = (transports.clone(), endpoint.clone(), runtime.clone());
+        std::thread::Builder::new().name(format!("sip-udp-{i}")).spawn(move || {
+            let _guard = runtime.enter();
+            udp_receive_loop(&transports, &endpoint);
+        })?;
+    }
+    Ok(())
+}
+
+fn udp_receive_loop(transports: &Transports, endpoint: &Arc<Endpoint>) {
+    let socket = &transports.udp;
     let mut buf = vec![0u8; 65536];
     loop {
-        let (n, from) = match socket.recv_from(&mut buf).await {
+        let (n, from) = match socket.recv_from(&mut buf) {
             Ok(r) => r,
             Err(e) => {
                 // ICMP errors surface here on some systems; keep serving.
@@ -104,21 +125,17 @@ pub async fn run_udp(transports: Arc<Transports>, endpoint: mpsc::UnboundedSende
         }
         let peer = Peer { addr: from, transport: TransportKind::Udp, flow: 0 };
         match parse_message(data, Framing::Datagram, &transports.limits) {
-            Ok(msg) => {
-                if endpoint.send(EndpointInput::Network { msg, peer }).is_err() {
-                    return;
-                }
-            }
+            Ok(msg) => endpoint.receive(msg, peer),
             Err(e) => {
                 if let Some(resp) = reject(&e, peer) {
-                    let _ = socket.send_to(&resp, from).await;
+                    let _ = socket.send_to(&resp, from);
                 }
             }
         }
     }
 }
 
-pub async fn run_tcp(listener: TcpListener, transports: Arc<Transports>, endpoint: mpsc::UnboundedSender<EndpointInput>, tls: Option<TlsAcceptor>) {
+pub async fn run_tcp(listener: TcpListener, transports: Arc<Transports>, endpoint: Arc<Endpoint>, tls: Option<TlsAcceptor>) {
     let kind = if tls.is_some() { TransportKind::Tls } else { TransportKind::Tcp };
     loop {
         let (stream, from) = match listener.accept().await {
@@ -149,7 +166,7 @@ pub async fn run_tcp(listener: TcpListener, transports: Arc<Transports>, endpoin
     }
 }
 
-async fn serve_connection<S>(stream: S, from: SocketAddr, kind: TransportKind, transports: Arc<Transports>, endpoint: mpsc::UnboundedSender<EndpointInput>)
+async fn serve_connection<S>(stream: S, from: SocketAddr, kind: TransportKind, transports: Arc<Transports>, endpoint: Arc<Endpoint>)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -175,17 +192,15 @@ where
         loop {
             match framer.next_frame() {
                 Ok(None) => break,
-                Ok(Some(Frame::Ping)) => transports.send(peer, Bytes::from_static(b"\r\n")).await,
+                Ok(Some(Frame::Ping)) => transports.send_now(peer, Bytes::from_static(b"\r\n")),
                 Ok(Some(Frame::Pong)) => {}
                 Ok(Some(Frame::Message(bytes))) => match parse_message(&bytes, Framing::Stream, &transports.limits) {
                     Ok(msg) => {
-                        if endpoint.send(EndpointInput::Network { msg, peer }).is_err() {
-                            break 'conn;
-                        }
+                        endpoint.receive(msg, peer);
                     }
                     Err(e) => {
                         if let Some(resp) = reject(&e, peer) {
-                            transports.send(peer, resp).await;
+                            transports.send_now(peer, resp);
                         }
                         if matches!(e.kind, ParseErrorKind::Framing | ParseErrorKind::TooLarge | ParseErrorKind::NotSip) {
                             break 'conn;
