@@ -40,6 +40,8 @@ pub struct SipConfig {
     pub default_expires: u32,
     /// Largest SIP message accepted, in octets.
     pub max_message_size: usize,
+    /// Threads receiving and handling SIP over UDP (0: one per core).
+    pub udp_threads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +97,7 @@ impl Default for SipConfig {
             max_expires: 7200,
             default_expires: 3600,
             max_message_size: 64 * 1024,
+            udp_threads: 0,
         }
     }
 }
@@ -160,6 +163,7 @@ impl Config {
         env!("TSUNAGU_SIP_MAX_EXPIRES", self.sip.max_expires);
         env!("TSUNAGU_SIP_DEFAULT_EXPIRES", self.sip.default_expires);
         env!("TSUNAGU_SIP_NONCE_LIFETIME_SECS", self.sip.nonce_lifetime_secs);
+        env!("TSUNAGU_SIP_UDP_THREADS", self.sip.udp_threads);
         env!("TSUNAGU_SECURITY_MAX_FAILURES_PER_SOURCE", self.security.max_failures_per_source);
         env!("TSUNAGU_SECURITY_MAX_FAILURES_PER_EXTENSION", self.security.max_failures_per_extension);
         env!("TSUNAGU_SECURITY_FAILURE_WINDOW_SECS", self.security.failure_window_secs);

@@ -48,7 +48,10 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
     tokio::spawn(run_timers(endpoint.clone()));
     // One receiver per core on the one UDP socket: each handles its
     // datagrams start to finish.
-    let receivers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+    let receivers = match cfg.sip.udp_threads {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 16),
+        n => n,
+    };
     spawn_udp_receivers(transports.clone(), endpoint.clone(), receivers)?;
     tokio::spawn(run_tcp(tcp, transports.clone(), endpoint.clone(), None));
     tokio::spawn(run_tcp(tls_listener, transports.clone(), endpoint.clone(), Some(acceptor)));

@@ -1,7 +1,7 @@
 //! The error type of tsunagu-sip.
 
 use bytes::Bytes;
-use ezk_sip_types::{Headers, Name};
+use crate::headers::{Headers, Name};
 use std::fmt::Write as _;
 
 /// What a request that cannot be processed should be answered with.

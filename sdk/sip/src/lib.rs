@@ -8,6 +8,7 @@
 pub mod digest;
 pub mod error;
 pub mod framing;
+pub mod headers;
 pub mod limits;
 pub mod message;
 pub mod register;
@@ -21,5 +22,4 @@ pub use limits::Limits;
 pub use message::{parse_message, response_to, Framing, Message, Request, Response};
 pub use transaction::{Input, Output, Peer, TimerConfig, TransactionLayer, TransportKind, TxEvent, TxKey};
 
-/// Re-exported so users need not depend on ezk-sip-types directly.
-pub use ezk_sip_types::{Headers, Name};
+pub use headers::{Headers, Name};

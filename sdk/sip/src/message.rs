@@ -12,8 +12,8 @@ use bytes::Bytes;
 use bytesstr::BytesStr;
 use ezk_sip_types::header::typed::Via;
 use ezk_sip_types::header::HeaderParse;
-use ezk_sip_types::msg::{Line, PullParser};
-use ezk_sip_types::{Headers, Name};
+use ezk_sip_types::msg::PullParser;
+use crate::headers::{Headers, Name};
 use std::fmt::Write as _;
 
 /// How the bytes of a message were delimited.
@@ -192,14 +192,16 @@ pub fn parse_message(buf: &[u8], framing: Framing, limits: &Limits) -> Result<Me
             return Err(ParseError::malformed("header line too long"));
         }
         let text = std::str::from_utf8(line).map_err(|_| ParseError::malformed("header"))?;
-        let (_, parsed) = Line::parse(&src, text).map_err(|_| ParseError::malformed("header line without a name"))?;
-        if parsed.name.as_print_str().is_empty() {
-            return Err(ParseError::malformed("header line without a name"));
+        // header = name *WSP ":" value (RFC 3261 §7.3.1)
+        let (name, value) = text.split_once(':').ok_or_else(|| ParseError::malformed("header line without a colon"))?;
+        let name = name.trim_end_matches([' ', '\t']);
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return Err(ParseError::malformed("header line without a valid name"));
         }
         // Unfold continuation lines (RFC 3261 §7.3.1): any CRLF followed by
         // whitespace is one space.
-        let value = unfold(parsed.value.as_str());
-        headers.insert(parsed.name, value);
+        let value = unfold(value.trim_start_matches([' ', '\t']));
+        headers.insert(Name::parse(name), value);
     }
 
     let attach = |e: ParseError| if is_request { e.with_request_headers(&headers) } else { e };
@@ -406,7 +408,7 @@ fn content_length(headers: &Headers) -> Result<Option<usize>, ParseError> {
 }
 
 /// The one value of a header that may appear once (RFC 4475 §3.3.8).
-fn single<'h>(headers: &'h Headers, name: &Name, what: &'static str) -> Result<Option<&'h BytesStr>, ParseError> {
+fn single<'h>(headers: &'h Headers, name: &'h Name, what: &'static str) -> Result<Option<&'h BytesStr>, ParseError> {
     let mut it = headers.get_raw(name);
     let first = it.next();
     if it.next().is_some() {

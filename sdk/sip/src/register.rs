@@ -5,7 +5,7 @@ use crate::error::Rejection;
 use crate::message::{parse_list, Request};
 use ezk_sip_types::header::typed::Contact;
 use ezk_sip_types::print::AppendCtx;
-use ezk_sip_types::Name;
+use crate::headers::Name;
 
 /// One Contact of a REGISTER.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@
 use crate::message::{response_to, Request, Response};
 use bytes::Bytes;
 use ezk_sip_types::print::AppendCtx;
-use ezk_sip_types::Name;
+use crate::headers::Name;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

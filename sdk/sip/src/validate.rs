@@ -3,7 +3,7 @@
 
 use crate::error::Rejection;
 use crate::message::{Request, UriScheme, KNOWN_METHODS};
-use ezk_sip_types::Name;
+use crate::headers::Name;
 
 /// What this UAS understands.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@ use crate::message::Request;
 use crate::transaction::Peer;
 use ezk_sip_types::host::Host;
 use ezk_sip_types::print::AppendCtx;
-use ezk_sip_types::Name;
+use crate::headers::Name;
 use std::net::{IpAddr, SocketAddr};
 
 /// Add `received` when the sent-by host is not the source address, and fill

@@ -68,15 +68,21 @@ fn count_response(code: u16) {
     metrics::counter!("tsunagu_sip_responses_total", "code" => label).increment(1);
 }
 
+/// Transactions are split over this many independently locked layers by
+/// branch: the two receiver threads rarely meet on a lock, and when a
+/// layer's table grows it pauses only its own share of the traffic.
+const SHARDS: usize = 32;
+
 pub struct Endpoint {
-    layer: Mutex<TransactionLayer>,
+    layers: Vec<Mutex<TransactionLayer>>,
     transports: Arc<Transports>,
     handler: OnceLock<Arc<dyn RequestHandler>>,
 }
 
 impl Endpoint {
     pub fn new(transports: Arc<Transports>, timers: TimerConfig) -> Arc<Self> {
-        Arc::new(Self { layer: Mutex::new(TransactionLayer::new(timers)), transports, handler: OnceLock::new() })
+        let layers = (0..SHARDS).map(|_| Mutex::new(TransactionLayer::new(timers))).collect();
+        Arc::new(Self { layers, transports, handler: OnceLock::new() })
     }
 
     /// Set once, before traffic flows (the handler needs the endpoint to
@@ -102,13 +108,19 @@ impl Endpoint {
         self.run(Input::SendResponse { key, response });
     }
 
-    /// Feed one input, then act on what came out, outside the lock (the
-    /// handler may answer at once, which takes the lock again).
+    /// Feed one input to the layer that holds its transaction, then act on
+    /// what came out outside the lock (the handler may answer at once,
+    /// which takes the lock again).
     fn run(self: &Arc<Self>, input: Input) {
+        let shard = shard_of(&input);
         let outputs = {
-            let Ok(mut layer) = self.layer.lock() else { return };
-            layer.handle_input(Instant::now(), input);
-            drain(&mut layer)
+            let waited = Instant::now();
+            let Ok(mut layer) = self.layers[shard].lock() else { return };
+            let now = Instant::now();
+            layer.handle_input(now, input);
+            let out = drain(&mut layer);
+            slow("input", waited, now, layer.len());
+            out
         };
         self.act(outputs);
     }
@@ -132,17 +144,63 @@ impl Endpoint {
     }
 
     fn fire_timers(self: &Arc<Self>) -> Option<Instant> {
-        let (outputs, next, count) = {
-            let Ok(mut layer) = self.layer.lock() else { return None };
-            let now = Instant::now();
-            if layer.poll_timeout().is_some_and(|t| t <= now) {
-                layer.handle_input(now, Input::Timeout);
-            }
-            (drain(&mut layer), layer.poll_timeout(), layer.len())
-        };
+        let mut next: Option<Instant> = None;
+        let mut count = 0;
+        for shard in &self.layers {
+            let outputs = {
+                let waited = Instant::now();
+                let Ok(mut layer) = shard.lock() else { continue };
+                let now = Instant::now();
+                if layer.poll_timeout().is_some_and(|t| t <= now) {
+                    layer.handle_input(now, Input::Timeout);
+                }
+                slow("timers", waited, now, layer.len());
+                count += layer.len();
+                next = match (next, layer.poll_timeout()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                drain(&mut layer)
+            };
+            self.act(outputs);
+        }
         metrics::gauge!("tsunagu_sip_transactions").set(count as f64);
-        self.act(outputs);
         next
+    }
+}
+
+/// Which layer an input belongs to: by the branch that names its
+/// transaction (a CANCEL and an ACK share their INVITE's branch), or, for
+/// RFC 2543 peers without one, by Call-ID.
+fn shard_of(input: &Input) -> usize {
+    let text = match input {
+        Input::Request { request, .. } | Input::SendRequest { request, .. } => shard_text(request.core.top_branch(), &request.core.call_id),
+        Input::Response { response, .. } => shard_text(response.core.top_branch(), &response.core.call_id),
+        Input::SendResponse { key, .. } | Input::SendStateless { key, .. } => match key.branch.strip_prefix("2543|") {
+            Some(rest) => rest.split('|').next().unwrap_or(""),
+            None => key.branch.as_str(),
+        },
+        Input::Timeout => "",
+    };
+    // FNV-1a: the branch is random enough already; this only spreads it.
+    let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    (h % SHARDS as u64) as usize
+}
+
+fn shard_text<'a>(branch: Option<&'a str>, call_id: &'a str) -> &'a str {
+    match branch {
+        Some(b) if b.starts_with("z9hG4bK") && b.len() > 7 => b,
+        _ => call_id,
+    }
+}
+
+/// Log a transaction-layer step that waited for or held the lock long
+/// enough to delay answers (SIP peers retransmit after 500 ms).
+fn slow(what: &str, waited: Instant, locked: Instant, transactions: usize) {
+    let held = locked.elapsed();
+    let wait = locked - waited;
+    if held > Duration::from_millis(20) || wait > Duration::from_millis(20) {
+        tracing::warn!(step = what, held_ms = held.as_millis() as u64, waited_ms = wait.as_millis() as u64, transactions, "slow transaction layer step");
     }
 }
 

@@ -36,6 +36,99 @@ impl SqliteStore {
     }
 }
 
+/// Rows per multi-row upsert: 15 parameters each, well under SQLite's
+/// 32,766-parameter limit, and one statement instead of hundreds.
+const UPSERT_CHUNK: usize = 500;
+
+/// Insert or update bindings with one statement per chunk. A binding whose
+/// user was removed meanwhile is skipped (the foreign key would refuse the
+/// whole statement).
+async fn upsert_bindings(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, mut rows: Vec<StoredBinding>) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // The latest change per device wins; one row per key in a statement.
+    let mut seen = std::collections::HashSet::new();
+    rows.reverse();
+    rows.retain(|b| seen.insert((b.extension.clone(), b.device_key.clone())));
+    rows.reverse();
+    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "INSERT INTO bindings (extension, device_key, contact, expires_at, transport, source, instance, reg_id,
+           pn_provider, pn_prid, pn_param, call_id, cseq, user_agent, updated_at) ",
+    );
+    qb.push_values(rows.iter(), |mut r, b| {
+        r.push_bind(&b.extension)
+            .push_bind(&b.device_key)
+            .push_bind(&b.contact)
+            .push_bind(b.expires_at)
+            .push_bind(&b.transport)
+            .push_bind(&b.source)
+            .push_bind(&b.instance)
+            .push_bind(b.reg_id)
+            .push_bind(&b.pn_provider)
+            .push_bind(&b.pn_prid)
+            .push_bind(&b.pn_param)
+            .push_bind(&b.call_id)
+            .push_bind(b.cseq)
+            .push_bind(&b.user_agent)
+            .push_bind(b.updated_at);
+    });
+    qb.push(
+        " ON CONFLICT (extension, device_key) DO UPDATE SET contact = excluded.contact,
+           expires_at = excluded.expires_at, transport = excluded.transport, source = excluded.source,
+           instance = excluded.instance, reg_id = excluded.reg_id, pn_provider = excluded.pn_provider,
+           pn_prid = excluded.pn_prid, pn_param = excluded.pn_param, call_id = excluded.call_id,
+           cseq = excluded.cseq, user_agent = excluded.user_agent, updated_at = excluded.updated_at",
+    );
+    match qb.build().execute(&mut **tx).await {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+            // Some user went away: fall back to rows one by one, skipping theirs.
+            for b in &rows {
+                if let Err(e) = upsert_one(tx, b).await {
+                    match e {
+                        StoreError::Db(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {}
+                        other => return Err(other),
+                    }
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn upsert_one(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, b: &StoredBinding) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO bindings (extension, device_key, contact, expires_at, transport, source, instance, reg_id,
+           pn_provider, pn_prid, pn_param, call_id, cseq, user_agent, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (extension, device_key) DO UPDATE SET contact = excluded.contact,
+           expires_at = excluded.expires_at, transport = excluded.transport, source = excluded.source,
+           instance = excluded.instance, reg_id = excluded.reg_id, pn_provider = excluded.pn_provider,
+           pn_prid = excluded.pn_prid, pn_param = excluded.pn_param, call_id = excluded.call_id,
+           cseq = excluded.cseq, user_agent = excluded.user_agent, updated_at = excluded.updated_at",
+    )
+    .bind(&b.extension)
+    .bind(&b.device_key)
+    .bind(&b.contact)
+    .bind(b.expires_at)
+    .bind(&b.transport)
+    .bind(&b.source)
+    .bind(&b.instance)
+    .bind(b.reg_id)
+    .bind(&b.pn_provider)
+    .bind(&b.pn_prid)
+    .bind(&b.pn_param)
+    .bind(&b.call_id)
+    .bind(b.cseq)
+    .bind(&b.user_agent)
+    .bind(b.updated_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
     Ok(User {
         extension: row.try_get("extension")?,
@@ -126,48 +219,21 @@ impl Store for SqliteStore {
     fn apply_binding_changes(&self, changes: Vec<BindingChange>) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
+            let mut pending: Vec<StoredBinding> = Vec::new();
             for c in changes {
                 match c {
                     BindingChange::Upsert(b) => {
-                        // A user removed meanwhile: the foreign key refuses
-                        // the row, which is what we want; skip it.
-                        let r = sqlx::query(
-                            "INSERT INTO bindings (extension, device_key, contact, expires_at, transport, source, instance, reg_id,
-                               pn_provider, pn_prid, pn_param, call_id, cseq, user_agent, updated_at)
-                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                             ON CONFLICT (extension, device_key) DO UPDATE SET contact = excluded.contact,
-                               expires_at = excluded.expires_at, transport = excluded.transport, source = excluded.source,
-                               instance = excluded.instance, reg_id = excluded.reg_id, pn_provider = excluded.pn_provider,
-                               pn_prid = excluded.pn_prid, pn_param = excluded.pn_param, call_id = excluded.call_id,
-                               cseq = excluded.cseq, user_agent = excluded.user_agent, updated_at = excluded.updated_at",
-                        )
-                        .bind(&b.extension)
-                        .bind(&b.device_key)
-                        .bind(&b.contact)
-                        .bind(b.expires_at)
-                        .bind(&b.transport)
-                        .bind(&b.source)
-                        .bind(&b.instance)
-                        .bind(b.reg_id)
-                        .bind(&b.pn_provider)
-                        .bind(&b.pn_prid)
-                        .bind(&b.pn_param)
-                        .bind(&b.call_id)
-                        .bind(b.cseq)
-                        .bind(&b.user_agent)
-                        .bind(b.updated_at)
-                        .execute(&mut *tx)
-                        .await;
-                        match r {
-                            Ok(_) => {}
-                            Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {}
-                            Err(e) => return Err(e.into()),
+                        pending.push(b);
+                        if pending.len() >= UPSERT_CHUNK {
+                            upsert_bindings(&mut tx, std::mem::take(&mut pending)).await?;
                         }
                     }
                     BindingChange::ClearAll => {
+                        pending.clear();
                         sqlx::query("DELETE FROM bindings").execute(&mut *tx).await?;
                     }
                     BindingChange::Remove { extension, device_key } => {
+                        upsert_bindings(&mut tx, std::mem::take(&mut pending)).await?;
                         sqlx::query("DELETE FROM bindings WHERE extension = ? AND device_key = ?")
                             .bind(extension)
                             .bind(device_key)
@@ -176,6 +242,7 @@ impl Store for SqliteStore {
                     }
                 }
             }
+            upsert_bindings(&mut tx, pending).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -228,6 +295,47 @@ mod tests {
         assert!(matches!(err, StoreError::Duplicate(e) if e == "1001"));
         assert_eq!(s.list_users().await.unwrap().len(), 1, "1002 must not be half-written");
         assert!(matches!(s.add_user(user("12a")).await, Err(StoreError::Invalid(_))));
+    }
+
+    fn binding(ext: &str, key: &str, contact: &str) -> StoredBinding {
+        StoredBinding {
+            extension: ext.into(),
+            device_key: key.into(),
+            contact: contact.into(),
+            expires_at: 2_000_000_000,
+            transport: "udp".into(),
+            source: "127.0.0.1:5060".into(),
+            instance: None,
+            reg_id: None,
+            pn_provider: None,
+            pn_prid: None,
+            pn_param: None,
+            call_id: "c".into(),
+            cseq: 1,
+            user_agent: None,
+            updated_at: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn binding_batches_upsert_remove_and_skip_removed_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path(), "r").await.unwrap();
+        s.add_users(vec![user("1001"), user("1002")]).await.unwrap();
+        let mut changes: Vec<BindingChange> = (0..1200).map(|i| BindingChange::Upsert(binding("1001", &format!("k{i}"), "sip:a"))).collect();
+        changes.push(BindingChange::Upsert(binding("1001", "k0", "sip:latest")));
+        changes.push(BindingChange::Remove { extension: "1001".into(), device_key: "k1".into() });
+        // A user that does not exist: skipped, the rest still written.
+        changes.push(BindingChange::Upsert(binding("1999", "k", "sip:ghost")));
+        changes.push(BindingChange::Upsert(binding("1002", "k", "sip:b")));
+        s.apply_binding_changes(changes).await.unwrap();
+        let all = s.list_bindings().await.unwrap();
+        assert_eq!(all.len(), 1199 + 1);
+        assert!(all.iter().any(|b| b.device_key == "k0" && b.contact == "sip:latest"));
+        assert!(!all.iter().any(|b| b.device_key == "k1"));
+        assert!(!all.iter().any(|b| b.extension == "1999"));
+        s.apply_binding_changes(vec![BindingChange::ClearAll, BindingChange::Upsert(binding("1002", "z", "sip:z"))]).await.unwrap();
+        assert_eq!(s.list_bindings().await.unwrap().len(), 1);
     }
 
     #[tokio::test]
