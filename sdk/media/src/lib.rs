@@ -1,0 +1,21 @@
+//! tsunagu-media owns media on the wire, shared by the PBX and the phone SDK.
+//! It is sans-IO like tsunagu-sip: no sockets, no clock, no runtime; callers
+//! pass in datagrams and the time (`std::time::Instant`), and take out
+//! datagrams to send and events. Today it holds bounded, panic-free RTP and
+//! RTCP header parsing with RTP/RTCP multiplexing classification (RFC 3550,
+//! RFC 5761, RFC 7983) and the symmetric, latching relay engine the B2BUA uses
+//! to anchor media (design principle 4: media follows the phone). SDES-SRTP,
+//! the jitter buffer with loss concealment, codecs (G.711, Opus), RFC 4733
+//! DTMF, mixing and WAV I/O come later.
+
+pub mod error;
+pub mod relay;
+pub mod rtcp;
+pub mod rtp;
+
+pub use error::MediaError;
+pub use relay::{
+    DropReason, DropStats, LegSide, LegStats, Relay, RelayConfig, RelayEvent, RelayLeg, StreamKind, Transmit,
+};
+pub use rtcp::{rtcp_compound, RtcpCompoundIter, RtcpHeader};
+pub use rtp::{classify, is_rtcp, PacketClass, RtpHeader, RtpPacket};
