@@ -52,6 +52,25 @@ async fn upsert_bindings(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, mut rows:
     rows.reverse();
     rows.retain(|b| seen.insert((b.extension.clone(), b.device_key.clone())));
     rows.reverse();
+    match upsert_rows(tx, &rows).await {
+        Ok(()) => Ok(()),
+        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+            // Some user went away: row by row, skipping theirs.
+            for b in &rows {
+                match upsert_rows(tx, std::slice::from_ref(b)).await {
+                    Ok(()) => {}
+                    Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One INSERT .. ON CONFLICT DO UPDATE statement for all `rows`.
+async fn upsert_rows(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, rows: &[StoredBinding]) -> Result<(), sqlx::Error> {
     let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
         "INSERT INTO bindings (extension, device_key, contact, expires_at, transport, source, instance, reg_id,
            pn_provider, pn_prid, pn_param, call_id, cseq, user_agent, updated_at) ",
@@ -80,52 +99,7 @@ async fn upsert_bindings(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, mut rows:
            pn_prid = excluded.pn_prid, pn_param = excluded.pn_param, call_id = excluded.call_id,
            cseq = excluded.cseq, user_agent = excluded.user_agent, updated_at = excluded.updated_at",
     );
-    match qb.build().execute(&mut **tx).await {
-        Ok(_) => Ok(()),
-        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
-            // Some user went away: fall back to rows one by one, skipping theirs.
-            for b in &rows {
-                if let Err(e) = upsert_one(tx, b).await {
-                    match e {
-                        StoreError::Db(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {}
-                        other => return Err(other),
-                    }
-                }
-            }
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn upsert_one(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, b: &StoredBinding) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO bindings (extension, device_key, contact, expires_at, transport, source, instance, reg_id,
-           pn_provider, pn_prid, pn_param, call_id, cseq, user_agent, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (extension, device_key) DO UPDATE SET contact = excluded.contact,
-           expires_at = excluded.expires_at, transport = excluded.transport, source = excluded.source,
-           instance = excluded.instance, reg_id = excluded.reg_id, pn_provider = excluded.pn_provider,
-           pn_prid = excluded.pn_prid, pn_param = excluded.pn_param, call_id = excluded.call_id,
-           cseq = excluded.cseq, user_agent = excluded.user_agent, updated_at = excluded.updated_at",
-    )
-    .bind(&b.extension)
-    .bind(&b.device_key)
-    .bind(&b.contact)
-    .bind(b.expires_at)
-    .bind(&b.transport)
-    .bind(&b.source)
-    .bind(&b.instance)
-    .bind(b.reg_id)
-    .bind(&b.pn_provider)
-    .bind(&b.pn_prid)
-    .bind(&b.pn_param)
-    .bind(&b.call_id)
-    .bind(b.cseq)
-    .bind(&b.user_agent)
-    .bind(b.updated_at)
-    .execute(&mut **tx)
-    .await?;
+    qb.build().execute(&mut **tx).await?;
     Ok(())
 }
 
