@@ -198,7 +198,9 @@ pub struct DigestVerifier {
     secret: [u8; 32],
     nonce_lifetime_secs: u64,
     algorithms: Vec<Algorithm>,
-    seen: HashMap<String, NonceUse>,
+    /// Keyed by the nonce's MAC (128 bits, unique per nonce we issued):
+    /// a registration storm keeps one small entry per nonce in use.
+    seen: HashMap<u128, NonceUse>,
     last_prune: u64,
 }
 
@@ -306,7 +308,8 @@ impl DigestVerifier {
         }
         // Replay protection: each nonce-count is accepted once, rising.
         self.prune(now);
-        let entry = self.seen.entry(creds.nonce.clone()).or_insert(NonceUse { issued, max_nc: 0, used_without_qop: false });
+        let key = nonce_key(&creds.nonce);
+        let entry = self.seen.entry(key).or_insert(NonceUse { issued, max_nc: 0, used_without_qop: false });
         match nc {
             Some(nc) if nc > entry.max_nc => entry.max_nc = nc,
             Some(_) => return Verdict::Failed("nonce-count replayed"),
@@ -331,6 +334,12 @@ impl DigestVerifier {
     pub fn tracked_nonces(&self) -> usize {
         self.seen.len()
     }
+}
+
+/// The table key of a nonce we issued (its MAC is 32 hex digits, checked
+/// before this is called).
+fn nonce_key(nonce: &str) -> u128 {
+    nonce.rsplit_once('.').and_then(|(_, mac)| u128::from_str_radix(mac, 16).ok()).unwrap_or(0)
 }
 
 /// A parsed `WWW-Authenticate` / `Proxy-Authenticate` Digest challenge.
