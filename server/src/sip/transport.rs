@@ -32,10 +32,6 @@ impl Transports {
         Arc::new(Self { udp, flows: Mutex::new(HashMap::new()), next_flow: AtomicU64::new(1), limits })
     }
 
-    pub fn udp_local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.udp.local_addr()
-    }
-
     /// Send to `peer` without waiting: UDP straight from this thread, TCP
     /// and TLS into the flow's write queue. A flow that is gone is only
     /// logged (the device must reconnect; it registered there).
@@ -60,10 +56,6 @@ impl Transports {
                 }
             }
         }
-    }
-
-    pub fn flow_is_open(&self, flow: u64) -> bool {
-        self.flows.lock().map(|f| f.contains_key(&flow)).unwrap_or(false)
     }
 
     fn open_flow(&self) -> (u64, mpsc::Receiver<Bytes>) {
