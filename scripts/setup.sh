@@ -4,7 +4,7 @@
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
-packages=(sip-tester baresip linphone-cli kamailio kamailio-extra-modules cmake pkg-config curl)
+packages=(sip-tester baresip linphone-cli kamailio kamailio-extra-modules rtpengine-daemon sox libopus-dev cmake pkg-config curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -15,6 +15,26 @@ pub struct Config {
     pub http: HttpConfig,
     pub tls: TlsConfig,
     pub security: SecurityConfig,
+    pub media: MediaConfig,
+}
+
+/// Anchored media (RTP relay) settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Address the RTP ports are bound to and written into SDP. Default:
+    /// the SIP listen address (127.0.0.1 when SIP listens on 0.0.0.0 — set
+    /// this to the server's reachable address in production).
+    pub address: Option<std::net::IpAddr>,
+    /// RTP port range (even ports for RTP, the next odd one for RTCP).
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self { address: None, port_min: 20000, port_max: 29999 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,6 +100,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             tls: TlsConfig::default(),
             security: SecurityConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 }
@@ -157,7 +178,14 @@ impl Config {
         }
         env!("TSUNAGU_DATA", self.data);
         env!("TSUNAGU_SIP", self.sip.listen);
+        env!("TSUNAGU_SIP_LISTEN", self.sip.listen);
         env!("TSUNAGU_HTTP", self.http.listen);
+        env!("TSUNAGU_HTTP_LISTEN", self.http.listen);
+        env!("TSUNAGU_MEDIA_PORT_MIN", self.media.port_min);
+        env!("TSUNAGU_MEDIA_PORT_MAX", self.media.port_max);
+        if let Some(v) = get("TSUNAGU_MEDIA_ADDRESS") {
+            self.media.address = Some(parse("TSUNAGU_MEDIA_ADDRESS", v)?);
+        }
         env!("TSUNAGU_SIP_REALM", self.sip.realm);
         env!("TSUNAGU_SIP_MIN_EXPIRES", self.sip.min_expires);
         env!("TSUNAGU_SIP_MAX_EXPIRES", self.sip.max_expires);
@@ -196,10 +224,25 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("sip.digest_algorithms: unknown {a:?} (MD5, SHA-256)")));
             }
         }
+        if self.media.port_min < 1024 || self.media.port_max <= self.media.port_min + 4 {
+            return Err(ConfigError::Invalid("media: need 1024 <= port_min and port_max > port_min + 4".into()));
+        }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(ConfigError::Invalid("tls: give both cert and key, or neither".into()));
         }
         Ok(())
+    }
+
+    /// The media address: configured, else the SIP address, else loopback.
+    pub fn media_address(&self) -> std::net::IpAddr {
+        self.media.address.unwrap_or_else(|| {
+            let ip = self.sip.listen.ip();
+            if ip.is_unspecified() {
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                ip
+            }
+        })
     }
 
     pub fn tls_listen(&self) -> SocketAddr {

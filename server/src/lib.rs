@@ -1,13 +1,18 @@
 //! tsunagu-server is the PBX: it owns the sockets (SIP over UDP, TCP and
-//! TLS; HTTP), the registrar and location service, the store, and the
-//! command line. Protocol logic lives in tsunagu-sip; this crate holds the
+//! TLS; HTTP; RTP), the registrar and location service, calls (the B2BUA
+//! with anchored media, the dial plan, ring groups, forwarding, carrier
+//! trunks, call records), the store, and the command line. Protocol logic lives in tsunagu-sip; this crate holds the
 //! policy and the I/O around it.
 
+pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod csv;
 pub mod http;
+pub mod media;
 pub mod registrar;
+pub mod routing;
 pub mod server;
 pub mod sip;
 pub mod store;
+pub mod trunk;

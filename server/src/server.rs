@@ -1,7 +1,11 @@
 //! `tsunagu serve`: open the store, bind every socket, start the tasks, and
 //! stop cleanly on SIGTERM / Ctrl-C (bindings flushed to the store).
 
+use crate::calls::dialog::LocalAddrs;
+use crate::calls::Services;
 use crate::config::Config;
+use crate::media::PortPool;
+use crate::trunk::run_trunks;
 use crate::http::{router, HttpState};
 use crate::registrar::{run_persister, Registrar};
 use crate::sip::core::Core;
@@ -26,7 +30,12 @@ fn bind_error(what: &str, addr: std::net::SocketAddr, e: std::io::Error) -> BoxE
 pub async fn serve(cfg: Config) -> Result<(), BoxError> {
     cfg.validate()?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data, &cfg.sip.realm).await?);
+    let sqlite = Arc::new(SqliteStore::open(&cfg.data, &cfg.sip.realm).await?);
+    let store: Arc<dyn Store> = sqlite.clone();
+    let interrupted = sqlite.close_interrupted_calls().await?;
+    if interrupted > 0 {
+        tracing::warn!(calls = interrupted, "calls left open by the last run were closed as interrupted");
+    }
     let realm = store.realm().await?;
     if realm != cfg.sip.realm {
         tracing::warn!(stored = %realm, configured = %cfg.sip.realm, "the realm is fixed when the data directory is made; keeping the stored one");
@@ -44,7 +53,21 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
 
     let transports = Transports::new(udp, limits);
     let endpoint = Endpoint::new(transports.clone(), TimerConfig::default());
-    endpoint.set_handler(Arc::new(Core { registrar: registrar.clone(), policy: UasPolicy::default() }));
+    let core = Arc::new(Core { registrar: registrar.clone(), policy: uas_policy(), services: std::sync::OnceLock::new() });
+    endpoint.set_handler(core.clone());
+    let services = Arc::new(Services {
+        endpoint: endpoint.clone(),
+        registrar: registrar.clone(),
+        store: sqlite.clone(),
+        ports: Arc::new(PortPool::new(cfg.media_address(), cfg.media.port_min, cfg.media.port_max)),
+        local: LocalAddrs { sip: advertised(cfg.sip.listen, cfg.media_address()), tls: advertised(tls_addr, cfg.media_address()) },
+        presence: Default::default(),
+        calls: Default::default(),
+        trunks: Default::default(),
+        config: cfg.clone(),
+    });
+    let _ = core.services.set(services.clone());
+    tokio::spawn(run_trunks(services.clone()));
     tokio::spawn(run_timers(endpoint.clone()));
     // One receiver per core on the one UDP socket: each handles its
     // datagrams start to finish.
@@ -79,6 +102,23 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
     }
     persister.abort();
     Ok(())
+}
+
+/// The checks every request passes; "timer" (RFC 4028) is understood.
+fn uas_policy() -> UasPolicy {
+    let mut p = UasPolicy::default();
+    p.supported_extensions.push("timer".into());
+    p
+}
+
+/// The address peers reach us at, for Via and Contact: the listen address,
+/// or the media address when listening on all interfaces.
+fn advertised(listen: std::net::SocketAddr, fallback: std::net::IpAddr) -> std::net::SocketAddr {
+    if listen.ip().is_unspecified() {
+        std::net::SocketAddr::new(fallback, listen.port())
+    } else {
+        listen
+    }
 }
 
 /// The SIP UDP socket, with receive and send buffers large enough to ride

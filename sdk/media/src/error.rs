@@ -34,4 +34,41 @@ pub enum MediaError {
     /// The datagram is larger than the configured limit.
     #[error("packet of {len} bytes exceeds the limit of {max}")]
     TooLarge { len: usize, max: usize },
+    /// libopus refused a packet or a call; the text is libopus's own
+    /// description (opus_strerror), kept `'static` so the error stays `Copy`.
+    #[error("Opus codec error: {0}")]
+    Codec(&'static str),
+    /// A PCM frame length the encoder cannot take (Opus accepts 2.5, 5, 10,
+    /// 20, 40 or 60 ms).
+    #[error("cannot encode a frame of {samples} samples")]
+    BadFrameSize { samples: usize },
+    /// A WAV file that is not RIFF/WAVE 16-bit mono PCM, or is cut short.
+    #[error("bad WAV file: {0}")]
+    BadWav(&'static str),
+    /// A DTMF request that cannot be expressed in RFC 4733 (unknown digit,
+    /// zero or too long a duration).
+    #[error("bad DTMF request: {0}")]
+    BadDtmf(&'static str),
+    /// The SRTP or SRTCP authentication tag does not match: wrong key,
+    /// corruption in transit, or a forged packet.
+    #[error("SRTP/SRTCP authentication failed")]
+    SrtpAuthFailed,
+    /// The SRTP or SRTCP packet index was seen before, or is older than the
+    /// replay window (RFC 3711 §3.3.2).
+    #[error("SRTP/SRTCP index {index} is a replay or older than the replay window")]
+    SrtpReplay { index: u64 },
+    /// The packet's MKI is not the one the context was set up with.
+    #[error("SRTP/SRTCP packet carries an unknown MKI")]
+    SrtpUnknownMki,
+    /// The master key has protected as many packets as RFC 3711 allows
+    /// (2^48 SRTP or 2^31 SRTCP per SSRC): the session must be re-keyed.
+    #[error("SRTP master key exhausted; re-key")]
+    SrtpKeyExhausted,
+    /// The context already tracks the most SSRCs it will hold state for.
+    #[error("SRTP context already tracks {max} SSRCs")]
+    SrtpTooManySsrcs { max: usize },
+    /// An SDP a=crypto value (RFC 4568) is malformed or asks for something
+    /// this implementation does not do.
+    #[error("bad a=crypto attribute: {0}")]
+    BadCryptoAttr(&'static str),
 }

@@ -8,10 +8,14 @@
 //! the jitter buffer with loss concealment, codecs (G.711, Opus), RFC 4733
 //! DTMF, mixing and WAV I/O come later.
 
+pub mod codec;
+pub mod dtmf;
 pub mod error;
 pub mod relay;
 pub mod rtcp;
 pub mod rtp;
+pub mod srtp;
+pub mod transcode;
 
 pub use error::MediaError;
 pub use relay::{
@@ -19,3 +23,7 @@ pub use relay::{
 };
 pub use rtcp::{rtcp_compound, RtcpCompoundIter, RtcpHeader};
 pub use rtp::{classify, is_rtcp, PacketClass, RtpHeader, RtpPacket};
+pub use srtp::{CryptoAttr, MasterKey, SrtpContext, SrtpSuite};
+pub use codec::{read_wav_pcm16, write_wav_pcm16, Codec, Decoder, Encoder};
+pub use dtmf::{DtmfDetector, DtmfEvent, DtmfGenerator};
+pub use transcode::Transcoder;

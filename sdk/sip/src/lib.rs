@@ -12,6 +12,7 @@ pub mod headers;
 pub mod limits;
 pub mod message;
 pub mod register;
+pub mod sdp;
 pub mod transaction;
 pub mod validate;
 pub mod via;

@@ -137,6 +137,57 @@ impl Registrar {
         }
     }
 
+    /// Authenticate a request that starts a call (or any request other than
+    /// REGISTER) by digest, as a proxy does (RFC 3261 §22.3: 407 with
+    /// Proxy-Authenticate). Ok gives the extension; Err the response to
+    /// send. Users come from the cache (kept current by the users watcher).
+    /// The same brute-force guard as for REGISTER applies.
+    pub fn authenticate_request(&self, req: &Request, peer: &Peer) -> Result<String, Response> {
+        let now = unix_now();
+        let realm = self.verifier.lock().map(|v| v.realm().to_string()).unwrap_or_default();
+        let creds = req.headers.get_raw(&Name::PROXY_AUTHORIZATION).filter_map(|v| parse_authorization(v)).find(|c| c.realm == realm);
+        let Some(creds) = creds else {
+            return Err(self.proxy_challenge(req, false));
+        };
+        if self.guard.lock().map(|g| g.source_banned(peer.addr.ip(), now) || g.extension_banned(&creds.username, now)).unwrap_or(false) {
+            return Err(self.reply(req, 403));
+        }
+        let user = self.users.read().ok().and_then(|u| u.get(&creds.username).cloned());
+        let verdict = match self.verifier.lock() {
+            Ok(mut v) => v.verify(now, &req.method, &creds, user.as_ref().map(|u| &u.credentials)),
+            Err(_) => return Err(self.reply(req, 500)),
+        };
+        match verdict {
+            Verdict::Ok => Ok(creds.username),
+            Verdict::Stale => Err(self.proxy_challenge(req, true)),
+            Verdict::Failed(why) => {
+                metrics::counter!("tsunagu_auth_failures_total").increment(1);
+                let _ = self.guard.lock().map(|mut g| g.record_failure(peer.addr.ip(), &creds.username, now));
+                tracing::warn!(source = %peer.addr, user = %creds.username, method = %req.method, reason = why, "call authentication failed");
+                Err(self.reply(req, 403))
+            }
+        }
+    }
+
+    fn proxy_challenge(&self, req: &Request, stale: bool) -> Response {
+        let mut resp = self.reply(req, 407);
+        let mut values = self.verifier.lock().map(|v| v.challenges(unix_now(), rand::random(), stale)).unwrap_or_default();
+        if self.md5_only(req) {
+            values.retain(|v| v.contains("algorithm=MD5"));
+        }
+        // MD5 first: SIPp and older phones read only the first challenge.
+        values.sort_by_key(|v| !v.contains("algorithm=MD5"));
+        for v in values {
+            resp.headers.insert(Name::PROXY_AUTHENTICATE, v);
+        }
+        resp
+    }
+
+    /// Whether an extension exists (from the cache).
+    pub fn has_user(&self, ext: &str) -> bool {
+        self.users.read().map(|u| u.contains_key(ext)).unwrap_or(false)
+    }
+
     /// The first Digest Authorization for our realm, if any (others, e.g.
     /// for an unknown scheme, are ignored: RFC 4475 §3.3.7).
     fn credentials_for_us(&self, req: &Request) -> Option<DigestCredentials> {

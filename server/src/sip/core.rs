@@ -3,17 +3,21 @@
 //! friends are refused cleanly.
 
 use super::endpoint::{RequestHandler, Responder};
+use crate::calls::call::{self, Origin};
+use crate::calls::Services;
 use crate::registrar::{new_tag, Registrar};
 use std::sync::Arc;
 use tsunagu_sip::transaction::TxKey;
 use tsunagu_sip::validate::{check_request, UasPolicy};
 use tsunagu_sip::{response_to, Name, Peer, Rejection, Request, Response};
 
-const ALLOW: &str = "REGISTER, OPTIONS";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, REGISTER";
 
 pub struct Core {
     pub registrar: Arc<Registrar>,
     pub policy: UasPolicy,
+    /// Calls (set once the endpoint they need exists).
+    pub services: std::sync::OnceLock<Arc<Services>>,
 }
 
 /// The response a [`Rejection`] describes.
@@ -29,30 +33,82 @@ pub fn rejection_response(req: &Request, rej: &Rejection) -> Response {
 impl RequestHandler for Core {
     fn on_request(&self, req: Request, key: TxKey, peer: Peer, responder: &Responder) {
         if req.method == "ACK" {
-            return; // ACK to a 2xx of ours: no dialogs yet
+            // An ACK for a 2xx of ours belongs to its call; others are strays.
+            if let Some(svc) = self.services.get() {
+                let _ = svc.calls.dispatch_request(req, key, peer, responder);
+            }
+            return;
         }
         metrics::counter!("tsunagu_sip_requests_total", "method" => metric_method(&req.method)).increment(1);
         if let Err(rej) = check_request(&req, &self.policy) {
             tracing::info!(source = %peer.addr, method = %req.method, call_id = %req.core.call_id, code = rej.code, reason = %rej.reason, "request refused");
             return responder.respond(key, rejection_response(&req, &rej));
         }
+        let in_dialog = req.core.to.tag.is_some();
         match req.method.as_str() {
             "REGISTER" => self.registrar.handle_register(req, key, peer, responder),
-            "OPTIONS" => {
+            "OPTIONS" if !in_dialog => {
                 let mut resp = response_to(&req, 200, Some(&new_tag()));
                 resp.headers.insert(Name::ALLOW, ALLOW);
                 resp.headers.insert(Name::ACCEPT, "application/sdp");
-                resp.headers.insert(Name::SUPPORTED, "outbound");
+                resp.headers.insert(Name::SUPPORTED, "outbound, timer");
                 responder.respond(key, resp);
             }
-            // No INVITE transaction can be pending yet, so nothing to cancel.
-            "CANCEL" => responder.respond(key, response_to(&req, 481, Some(&new_tag()))),
+            "INVITE" if !in_dialog => self.new_call(req, key, peer, responder),
             _ => {
-                let mut resp = response_to(&req, 405, Some(&new_tag()));
-                resp.headers.insert(Name::ALLOW, ALLOW);
-                responder.respond(key, resp);
+                let Some(svc) = self.services.get() else {
+                    return responder.respond(key, response_to(&req, 481, Some(&new_tag())));
+                };
+                if let Some(req) = svc.calls.dispatch_request(req, key.clone(), peer, responder) {
+                    match req.method.as_str() {
+                        "ACK" => {}
+                        "CANCEL" | "BYE" | "INVITE" | "UPDATE" | "INFO" | "PRACK" | "OPTIONS" | "NOTIFY" | "MESSAGE" => {
+                            responder.respond(key, response_to(&req, 481, Some(&new_tag())))
+                        }
+                        _ if in_dialog => responder.respond(key, response_to(&req, 481, Some(&new_tag()))),
+                        _ => {
+                            let mut resp = response_to(&req, 405, Some(&new_tag()));
+                            resp.headers.insert(Name::ALLOW, ALLOW);
+                            responder.respond(key, resp);
+                        }
+                    }
+                }
             }
         }
+    }
+
+    fn on_response(&self, key: TxKey, response: Response) {
+        if let Some(svc) = self.services.get() {
+            svc.calls.dispatch_response(key, response);
+        }
+    }
+
+    fn on_client_timeout(&self, key: TxKey) {
+        if let Some(svc) = self.services.get() {
+            svc.calls.dispatch_timeout(key);
+        }
+    }
+}
+
+impl Core {
+    /// A new INVITE: from a carrier trunk (by source address) or from an
+    /// extension (digest, 407), then a call task takes it.
+    fn new_call(&self, req: Request, key: TxKey, peer: Peer, responder: &Responder) {
+        let Some(svc) = self.services.get() else {
+            return responder.respond(key, response_to(&req, 503, Some(&new_tag())));
+        };
+        if svc.calls.knows_call_id(&req.core.call_id) {
+            // The same call again on another path (a fork loop, RFC 3261 §8.2.2.2).
+            return responder.respond(key, response_to(&req, 482, Some(&new_tag())));
+        }
+        let origin = match svc.trunk_for_source(peer.addr.ip()) {
+            Some(t) => Origin::Trunk(t),
+            None => match self.registrar.authenticate_request(&req, &peer) {
+                Ok(ext) => Origin::Extension(ext),
+                Err(resp) => return responder.respond(key, resp),
+            },
+        };
+        call::start(svc.clone(), req, key, peer, responder.clone(), origin);
     }
 }
 

@@ -18,6 +18,11 @@ pub trait RequestHandler: Send + Sync + 'static {
     /// receiving task. Must not block: work that waits (database) is
     /// spawned and answers through the responder later.
     fn on_request(&self, request: Request, key: TxKey, peer: Peer, responder: &Responder);
+    /// A response to a request the PBX sent (client transaction), including
+    /// each retransmitted 2xx to an INVITE (the UAC core ACKs every one).
+    fn on_response(&self, _key: TxKey, _response: Response) {}
+    /// A client transaction got no (final) answer in time (timer B or F).
+    fn on_client_timeout(&self, _key: TxKey) {}
 }
 
 /// Hands answers back to the server transaction; cheap to clone into
@@ -108,6 +113,17 @@ impl Endpoint {
         self.run(Input::SendResponse { key, response });
     }
 
+    /// Start a client transaction; the request's top Via branch names it.
+    pub fn send_request(self: &Arc<Self>, request: Request, peer: Peer) {
+        self.run(Input::SendRequest { request, peer });
+    }
+
+    /// Send outside any transaction: an ACK for a 2xx (RFC 3261 §13.2.2.4)
+    /// or a 2xx retransmitted by the UAS core.
+    pub fn send_raw(&self, peer: Peer, bytes: bytes::Bytes) {
+        self.transports.send_now(peer, bytes);
+    }
+
     /// Feed one input to the layer that holds its transaction, then act on
     /// what came out outside the lock (the handler may answer at once,
     /// which takes the lock again).
@@ -137,7 +153,19 @@ impl Endpoint {
                 Output::Event(TxEvent::StrayResponse { response, peer }) => {
                     tracing::debug!(source = %peer.addr, code = response.code, "response matches no transaction; dropped");
                 }
-                Output::Event(TxEvent::Timeout { key }) => tracing::debug!(branch = %key.branch, "transaction timed out"),
+                Output::Event(TxEvent::Response { key, response }) => {
+                    if let Some(h) = self.handler.get() {
+                        h.on_response(key, response);
+                    }
+                }
+                Output::Event(TxEvent::Timeout { key }) => {
+                    tracing::debug!(branch = %key.branch, "transaction timed out");
+                    if !key.server {
+                        if let Some(h) = self.handler.get() {
+                            h.on_client_timeout(key);
+                        }
+                    }
+                }
                 Output::Event(_) => {}
             }
         }

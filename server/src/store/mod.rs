@@ -2,7 +2,10 @@
 //! default; a PostgreSQL backend implements the same trait when several
 //! nodes share state.
 
+mod pbx;
 mod sqlite;
+
+pub use pbx::*;
 
 pub use sqlite::SqliteStore;
 

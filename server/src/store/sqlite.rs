@@ -10,7 +10,7 @@ use std::time::Duration;
 use tsunagu_sip::digest::StoredCredentials;
 
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
 fn now() -> i64 {

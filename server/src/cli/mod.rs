@@ -5,6 +5,8 @@ use crate::config::Config;
 use crate::registrar::unix_now;
 use crate::server::{serve, BoxError};
 use crate::store::{SqliteStore, Store, StoreError, User};
+mod pbx;
+
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,24 @@ enum Command {
     /// Manage users (extensions).
     #[command(subcommand)]
     User(UserCommand),
+    /// Ring groups.
+    #[command(subcommand)]
+    Group(pbx::GroupCommand),
+    /// Call forwarding of an extension.
+    Forward(pbx::ForwardArgs),
+    /// Caller ID an extension shows on outside calls.
+    CallerId(pbx::CallerIdArgs),
+    /// Carrier SIP trunks.
+    #[command(subcommand)]
+    Trunk(pbx::TrunkCommand),
+    /// Public numbers (DIDs) and where they ring.
+    #[command(subcommand)]
+    Did(pbx::DidCommand),
+    /// PBX-wide settings (main number, prefixes).
+    #[command(subcommand)]
+    Setting(pbx::SettingCommand),
+    /// Call records.
+    Calls(pbx::CallsArgs),
 }
 
 #[derive(Args)]
@@ -156,6 +176,13 @@ async fn run(cmd: Command) -> Result<(), BoxError> {
             serve(cfg).await
         }
         Command::User(u) => user_command(u).await,
+        Command::Group(c) => pbx::group(c).await,
+        Command::Forward(a) => pbx::forward(a).await,
+        Command::CallerId(a) => pbx::caller_id(a).await,
+        Command::Trunk(c) => pbx::trunk(c).await,
+        Command::Did(c) => pbx::did(c).await,
+        Command::Setting(c) => pbx::setting(c).await,
+        Command::Calls(a) => pbx::calls(a).await,
     }
 }
 

@@ -1,0 +1,1360 @@
+//! One call, as a task: the caller's leg (A, we are its UAS), the forks
+//! that ring devices or the carrier (B, we are their UAC), the hunt that
+//! decides who rings when, the anchored media, and the call record.
+//!
+//! Life of a call: route the dialled number to a [`Hunt`]; ring each step's
+//! targets at once (every registered device of an extension, or the trunks
+//! in priority order for an outside number, failing over on timeout, 408
+//! and 5xx); the first 2xx wins and the other forks are cancelled; then
+//! pass in-dialog requests across (BYE, re-INVITE/UPDATE with the SDP
+//! rewritten for the other leg, INFO) until one side hangs up, a session
+//! timer runs out, or the media has been silent for too long.
+
+use super::dialog::{contact_uri, new_branch, Dialog};
+use super::negotiate::{audio_direction, is_unchanged, make_answer, make_offer, take_answer, take_offer, LegSdp, NegotiationError};
+use super::{Services, SipEvent};
+use crate::media::{MediaEvent, MediaSession};
+use crate::routing::{national, parse_dialled, resolve, Hunt, Resolution, RingTarget};
+use crate::sip::endpoint::Responder;
+use crate::store::{unix_ms, CallRecord, CallerIdChoice, Dest, Trunk, SETTING_MAIN_NUMBER};
+use bytes::Bytes;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tsunagu_media::LegSide;
+use tsunagu_sip::digest::{answer_challenge, parse_challenge};
+use tsunagu_sip::sdp::{Direction, Sdp};
+use tsunagu_sip::transaction::TxKey;
+use tsunagu_sip::{response_to, Name, Peer, Request, Response};
+
+/// Who placed the call.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// An extension, authenticated by digest.
+    Extension(String),
+    /// The carrier, recognised by its address.
+    Trunk(Trunk),
+}
+
+/// How long a trunk may stay silent (no response at all) before the next
+/// trunk is tried, well before timer B's 32 s.
+const TRUNK_RESPONSE_TIMEOUT: Duration = Duration::from_secs(4);
+/// Session interval we ask for and accept (RFC 4028; 90 s minimum).
+const SESSION_EXPIRES: u64 = 1800;
+const MIN_SE: u64 = 90;
+/// An outside call rings this long at most when nothing else limits it.
+const DEFAULT_RING_LIMIT: Duration = Duration::from_secs(180);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ForkTarget {
+    Device { ext: String, device: String },
+    Trunk { trunk: Trunk, number: String, rest: Vec<Trunk> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ForkState {
+    Calling,
+    Ringing,
+    Answered,
+    /// Cancelled by us, waiting for its 487 (or a 2xx that crossed).
+    Cancelling,
+    Done,
+}
+
+struct Fork {
+    dialog: Dialog,
+    /// Request-URI and CSeq of the INVITE, for CANCEL and ACK.
+    invite_uri: String,
+    invite_cseq: u32,
+    branch: String,
+    target: ForkTarget,
+    state: ForkState,
+    auth_tried: bool,
+    sent_at: Instant,
+    got_response: bool,
+    offer: Vec<u8>,
+    ack: Option<Bytes>,
+}
+
+/// A request passed to the other leg, waiting for its answer.
+struct Pending {
+    from: LegSide,
+    key: TxKey,
+    responder: Responder,
+    request: Request,
+    method: String,
+    /// For INVITE/UPDATE with an offer: the offer (from `from`).
+    offer: Option<Sdp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Ringing,
+    Connected,
+    Ended,
+}
+
+struct Call {
+    svc: Arc<Services>,
+    token: u64,
+    origin: Origin,
+    media: MediaSession,
+    a: Dialog,
+    a_key: TxKey,
+    a_responder: Responder,
+    a_invite: Request,
+    a_offer: Sdp,
+    a_sdp: LegSdp,
+    b_sdp: LegSdp,
+    forks: Vec<Fork>,
+    winner: Option<usize>,
+    phase: Phase,
+    hunt: Option<Hunt>,
+    step_deadline: Option<Instant>,
+    overall_deadline: Option<Instant>,
+    visited: HashSet<String>,
+    saw_busy: bool,
+    best_code: u16,
+    record: CallRecord,
+    /// From of the B-leg INVITEs.
+    b_from: String,
+    /// Identity for the carrier: (number shown, withhold).
+    outbound_cid: (String, bool),
+    sent_ringing: bool,
+    early_answer: Option<Vec<u8>>,
+    a_200: Option<Retransmit>,
+    pending: HashMap<String, Pending>,
+    /// Leg A must refresh before this (it is the refresher).
+    a_session_deadline: Option<Instant>,
+    a_session_secs: Option<u64>,
+    /// We refresh leg B at this time (we are the refresher), every so often.
+    b_refresh_at: Option<Instant>,
+    b_session_secs: Option<u64>,
+    busy_marks: Vec<String>,
+    call_ids: Vec<String>,
+    media_events: Option<mpsc::UnboundedReceiver<MediaEvent>>,
+    /// Our UPDATEs refreshing leg B's session.
+    pending_refresh: HashSet<String>,
+    /// This call's inbox, registered for each fork's Call-ID.
+    inbox: mpsc::UnboundedSender<SipEvent>,
+}
+
+struct Retransmit {
+    bytes: Bytes,
+    next: Instant,
+    interval: Duration,
+    give_up: Instant,
+}
+
+/// Start a call for a new INVITE (the 100 Trying is already sent).
+pub fn start(svc: Arc<Services>, req: Request, key: TxKey, peer: Peer, responder: Responder, origin: Origin) {
+    tokio::spawn(async move {
+        let token: u64 = rand::random::<u64>() >> 4;
+        let (tx, rx) = mpsc::unbounded_channel();
+        svc.calls.register_token(token, tx.clone());
+        svc.calls.register_call_id(&req.core.call_id, tx.clone());
+        let inbox = tx;
+        let call_id = req.core.call_id.clone();
+        metrics::counter!("tsunagu_calls_total").increment(1);
+        metrics::gauge!("tsunagu_calls_active").increment(1.0);
+        let mut call_ids = vec![call_id.clone()];
+        let a_key = key.clone();
+        match setup(svc.clone(), token, inbox, req, key, peer, responder.clone(), origin).await {
+            Ok(mut call) => {
+                call.run(rx).await;
+                call_ids = std::mem::take(&mut call.call_ids);
+                call.finish().await;
+            }
+            Err((req, code, why)) => {
+                tracing::info!(call_id = %call_id, code, reason = why, "call refused");
+                let mut resp = response_to(&req, code, Some(&crate::registrar::new_tag()));
+                if !why.is_empty() {
+                    resp.headers.insert(Name::WARNING, format!("399 tsunagu \"{}\"", why.replace('"', "'")));
+                }
+                responder.respond(a_key, resp);
+            }
+        }
+        svc.calls.unregister(token, &call_ids);
+        metrics::gauge!("tsunagu_calls_active").decrement(1.0);
+    });
+}
+
+type SetupError = (Request, u16, &'static str);
+
+#[allow(clippy::too_many_arguments)]
+async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipEvent>, req: Request, key: TxKey, peer: Peer, responder: Responder, origin: Origin) -> Result<Call, SetupError> {
+    // The offer: we need one (no late-offer INVITEs yet) that parses.
+    let ctype = req.headers.get_raw(&Name::CONTENT_TYPE).next().map(|v| v.to_ascii_lowercase()).unwrap_or_default();
+    if req.body.is_empty() {
+        return Err((req, 488, "an SDP offer in the INVITE is required"));
+    }
+    if !ctype.starts_with("application/sdp") {
+        return Err((req, 415, "only application/sdp bodies are accepted"));
+    }
+    let a_offer = match Sdp::parse(&req.body) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(call_id = %req.core.call_id, error = %e, "malformed SDP");
+            return Err((req, 400, "malformed SDP"));
+        }
+    };
+    let mut a_sdp = LegSdp::new(false);
+    match take_offer(&mut a_sdp, &a_offer, &req.body) {
+        Ok(_) => {}
+        Err(NegotiationError::NoAudio) => return Err((req, 488, "no audio stream offered")),
+        Err(_) => return Err((req, 488, "SRTP offered without a usable key")),
+    }
+    if a_offer.media.get(a_offer.audio_index().unwrap_or(0)).map(|m| m.rtpmaps().is_empty()).unwrap_or(true) {
+        return Err((req, 488, "no codec offered that the PBX knows"));
+    }
+
+    let (media_tx, media_rx) = mpsc::unbounded_channel();
+    let media = match MediaSession::start(&svc.ports, media_tx).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "no media ports");
+            return Err((req, 503, "no media ports free"));
+        }
+    };
+    let local_tag = crate::registrar::new_tag();
+    let a = Dialog::from_incoming(&req, peer, local_tag);
+    let dialled_raw = req.uri.user.clone().or_else(|| req.core.to.user()).unwrap_or_default();
+    let now_ms = unix_ms();
+    let mut record = CallRecord {
+        id: format!("{:016x}", rand::random::<u64>()),
+        started_at: now_ms,
+        result: "ringing".into(),
+        ..Default::default()
+    };
+    let caller_number = match &origin {
+        Origin::Extension(ext) => ext.clone(),
+        Origin::Trunk(_) => {
+            let pai = req.headers.get_raw(&Name::P_ASSERTED_IDENTITY).next().and_then(|v| tsunagu_sip::message::uri_user(v.split(',').next().unwrap_or("")));
+            pai.or_else(|| req.core.from.user()).map(|u| national(&u)).unwrap_or_else(|| "anonymous".into())
+        }
+    };
+    record.caller = caller_number.clone();
+    record.callee = dialled_raw.clone();
+
+    let store = &svc.store;
+    let mut outbound_cid = (String::new(), false);
+    let dest: Dest = match &origin {
+        Origin::Trunk(t) => {
+            record.direction = "inbound".into();
+            record.trunk = Some(t.name.clone());
+            let did = national(&dialled_raw);
+            record.did = Some(did.clone());
+            match store.did(&did).await {
+                Ok(Some(d)) => d,
+                Ok(None) => {
+                    let _ = store.put_call(&CallRecord { result: "not-found".into(), ended_at: Some(unix_ms()), ..record.clone() }).await;
+                    return Err((req, 404, "unknown number"));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "store");
+                    return Err((req, 500, "store unavailable"));
+                }
+            }
+        }
+        Origin::Extension(ext) => {
+            let d = match parse_dialled(store, &svc.registrar, &dialled_raw).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "store");
+                    return Err((req, 500, "store unavailable"));
+                }
+            };
+            let Some(dest) = d.dest.clone() else {
+                let _ = store.put_call(&CallRecord { direction: "internal".into(), result: "not-found".into(), ended_at: Some(unix_ms()), ..record.clone() }).await;
+                return Err((req, 404, "no such number"));
+            };
+            record.direction = if matches!(dest, Dest::Number(_)) { "outbound".into() } else { "internal".into() };
+            if let Dest::Number(n) = &dest {
+                record.callee = n.clone();
+            }
+            // Caller ID for outside calls: the per-call prefix, else the
+            // user's setting; own DID falls back to the main number.
+            let settings = store.user_settings(ext).await.unwrap_or_else(|_| crate::store::UserSettings::default_for(ext));
+            let main = store.setting(SETTING_MAIN_NUMBER).await.unwrap_or_default();
+            let choice = d.caller_id.unwrap_or(settings.caller_id);
+            let shown = match choice {
+                CallerIdChoice::Own => settings.own_did.clone().filter(|s| !s.is_empty()).unwrap_or(main.clone()),
+                CallerIdChoice::Main => main.clone(),
+            };
+            outbound_cid = (shown, d.withhold.unwrap_or(false));
+            dest
+        }
+    };
+    if let Origin::Extension(_) = origin {
+        if record.direction == "outbound" {
+            record.caller_id_shown = Some(if outbound_cid.1 { "anonymous".into() } else { outbound_cid.0.clone() });
+        }
+    }
+    let display = req.core.from.display.clone().filter(|d| !d.is_empty()).unwrap_or(caller_number.clone());
+    let b_from = format!("\"{}\" <sip:{}@{}>", display.replace('"', ""), caller_number, svc.local.sip);
+    let b_sdp = LegSdp::new(a_sdp.savp);
+
+    let mut call = Call {
+        svc: svc.clone(),
+        token,
+        origin,
+        media,
+        a,
+        a_key: key,
+        a_responder: responder,
+        a_invite: req,
+        a_offer,
+        a_sdp,
+        b_sdp,
+        forks: Vec::new(),
+        winner: None,
+        phase: Phase::Ringing,
+        hunt: None,
+        step_deadline: None,
+        overall_deadline: None,
+        visited: HashSet::new(),
+        saw_busy: false,
+        best_code: 0,
+        record,
+        b_from,
+        outbound_cid,
+        sent_ringing: false,
+        early_answer: None,
+        a_200: None,
+        pending: HashMap::new(),
+        a_session_deadline: None,
+        a_session_secs: None,
+        b_refresh_at: None,
+        b_session_secs: None,
+        busy_marks: Vec::new(),
+        call_ids: Vec::new(),
+        media_events: Some(media_rx),
+        pending_refresh: HashSet::new(),
+        inbox,
+    };
+    call.call_ids.push(call.a.call_id.clone());
+    call.save().await;
+    if let Origin::Extension(ext) = &call.origin {
+        call.svc.presence.begin(ext);
+        call.busy_marks.push(ext.clone());
+    }
+    call.route(dest).await;
+    Ok(call)
+}
+
+impl Call {
+    async fn save(&self) {
+        if let Err(e) = self.svc.store.put_call(&self.record).await {
+            tracing::error!(error = %e, call = %self.record.id, "could not write the call record");
+        }
+    }
+
+    /// Resolve a destination and ring its first step.
+    async fn route(&mut self, dest: Dest) {
+        match resolve(&self.svc.store, &self.svc.registrar, &self.svc.presence, &dest, &mut self.visited).await {
+            Ok(Resolution::Ring(h)) => {
+                if self.record.direction != "outbound" && self.hunt.is_none() {
+                    self.record.callee = h.label.clone();
+                }
+                self.overall_deadline = h.overall.map(|d| Instant::now() + d);
+                self.hunt = Some(h);
+                self.next_step().await;
+            }
+            Ok(Resolution::Reject(code, why)) => {
+                if self.hunt.is_some() || self.best_code != 0 {
+                    // A forward target that cannot ring: end as no answer.
+                    self.fail(if self.saw_busy { 486 } else { 480 }, why).await;
+                } else {
+                    self.fail(code, why).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "routing failed");
+                self.fail(500, "store unavailable").await;
+            }
+        }
+    }
+
+    /// Ring the next step of the hunt, or go to its no-answer / busy
+    /// destination when it has none left.
+    async fn next_step(&mut self) {
+        loop {
+            if self.phase != Phase::Ringing {
+                return;
+            }
+            let overall_over = self.overall_deadline.is_some_and(|d| Instant::now() >= d);
+            let step = if overall_over { None } else { self.hunt.as_mut().and_then(|h| h.steps.pop_front()) };
+            let Some(step) = step else {
+                let (busy, no_answer) = self.hunt.as_ref().map(|h| (h.on_busy.clone(), h.on_no_answer.clone())).unwrap_or((None, None));
+                let next = if self.saw_busy && busy.is_some() { busy } else { no_answer };
+                self.step_deadline = None;
+                self.cancel_forks().await;
+                match next {
+                    Some(dest) => {
+                        tracing::info!(call = %self.record.id, dest = %dest, "no answer: forwarding");
+                        self.hunt = None;
+                        self.saw_busy = false;
+                        Box::pin(self.route(dest)).await;
+                    }
+                    None => {
+                        let code = if self.saw_busy { 486 } else if self.best_code >= 400 && self.best_code != 487 { self.best_code } else { 480 };
+                        self.fail(code, "").await;
+                    }
+                }
+                return;
+            };
+            let skip_busy = self.hunt.as_ref().is_some_and(|h| h.skip_busy);
+            let mut started = 0;
+            for t in &step.targets {
+                started += self.ring(t, skip_busy).await;
+            }
+            if started > 0 {
+                let limit = step.timeout.or(if self.record.direction == "outbound" { Some(DEFAULT_RING_LIMIT) } else { None });
+                self.step_deadline = limit.map(|d| Instant::now() + d);
+                return;
+            }
+        }
+    }
+
+    /// Start forks for one ring target; how many started.
+    async fn ring(&mut self, target: &RingTarget, skip_busy: bool) -> usize {
+        match target {
+            RingTarget::Ext(ext) => {
+                if skip_busy && self.svc.presence.is_busy(ext) {
+                    tracing::debug!(ext, "member busy: skipped");
+                    return 0;
+                }
+                // Calling yourself from the same device is not ringing your
+                // other devices; an extension calling itself rings the rest.
+                let bindings = self.svc.registrar.bindings(ext);
+                let mut n = 0;
+                for b in bindings {
+                    if b.flow == self.a.peer && b.contact.uri == self.a.remote_target {
+                        continue;
+                    }
+                    let to = format!("<sip:{ext}@{}>", self.svc.local.sip);
+                    let dialog = Dialog::outgoing(self.b_from.clone(), to, b.contact.uri.clone(), b.flow);
+                    if self.send_invite(dialog, ForkTarget::Device { ext: ext.clone(), device: b.device_key.clone() }, &[]).await {
+                        n += 1;
+                    }
+                }
+                n
+            }
+            RingTarget::External(number) => {
+                let trunks: Vec<Trunk> = self.svc.trunks.read().map(|t| t.clone()).unwrap_or_default();
+                let mut trunks: Vec<Trunk> = trunks.into_iter().filter(|t| t.state != "disabled").collect();
+                if trunks.is_empty() {
+                    tracing::warn!(number, "no trunk configured for an outside call");
+                    self.best_code = self.best_code.max(503);
+                    return 0;
+                }
+                let first = trunks.remove(0);
+                usize::from(self.invite_trunk(first, number.clone(), trunks).await)
+            }
+        }
+    }
+
+    async fn invite_trunk(&mut self, trunk: Trunk, number: String, rest: Vec<Trunk>) -> bool {
+        let peer = Peer {
+            addr: trunk.host,
+            transport: match trunk.transport {
+                crate::store::TrunkTransport::Udp => tsunagu_sip::TransportKind::Udp,
+                crate::store::TrunkTransport::Tcp => tsunagu_sip::TransportKind::Tcp,
+                crate::store::TrunkTransport::Tls => tsunagu_sip::TransportKind::Tls,
+            },
+            flow: 0,
+        };
+        let (cid, withhold) = self.outbound_cid.clone();
+        let from = if withhold || cid.is_empty() {
+            "\"Anonymous\" <sip:anonymous@anonymous.invalid>".to_string()
+        } else {
+            format!("<sip:{cid}@{}>", self.svc.local.sip)
+        };
+        let uri = format!("sip:{number}@{}", trunk.host);
+        let dialog = Dialog::outgoing(from, format!("<{uri}>"), uri, peer);
+        let mut extra = Vec::new();
+        if !cid.is_empty() {
+            extra.push(("P-Asserted-Identity", format!("<sip:{cid}@{}>", self.svc.local.sip)));
+        }
+        if withhold {
+            extra.push(("Privacy", "id".to_string()));
+        }
+        self.record.trunk = Some(trunk.name.clone());
+        self.send_invite(dialog, ForkTarget::Trunk { trunk, number, rest }, &extra).await
+    }
+
+    async fn send_invite(&mut self, dialog: Dialog, target: ForkTarget, extra: &[(&str, String)]) -> bool {
+        // All forks share leg B's ports and key; only one will answer.
+        let offer = match make_offer(&self.a_offer, &mut self.b_sdp, self.media.address, self.media.b.rtp, self.media.b.rtcp) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot make an offer");
+                return false;
+            }
+        };
+        let mut headers: Vec<(&str, String)> = vec![
+            ("Supported", "100rel, timer".to_string()),
+            ("Session-Expires", format!("{SESSION_EXPIRES};refresher=uac")),
+            ("Min-SE", MIN_SE.to_string()),
+            ("Allow", crate::sip::core::ALLOW.to_string()),
+        ];
+        headers.extend(extra.iter().cloned());
+        let branch = new_branch(self.token);
+        let cseq = dialog.local_cseq;
+        let Some(req) = dialog.build(&self.svc.local, &branch, "INVITE", cseq, &headers, Some(("application/sdp", &offer))) else { return false };
+        let invite_uri = dialog.remote_target.clone();
+        self.svc.calls.register_call_id(&dialog.call_id, self.inbox.clone());
+        self.call_ids.push(dialog.call_id.clone());
+        let peer = dialog.peer;
+        tracing::debug!(call = %self.record.id, target = ?target, "ringing");
+        self.forks.push(Fork {
+            dialog,
+            invite_uri,
+            invite_cseq: cseq,
+            branch,
+            target,
+            state: ForkState::Calling,
+            auth_tried: false,
+            sent_at: Instant::now(),
+            got_response: false,
+            offer,
+            ack: None,
+        });
+        self.svc.endpoint.send_request(req, peer);
+        true
+    }
+
+    /// CANCEL every fork still ringing.
+    async fn cancel_forks(&mut self) {
+        for i in 0..self.forks.len() {
+            if matches!(self.forks[i].state, ForkState::Calling | ForkState::Ringing) {
+                self.cancel_fork(i);
+            }
+        }
+    }
+
+    fn cancel_fork(&mut self, i: usize) {
+        let f = &mut self.forks[i];
+        f.state = ForkState::Cancelling;
+        let mut d = f.dialog.clone();
+        d.remote_tag = None;
+        d.remote_target = f.invite_uri.clone();
+        d.route_set.clear();
+        if let Some(req) = d.build(&self.svc.local, &f.branch, "CANCEL", f.invite_cseq, &[], None) {
+            self.svc.endpoint.send_request(req, f.dialog.peer);
+        }
+    }
+
+    /// The call failed before anyone answered: tell the caller.
+    async fn fail(&mut self, code: u16, why: &str) {
+        if self.phase != Phase::Ringing {
+            return;
+        }
+        self.cancel_forks().await;
+        let mut resp = self.a_response(code);
+        if !why.is_empty() {
+            resp.headers.insert(Name::WARNING, format!("399 tsunagu \"{why}\""));
+        }
+        self.a_responder.respond(self.a_key.clone(), resp);
+        self.record.result = match code {
+            486 | 600 => "busy",
+            487 => "cancelled",
+            404 | 484 => "not-found",
+            480 | 408 => "no-answer",
+            482 => "loop",
+            _ => "failed",
+        }
+        .into();
+        self.phase = Phase::Ended;
+    }
+
+    fn a_response(&self, code: u16) -> Response {
+        let mut r = response_to(&self.a_invite, code, Some(&self.a.local_tag));
+        r.headers.insert(Name::SERVER, concat!("Tsunagu/", env!("CARGO_PKG_VERSION")));
+        if (101..300).contains(&code) {
+            r.headers.insert(Name::CONTACT, self.svc.local.contact(self.a.peer.transport));
+            for rr in &self.a.route_set {
+                r.headers.insert(Name::RECORD_ROUTE, rr.clone());
+            }
+        }
+        r
+    }
+
+    async fn run(&mut self, mut rx: mpsc::UnboundedReceiver<SipEvent>) {
+        let mut media_rx = self.media_events.take();
+        while self.phase != Phase::Ended {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Some(ev) => self.on_sip(ev).await,
+                    None => break,
+                },
+                Some(ev) = async { match media_rx.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => self.on_media(ev).await,
+                _ = sleep_until(deadline) => self.on_timer().await,
+            }
+        }
+        // Linger briefly for the answers to our BYEs and CANCELs (so they
+        // are not logged as strays) and for retransmitted requests.
+        let linger = tokio::time::sleep(Duration::from_millis(300));
+        tokio::pin!(linger);
+        loop {
+            tokio::select! {
+                _ = &mut linger => break,
+                ev = rx.recv() => match ev {
+                    Some(SipEvent::Request { req, key, responder, .. }) if req.method != "ACK" => {
+                        responder.respond(key, response_to(&req, 481, Some(&crate::registrar::new_tag())));
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut d: Vec<Instant> = Vec::new();
+        d.extend(self.step_deadline);
+        d.extend(self.overall_deadline.filter(|_| self.phase == Phase::Ringing));
+        d.extend(self.a_200.as_ref().map(|r| r.next.min(r.give_up)));
+        d.extend(self.a_session_deadline);
+        d.extend(self.b_refresh_at);
+        if self.phase == Phase::Ringing {
+            for f in &self.forks {
+                if f.state == ForkState::Calling && !f.got_response && matches!(f.target, ForkTarget::Trunk { .. }) {
+                    d.push(f.sent_at + TRUNK_RESPONSE_TIMEOUT);
+                }
+            }
+        }
+        d.into_iter().min()
+    }
+
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        if self.phase == Phase::Ringing {
+            // A trunk that said nothing at all: fail over now.
+            for i in 0..self.forks.len() {
+                let f = &self.forks[i];
+                if f.state == ForkState::Calling && !f.got_response && matches!(f.target, ForkTarget::Trunk { .. }) && now >= f.sent_at + TRUNK_RESPONSE_TIMEOUT {
+                    tracing::warn!(call = %self.record.id, "trunk did not answer in time; trying the next");
+                    self.cancel_fork(i);
+                    self.forks[i].state = ForkState::Done;
+                    self.trunk_failover(i, 408).await;
+                }
+            }
+            if self.overall_deadline.is_some_and(|d| now >= d) || self.step_deadline.is_some_and(|d| now >= d) {
+                self.step_deadline = None;
+                if self.overall_deadline.is_some_and(|d| now >= d) {
+                    if let Some(h) = self.hunt.as_mut() {
+                        h.steps.clear();
+                    }
+                    self.overall_deadline = None;
+                }
+                self.cancel_forks().await;
+                self.next_step().await;
+            }
+        }
+        if let Some(r) = self.a_200.as_mut() {
+            if now >= r.give_up {
+                tracing::warn!(call = %self.record.id, "caller never acknowledged the answer; ending the call");
+                self.a_200 = None;
+                self.hangup(None, "no-ack").await;
+                return;
+            }
+            if now >= r.next {
+                self.svc.endpoint.send_raw(self.a.peer, r.bytes.clone());
+                r.interval = (r.interval * 2).min(Duration::from_secs(4));
+                r.next = now + r.interval;
+            }
+        }
+        if self.a_session_deadline.is_some_and(|d| now >= d) {
+            tracing::info!(call = %self.record.id, "caller's session timer expired (no refresh): ending the call");
+            self.a_session_deadline = None;
+            self.hangup(None, "session-expired").await;
+            return;
+        }
+        if self.b_refresh_at.is_some_and(|d| now >= d) {
+            self.b_refresh_at = None;
+            self.refresh_b();
+        }
+    }
+
+    async fn on_media(&mut self, ev: MediaEvent) {
+        match ev {
+            MediaEvent::Dtmf { from, digit, duration_ms } => {
+                // The other leg has no telephone-event: send it SIP INFO.
+                let to = from.other();
+                let (ctype, body) = tsunagu_media::dtmf::info_body(digit, duration_ms);
+                let extra = [("Content-Type", ctype.to_string())];
+                let _ = extra;
+                self.send_in_dialog(to, "INFO", &[], Some((ctype, body.as_bytes())), None);
+            }
+            MediaEvent::Latched { side, addr } => {
+                tracing::debug!(call = %self.record.id, leg = ?side, %addr, "media latched");
+            }
+            MediaEvent::Silent { secs } => {
+                if self.phase == Phase::Connected {
+                    tracing::info!(call = %self.record.id, secs, "no media from either side: ending the call");
+                    self.hangup(None, "media-timeout").await;
+                }
+            }
+        }
+    }
+
+    /// Which leg a message belongs to, by Call-ID: A, or the fork index.
+    fn leg_of(&self, call_id: &str) -> Option<Leg> {
+        if call_id == self.a.call_id {
+            return Some(Leg::A);
+        }
+        self.forks.iter().position(|f| f.dialog.call_id == call_id).map(Leg::Fork)
+    }
+
+    async fn on_sip(&mut self, ev: SipEvent) {
+        match ev {
+            SipEvent::Request { req, key, peer, responder } => self.on_request(req, key, peer, responder).await,
+            SipEvent::Response { key, resp } => self.on_response(key, resp).await,
+            SipEvent::Timeout { key } => self.on_tx_timeout(key).await,
+        }
+    }
+
+    async fn on_request(&mut self, req: Request, key: TxKey, _peer: Peer, responder: Responder) {
+        let Some(leg) = self.leg_of(&req.core.call_id) else {
+            return responder.respond(key, response_to(&req, 481, None));
+        };
+        let side = match leg {
+            Leg::A => LegSide::A,
+            Leg::Fork(i) if Some(i) == self.winner => LegSide::B,
+            Leg::Fork(_) => {
+                if req.method != "ACK" {
+                    responder.respond(key, response_to(&req, 481, None));
+                }
+                return;
+            }
+        };
+        match req.method.as_str() {
+            "ACK" => {
+                if side == LegSide::A {
+                    self.a_200 = None;
+                    // An ACK for a re-INVITE we passed to B carries nothing
+                    // B needs (we answered A with B's answer already).
+                }
+            }
+            "CANCEL" => {
+                responder.respond(key, response_to(&req, 200, None));
+                if side == LegSide::A && self.phase == Phase::Ringing {
+                    tracing::info!(call = %self.record.id, "caller cancelled");
+                    self.fail(487, "").await;
+                }
+            }
+            "BYE" => {
+                responder.respond(key, response_to(&req, 200, None));
+                if self.phase == Phase::Ringing && side == LegSide::A {
+                    // A BYE before our final answer: treat like CANCEL.
+                    self.fail(487, "").await;
+                    return;
+                }
+                self.hangup(Some(side), "answered").await;
+            }
+            "INVITE" | "UPDATE" => self.on_offer(side, req, key, responder).await,
+            "INFO" => {
+                let ctype = req.headers.get_raw(&Name::CONTENT_TYPE).next().map(|v| v.to_string()).unwrap_or_default();
+                let to = side.other();
+                let to_has_te = self.leg_sdp(to).media.telephone_event.is_some();
+                if let Some((digit, ms)) = tsunagu_media::dtmf::parse_info(&ctype, &req.body) {
+                    if to_has_te {
+                        // The other leg takes RFC 4733: play it there.
+                        responder.respond(key, response_to(&req, 200, None));
+                        self.media.send_dtmf(to, digit, ms);
+                        return;
+                    }
+                }
+                self.pass_request(side, req, key, responder, None);
+            }
+            "OPTIONS" => {
+                let mut r = response_to(&req, 200, None);
+                r.headers.insert(Name::ALLOW, crate::sip::core::ALLOW);
+                responder.respond(key, r);
+            }
+            "PRACK" => responder.respond(key, response_to(&req, 481, None)),
+            "REFER" => responder.respond(key, response_to(&req, 501, None)),
+            _ => self.pass_request(side, req, key, responder, None),
+        }
+    }
+
+    fn leg_sdp(&self, side: LegSide) -> &LegSdp {
+        match side {
+            LegSide::A => &self.a_sdp,
+            LegSide::B => &self.b_sdp,
+        }
+    }
+
+    /// The dialog of a connected leg.
+    fn dialog_mut(&mut self, side: LegSide) -> Option<&mut Dialog> {
+        match side {
+            LegSide::A => Some(&mut self.a),
+            LegSide::B => self.winner.map(|i| &mut self.forks[i].dialog),
+        }
+    }
+
+    /// A re-INVITE or UPDATE: a session refresh (same SDP version) is
+    /// answered here; a new offer (hold, resume, a new address) is passed
+    /// to the other leg with the SDP rewritten for it.
+    async fn on_offer(&mut self, side: LegSide, req: Request, key: TxKey, responder: Responder) {
+        if req.method == "INVITE" && self.phase == Phase::Ringing {
+            return responder.respond(key, response_to(&req, 491, None));
+        }
+        if side == LegSide::A {
+            self.a_session_deadline = self.a_session_secs.map(|s| Instant::now() + Duration::from_secs(s));
+        }
+        if let Some(seq) = self.dialog_mut(side).and_then(|d| d.remote_cseq) {
+            if req.core.cseq.seq <= seq && req.method == "INVITE" {
+                return responder.respond(key, response_to(&req, 500, None));
+            }
+        }
+        if let Some(d) = self.dialog_mut(side) {
+            d.remote_cseq = Some(req.core.cseq.seq);
+            if let Some(t) = contact_uri(&req.headers) {
+                d.remote_target = t;
+            }
+        }
+        let offer = if req.body.is_empty() {
+            None
+        } else {
+            match Sdp::parse(&req.body) {
+                Ok(s) => Some(s),
+                Err(_) => return responder.respond(key, response_to(&req, 400, None)),
+            }
+        };
+        let unchanged = offer.as_ref().map(|o| is_unchanged(self.leg_sdp(side).last_received.as_deref(), o)).unwrap_or(true);
+        if unchanged {
+            // Refresh: answer with what we said last.
+            let mut r = response_to(&req, 200, None);
+            let transport = req_transport(&req, self.dialog_mut(side).map(|d| d.peer));
+            r.headers.insert(Name::CONTACT, self.svc.local.contact(transport));
+            if let Some(secs) = self.a_session_secs.filter(|_| side == LegSide::A) {
+                r.headers.insert(Name::SESSION_EXPIRES, format!("{secs};refresher=uac"));
+                r.headers.insert(Name::REQUIRE, "timer");
+            }
+            if let Some(sdp) = self.leg_sdp(side).last_sent.clone() {
+                r.headers.insert(Name::CONTENT_TYPE, "application/sdp");
+                r.body = Bytes::from(sdp);
+            }
+            return responder.respond(key, r);
+        }
+        let Some(offer) = offer else { return };
+        let leg = if side == LegSide::A { &mut self.a_sdp } else { &mut self.b_sdp };
+        if take_offer(leg, &offer, &req.body).is_err() {
+            return responder.respond(key, response_to(&req, 488, None));
+        }
+        let to = side.other();
+        let ports = self.media.ports(to);
+        let addr = self.media.address;
+        let to_sdp = if to == LegSide::A { &mut self.a_sdp } else { &mut self.b_sdp };
+        let Ok(new_offer) = make_offer(&offer, to_sdp, addr, ports.rtp, ports.rtcp) else {
+            return responder.respond(key, response_to(&req, 488, None));
+        };
+        let method = req.method.clone();
+        self.pass_request(side, req, key, responder, Some((offer, new_offer)));
+        let _ = method;
+    }
+
+    /// Send `req` (from `side`) on to the other leg; its answer comes back
+    /// through `on_response` and is passed back.
+    fn pass_request(&mut self, side: LegSide, req: Request, key: TxKey, responder: Responder, offer: Option<(Sdp, Vec<u8>)>) {
+        let to = side.other();
+        let ctype = req.headers.get_raw(&Name::CONTENT_TYPE).next().map(|v| v.to_string());
+        let mut extra: Vec<(&str, String)> = Vec::new();
+        for n in ["Event", "Subscription-State", "Info-Package", "Session-Expires", "Min-SE", "Supported"] {
+            if let Some(v) = req.headers.get_raw(&Name::parse(n)).next() {
+                if n == "Session-Expires" || n == "Min-SE" {
+                    continue; // session timers are per leg
+                }
+                extra.push((n, v.to_string()));
+            }
+        }
+        let (body, sdp_offer): (Option<Vec<u8>>, Option<Sdp>) = match offer {
+            Some((o, new)) => (Some(new), Some(o)),
+            None => ((!req.body.is_empty()).then(|| req.body.to_vec()), None),
+        };
+        let ctype = if sdp_offer.is_some() { Some("application/sdp".to_string()) } else { ctype };
+        let token = self.token;
+        let local = self.svc.local;
+        let Some(dialog) = self.dialog_mut(to) else {
+            return responder.respond(key, response_to(&req, 481, None));
+        };
+        let body_ref = body.as_deref().zip(ctype.as_deref()).map(|(b, c)| (c, b));
+        let Some(out) = dialog.request(&local, token, &req.method, None, &extra, body_ref) else {
+            return responder.respond(key, response_to(&req, 500, None));
+        };
+        let peer = dialog.peer;
+        let branch = out.core.top_branch().unwrap_or_default().to_string();
+        let method = req.method.clone();
+        self.pending.insert(branch, Pending { from: side, key, responder, request: req, method, offer: sdp_offer });
+        self.svc.endpoint.send_request(out, peer);
+    }
+
+    /// Send a request of our own in a connected leg's dialog.
+    fn send_in_dialog(&mut self, side: LegSide, method: &str, extra: &[(&str, String)], body: Option<(&str, &[u8])>, _why: Option<&str>) {
+        let token = self.token;
+        let local = self.svc.local;
+        let Some(d) = self.dialog_mut(side) else { return };
+        if let Some(req) = d.request(&local, token, method, None, extra, body) {
+            let peer = d.peer;
+            self.svc.endpoint.send_request(req, peer);
+        }
+    }
+
+    /// Refresh leg B's session (we are its refresher): a re-INVITE with the
+    /// same SDP. A 408 or 481 means B is gone.
+    fn refresh_b(&mut self) {
+        let Some(sdp) = self.b_sdp.last_sent.clone() else { return };
+        let secs = self.b_session_secs.unwrap_or(SESSION_EXPIRES);
+        let extra = [("Session-Expires", format!("{secs};refresher=uac")), ("Supported", "timer".to_string())];
+        let token = self.token;
+        let local = self.svc.local;
+        let Some(d) = self.dialog_mut(LegSide::B) else { return };
+        if let Some(req) = d.request(&local, token, "UPDATE", None, &extra, Some(("application/sdp", &sdp))) {
+            let peer = d.peer;
+            let branch = req.core.top_branch().unwrap_or_default().to_string();
+            self.pending_refresh.insert(branch);
+            self.svc.endpoint.send_request(req, peer);
+        }
+        self.b_refresh_at = Some(Instant::now() + Duration::from_secs(secs / 2));
+    }
+
+    async fn on_response(&mut self, key: TxKey, resp: Response) {
+        if let Some(p) = self.pending.remove(&key.branch) {
+            if resp.code < 200 {
+                self.pending.insert(key.branch, p);
+                return;
+            }
+            return self.pass_response(p, resp).await;
+        }
+        if self.pending_refresh.contains(&key.branch) {
+            if resp.code >= 200 {
+                self.pending_refresh.remove(&key.branch);
+                if matches!(resp.code, 408 | 481) {
+                    tracing::info!(call = %self.record.id, code = resp.code, "session refresh failed: the callee is gone");
+                    self.hangup(None, "session-expired").await;
+                }
+            }
+            return;
+        }
+        if key.method != "INVITE" {
+            return; // BYE, CANCEL, PRACK, INFO of ours
+        }
+        let Some(i) = self.forks.iter().position(|f| f.branch == key.branch || (f.dialog.call_id == resp.core.call_id && resp.core.cseq.seq == f.invite_cseq)) else { return };
+        self.forks[i].got_response = true;
+        match resp.code {
+            100 => {}
+            101..=199 => self.on_provisional(i, resp).await,
+            200..=299 => self.on_answer(i, resp).await,
+            _ => self.on_fork_failure(i, resp).await,
+        }
+    }
+
+    async fn on_provisional(&mut self, i: usize, resp: Response) {
+        if self.forks[i].state == ForkState::Calling {
+            self.forks[i].state = ForkState::Ringing;
+        }
+        if resp.core.to.tag.is_some() {
+            self.forks[i].dialog.confirm_from_response(&resp);
+        }
+        // 100rel (RFC 3262): acknowledge a reliable provisional with PRACK.
+        let requires_100rel = resp.headers.get_raw(&Name::REQUIRE).any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("100rel")));
+        if requires_100rel {
+            if let Some(rseq) = resp.headers.get_raw(&Name::RSEQ).next().and_then(|v| v.trim().parse::<u32>().ok()) {
+                let rack = format!("{rseq} {} INVITE", resp.core.cseq.seq);
+                let token = self.token;
+                let local = self.svc.local;
+                let d = &mut self.forks[i].dialog;
+                if let Some(req) = d.request(&local, token, "PRACK", None, &[("RAck", rack)], None) {
+                    self.svc.endpoint.send_request(req, d.peer);
+                }
+            }
+        }
+        if self.phase != Phase::Ringing {
+            return;
+        }
+        let has_sdp = !resp.body.is_empty();
+        if has_sdp && self.early_answer.is_none() {
+            // Early media (a carrier's ringback or announcement): connect
+            // the media now and give the caller a 183 with our answer.
+            if let Ok(sdp) = Sdp::parse(&resp.body) {
+                if take_answer(&mut self.b_sdp, &sdp, &resp.body).is_ok() {
+                    if let Ok(ans) = self.answer_a(audio_direction(&sdp)) {
+                        self.early_answer = Some(ans.clone());
+                        self.push_media();
+                        let mut r = self.a_response(183);
+                        r.headers.insert(Name::CONTENT_TYPE, "application/sdp");
+                        r.body = Bytes::from(ans);
+                        self.a_responder.respond(self.a_key.clone(), r);
+                        self.sent_ringing = true;
+                        return;
+                    }
+                }
+            }
+        }
+        if !self.sent_ringing && resp.code == 180 {
+            self.sent_ringing = true;
+            let r = self.a_response(180);
+            self.a_responder.respond(self.a_key.clone(), r);
+        }
+    }
+
+    fn answer_a(&mut self, direction: Direction) -> Result<Vec<u8>, NegotiationError> {
+        let ports = self.media.a;
+        make_answer(&self.a_offer, &mut self.a_sdp, self.b_sdp.media.codec, self.b_sdp.media.telephone_event.is_some(), direction, self.media.address, ports.rtp, ports.rtcp)
+    }
+
+    fn push_media(&self) {
+        self.media.set_leg(LegSide::A, self.a_sdp.media.clone());
+        self.media.set_leg(LegSide::B, self.b_sdp.media.clone());
+    }
+
+    async fn on_answer(&mut self, i: usize, resp: Response) {
+        // ACK every 2xx (retransmissions too), from the dialog it creates.
+        let mut d = self.forks[i].dialog.clone();
+        d.confirm_from_response(&resp);
+        let ack = d.ack_bytes(&self.svc.local, self.token, resp.core.cseq.seq, None);
+        if let Some(ack) = &ack {
+            self.svc.endpoint.send_raw(d.peer, ack.clone());
+        }
+        if self.winner == Some(i) || self.forks[i].state == ForkState::Answered {
+            return; // a retransmitted 2xx, ACKed again above
+        }
+        if self.winner.is_some() || self.phase != Phase::Ringing {
+            // Another fork won (or the caller left): hang this one up.
+            self.forks[i].dialog = d;
+            self.forks[i].state = ForkState::Done;
+            let token = self.token;
+            let local = self.svc.local;
+            if let Some(bye) = self.forks[i].dialog.request(&local, token, "BYE", None, &[], None) {
+                self.svc.endpoint.send_request(bye, self.forks[i].dialog.peer);
+            }
+            return;
+        }
+        self.forks[i].dialog = d;
+        self.forks[i].ack = ack;
+        self.forks[i].state = ForkState::Answered;
+        self.winner = Some(i);
+        self.step_deadline = None;
+        self.overall_deadline = None;
+        // Everyone else stops ringing.
+        for j in 0..self.forks.len() {
+            if j != i && matches!(self.forks[j].state, ForkState::Calling | ForkState::Ringing) {
+                self.cancel_fork(j);
+            }
+        }
+        let answer_sdp = match Sdp::parse(&resp.body) {
+            Ok(sdp) if !resp.body.is_empty() => match take_answer(&mut self.b_sdp, &sdp, &resp.body) {
+                Ok(()) => self.answer_a(audio_direction(&sdp)),
+                Err(e) => Err(e),
+            },
+            _ => match self.early_answer.clone() {
+                Some(a) => Ok(a),
+                None => Err(NegotiationError::NoAudio),
+            },
+        };
+        let answer_sdp = match answer_sdp {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(call = %self.record.id, error = %e, "the callee's answer is unusable");
+                self.winner = None;
+                self.forks[i].state = ForkState::Done;
+                let token = self.token;
+                let local = self.svc.local;
+                if let Some(bye) = self.forks[i].dialog.request(&local, token, "BYE", None, &[], None) {
+                    self.svc.endpoint.send_request(bye, self.forks[i].dialog.peer);
+                }
+                self.fail(488, "no common codec").await;
+                return;
+            }
+        };
+        self.push_media();
+        // Session timer towards B: when B names us the refresher (or says
+        // nothing about it), refresh at half the interval.
+        let b_se = resp.headers.get_raw(&Name::SESSION_EXPIRES).next().map(|v| v.to_string());
+        if let Some(se) = b_se {
+            let secs = se.split(';').next().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(SESSION_EXPIRES).max(MIN_SE);
+            let we_refresh = !se.contains("refresher=uas");
+            self.b_session_secs = Some(secs);
+            if we_refresh {
+                self.b_refresh_at = Some(Instant::now() + Duration::from_secs(secs / 2));
+            }
+        }
+        // Answer the caller.
+        let mut r = self.a_response(200);
+        r.headers.insert(Name::CONTENT_TYPE, "application/sdp");
+        r.headers.insert(Name::ALLOW, crate::sip::core::ALLOW);
+        let a_wants_timer = self.a_invite.headers.get_raw(&Name::SESSION_EXPIRES).next().map(|v| v.to_string());
+        let a_supports_timer = self.a_invite.headers.get_raw(&Name::SUPPORTED).any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("timer")));
+        if let Some(se) = a_wants_timer.filter(|_| a_supports_timer) {
+            let secs = se.split(';').next().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(SESSION_EXPIRES).max(MIN_SE);
+            r.headers.insert(Name::SESSION_EXPIRES, format!("{secs};refresher=uac"));
+            r.headers.insert(Name::REQUIRE, "timer");
+            self.a_session_secs = Some(secs);
+            self.a_session_deadline = Some(Instant::now() + Duration::from_secs(secs));
+        }
+        r.body = Bytes::from(answer_sdp);
+        let bytes = r.to_bytes();
+        self.a_responder.respond(self.a_key.clone(), r);
+        if !self.a.peer.transport.is_reliable() {
+            let now = Instant::now();
+            self.a_200 = Some(Retransmit { bytes, next: now + Duration::from_millis(500), interval: Duration::from_millis(500), give_up: now + Duration::from_secs(32) });
+        }
+        self.phase = Phase::Connected;
+        self.record.answered_at = Some(unix_ms());
+        self.record.result = "answered".into();
+        match &self.forks[i].target {
+            ForkTarget::Device { ext, device } => {
+                self.record.answered_by = Some(ext.clone());
+                self.record.answered_device = Some(device.clone());
+                self.svc.presence.begin(ext);
+                self.busy_marks.push(ext.clone());
+            }
+            ForkTarget::Trunk { trunk, number, .. } => {
+                self.record.answered_by = Some(number.clone());
+                self.record.trunk = Some(trunk.name.clone());
+            }
+        }
+        tracing::info!(call = %self.record.id, caller = %self.record.caller, answered_by = ?self.record.answered_by, "call answered");
+        self.save().await;
+    }
+
+    async fn on_fork_failure(&mut self, i: usize, resp: Response) {
+        let code = resp.code;
+        let prev = self.forks[i].state;
+        if prev == ForkState::Done {
+            return;
+        }
+        // A carrier that wants credentials: answer the challenge once.
+        if matches!(code, 401 | 407) && !self.forks[i].auth_tried {
+            if let ForkTarget::Trunk { trunk, .. } = &self.forks[i].target {
+                if let (Some(user), Some(pass)) = (trunk.username.clone(), trunk.password.clone()) {
+                    if self.retry_with_auth(i, &resp, &user, &pass) {
+                        return;
+                    }
+                }
+            }
+        }
+        self.forks[i].state = ForkState::Done;
+        if prev == ForkState::Cancelling || self.phase != Phase::Ringing {
+            return;
+        }
+        // A failing trunk hands the call to the next one (RFC 3261 §16.7
+        // style: 408, 5xx; 503 above all).
+        if matches!(code, 408 | 500..=599) {
+            if let ForkTarget::Trunk { .. } = self.forks[i].target {
+                if self.trunk_failover(i, code).await {
+                    return;
+                }
+            }
+        }
+        if matches!(code, 486 | 600) {
+            self.saw_busy = true;
+        }
+        if code != 487 {
+            self.best_code = if self.best_code == 0 { code } else { self.best_code.min(code) };
+        }
+        self.after_fork_ended().await;
+    }
+
+    /// Try the next trunk for a failed trunk fork; false when none is left.
+    async fn trunk_failover(&mut self, i: usize, code: u16) -> bool {
+        let ForkTarget::Trunk { trunk, number, rest } = self.forks[i].target.clone() else { return false };
+        tracing::warn!(call = %self.record.id, trunk = %trunk.name, code, "trunk failed; failing over");
+        metrics::counter!("tsunagu_trunk_failovers_total", "trunk" => trunk.name.clone()).increment(1);
+        let mut rest = rest;
+        if rest.is_empty() {
+            self.best_code = self.best_code.max(503);
+            self.after_fork_ended().await;
+            return true;
+        }
+        let next = rest.remove(0);
+        if !self.invite_trunk(next, number, rest).await {
+            self.after_fork_ended().await;
+        }
+        true
+    }
+
+    fn retry_with_auth(&mut self, i: usize, resp: &Response, user: &str, pass: &str) -> bool {
+        let name = if resp.code == 407 { Name::PROXY_AUTHENTICATE } else { Name::WWW_AUTHENTICATE };
+        let Some(ch) = resp.headers.get_raw(&name).find_map(|v| parse_challenge(v)) else { return false };
+        let f = &mut self.forks[i];
+        let cnonce = format!("{:016x}", rand::random::<u64>());
+        let Some(auth) = answer_challenge(&ch, "INVITE", &f.invite_uri, user, pass, &cnonce, 1) else { return false };
+        let hname = if resp.code == 407 { "Proxy-Authorization" } else { "Authorization" };
+        f.auth_tried = true;
+        f.dialog.local_cseq += 1;
+        f.invite_cseq = f.dialog.local_cseq;
+        f.branch = new_branch(self.token);
+        f.state = ForkState::Calling;
+        f.dialog.remote_tag = None;
+        f.dialog.remote_target = f.invite_uri.clone();
+        let (cid, withhold) = self.outbound_cid.clone();
+        let mut extra = vec![(hname, auth), ("Supported", "100rel, timer".to_string())];
+        if !cid.is_empty() {
+            extra.push(("P-Asserted-Identity", format!("<sip:{cid}@{}>", self.svc.local.sip)));
+        }
+        if withhold {
+            extra.push(("Privacy", "id".to_string()));
+        }
+        let Some(req) = f.dialog.build(&self.svc.local, &f.branch, "INVITE", f.invite_cseq, &extra, Some(("application/sdp", &f.offer))) else { return false };
+        self.svc.endpoint.send_request(req, f.dialog.peer);
+        true
+    }
+
+    /// When every fork of the step has ended, go on with the hunt.
+    async fn after_fork_ended(&mut self) {
+        if self.phase != Phase::Ringing {
+            return;
+        }
+        let live = self.forks.iter().any(|f| matches!(f.state, ForkState::Calling | ForkState::Ringing));
+        if !live {
+            self.step_deadline = None;
+            self.next_step().await;
+        }
+    }
+
+    async fn on_tx_timeout(&mut self, key: TxKey) {
+        if let Some(p) = self.pending.remove(&key.branch) {
+            p.responder.respond(p.key, response_to(&p.request, 408, None));
+            if p.method == "INVITE" || p.method == "UPDATE" {
+                // The other side vanished mid-call.
+                self.hangup(None, "timeout").await;
+            }
+            return;
+        }
+        if self.pending_refresh.remove(&key.branch) {
+            self.hangup(None, "session-expired").await;
+            return;
+        }
+        if key.method == "INVITE" {
+            if let Some(i) = self.forks.iter().position(|f| f.branch == key.branch) {
+                if self.forks[i].state != ForkState::Done {
+                    let prev = self.forks[i].state;
+                    self.forks[i].state = ForkState::Done;
+                    if prev != ForkState::Cancelling {
+                        if let ForkTarget::Trunk { .. } = self.forks[i].target {
+                            if self.trunk_failover(i, 408).await {
+                                return;
+                            }
+                        }
+                        self.best_code = if self.best_code == 0 { 408 } else { self.best_code };
+                    }
+                    self.after_fork_ended().await;
+                }
+            }
+        }
+    }
+
+    /// Pass the final answer to a request we passed on back to its sender.
+    async fn pass_response(&mut self, p: Pending, resp: Response) {
+        let mut r = response_to(&p.request, resp.code, None);
+        r.reason = resp.reason.clone();
+        if (200..300).contains(&resp.code) && p.method == "INVITE" {
+            // ACK the other leg's 2xx at once (its answer is all we need).
+            let to = p.from.other();
+            let token = self.token;
+            let local = self.svc.local;
+            let endpoint = self.svc.endpoint.clone();
+            if let Some(d) = self.dialog_mut(to) {
+                if let Some(t) = contact_uri(&resp.headers) {
+                    d.remote_target = t;
+                }
+                if let Some(ack) = d.ack_bytes(&local, token, resp.core.cseq.seq, None) {
+                    endpoint.send_raw(d.peer, ack);
+                }
+            }
+        }
+        if let (Some(offer), true) = (&p.offer, (200..300).contains(&resp.code)) {
+            let to = p.from.other();
+            let parsed = Sdp::parse(&resp.body);
+            let answered = match parsed {
+                Ok(sdp) => {
+                    let leg = if to == LegSide::A { &mut self.a_sdp } else { &mut self.b_sdp };
+                    take_answer(leg, &sdp, &resp.body).map(|_| audio_direction(&sdp))
+                }
+                Err(_) => Err(NegotiationError::NoAudio),
+            };
+            match answered {
+                Ok(dir) => {
+                    let ports = self.media.ports(p.from);
+                    let other = self.leg_sdp(to).media.clone();
+                    let from_sdp = if p.from == LegSide::A { &mut self.a_sdp } else { &mut self.b_sdp };
+                    match make_answer(offer, from_sdp, other.codec, other.telephone_event.is_some(), dir, self.media.address, ports.rtp, ports.rtcp) {
+                        Ok(ans) => {
+                            r.headers.insert(Name::CONTENT_TYPE, "application/sdp");
+                            r.body = Bytes::from(ans);
+                            self.push_media();
+                        }
+                        Err(_) => {
+                            r = response_to(&p.request, 488, None);
+                        }
+                    }
+                }
+                Err(_) => r = response_to(&p.request, 488, None),
+            }
+            let transport = p.request.headers.get_raw(&Name::VIA).next().map(|_| ()).and(self.dialog_mut(p.from).map(|d| d.peer.transport));
+            if let Some(t) = transport {
+                r.headers.insert(Name::CONTACT, self.svc.local.contact(t));
+            }
+        } else if !resp.body.is_empty() {
+            if let Some(ct) = resp.headers.get_raw(&Name::CONTENT_TYPE).next() {
+                r.headers.insert(Name::CONTENT_TYPE, ct.clone());
+                r.body = resp.body.clone();
+            }
+        }
+        p.responder.respond(p.key, r);
+    }
+
+    /// End a connected call: BYE to every leg except `from` (which hung up).
+    async fn hangup(&mut self, from: Option<LegSide>, result: &str) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        if self.phase == Phase::Ringing {
+            self.fail(480, "").await;
+            return;
+        }
+        for side in [LegSide::A, LegSide::B] {
+            if Some(side) != from {
+                self.send_in_dialog(side, "BYE", &[], None, None);
+            }
+        }
+        if result != "answered" {
+            self.record.result = result.into();
+        }
+        self.phase = Phase::Ended;
+    }
+
+    async fn finish(&mut self) {
+        // CANCELs / BYEs for forks still alive.
+        self.cancel_forks().await;
+        self.record.ended_at = Some(unix_ms());
+        self.save().await;
+        for ext in self.busy_marks.drain(..) {
+            self.svc.presence.end(&ext);
+        }
+        tracing::info!(call = %self.record.id, result = %self.record.result, secs = self.record.duration_secs(), "call ended");
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leg {
+    A,
+    Fork(usize),
+}
+
+fn req_transport(req: &Request, peer: Option<Peer>) -> tsunagu_sip::TransportKind {
+    let _ = req;
+    peer.map(|p| p.transport).unwrap_or(tsunagu_sip::TransportKind::Udp)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,156 @@
+//! Calls through the PBX. The server is a B2BUA: each call is one task
+//! (`call::run`) holding the caller's dialog (leg A), the forks that ring
+//! devices or the carrier (legs B), and the anchored media between them.
+//! This module routes SIP traffic to the task a message belongs to: new
+//! INVITEs start a call; requests by Call-ID, responses and timeouts by the
+//! call token in our Via branch (see `dialog::new_branch`).
+
+pub mod call;
+pub mod dialog;
+pub mod negotiate;
+
+use crate::config::Config;
+use crate::media::PortPool;
+use crate::registrar::Registrar;
+use crate::sip::endpoint::{Endpoint, Responder};
+use crate::store::{SqliteStore, Trunk};
+use dialog::{token_of_branch, LocalAddrs};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tsunagu_sip::transaction::TxKey;
+use tsunagu_sip::{Peer, Request, Response};
+
+/// A SIP event for a call (or the trunk task).
+pub enum SipEvent {
+    Request { req: Request, key: TxKey, peer: Peer, responder: Responder },
+    Response { key: TxKey, resp: Response },
+    Timeout { key: TxKey },
+}
+
+/// Who is on a call now, and when each extension's last call ended (for
+/// busy checks, skip-busy and longest-idle groups).
+#[derive(Default)]
+pub struct Presence {
+    inner: Mutex<PresenceInner>,
+}
+
+#[derive(Default)]
+struct PresenceInner {
+    active: HashMap<String, u32>,
+    last_end: HashMap<String, Instant>,
+}
+
+impl Presence {
+    pub fn is_busy(&self, ext: &str) -> bool {
+        self.inner.lock().map(|p| p.active.get(ext).copied().unwrap_or(0) > 0).unwrap_or(false)
+    }
+    pub fn last_call_end(&self, ext: &str) -> Option<Instant> {
+        self.inner.lock().ok().and_then(|p| p.last_end.get(ext).copied())
+    }
+    pub fn begin(&self, ext: &str) {
+        if let Ok(mut p) = self.inner.lock() {
+            *p.active.entry(ext.to_string()).or_default() += 1;
+        }
+    }
+    pub fn end(&self, ext: &str) {
+        if let Ok(mut p) = self.inner.lock() {
+            if let Some(n) = p.active.get_mut(ext) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    p.active.remove(ext);
+                }
+            }
+            p.last_end.insert(ext.to_string(), Instant::now());
+        }
+    }
+}
+
+/// What every call task needs.
+pub struct Services {
+    pub endpoint: Arc<Endpoint>,
+    pub registrar: Arc<Registrar>,
+    pub store: Arc<SqliteStore>,
+    pub ports: Arc<PortPool>,
+    pub local: LocalAddrs,
+    pub presence: Presence,
+    pub calls: Calls,
+    /// Trunks as last read from the store (the trunk task refreshes them
+    /// every second): inbound calls from their addresses need no digest.
+    pub trunks: RwLock<Vec<Trunk>>,
+    pub config: Config,
+}
+
+/// Where SIP events go.
+#[derive(Default)]
+pub struct Calls {
+    by_call_id: Mutex<HashMap<String, mpsc::UnboundedSender<SipEvent>>>,
+    by_token: Mutex<HashMap<u64, mpsc::UnboundedSender<SipEvent>>>,
+}
+
+impl Calls {
+    pub fn register_token(&self, token: u64, tx: mpsc::UnboundedSender<SipEvent>) {
+        if let Ok(mut m) = self.by_token.lock() {
+            m.insert(token, tx);
+        }
+    }
+    pub fn register_call_id(&self, call_id: &str, tx: mpsc::UnboundedSender<SipEvent>) {
+        if let Ok(mut m) = self.by_call_id.lock() {
+            m.insert(call_id.to_string(), tx);
+        }
+    }
+    pub fn unregister(&self, token: u64, call_ids: &[String]) {
+        if let Ok(mut m) = self.by_token.lock() {
+            m.remove(&token);
+        }
+        if let Ok(mut m) = self.by_call_id.lock() {
+            for c in call_ids {
+                m.remove(c);
+            }
+        }
+    }
+    pub fn active(&self) -> usize {
+        self.by_token.lock().map(|m| m.len()).unwrap_or(0)
+    }
+    pub fn knows_call_id(&self, call_id: &str) -> bool {
+        self.by_call_id.lock().map(|m| m.contains_key(call_id)).unwrap_or(false)
+    }
+
+    /// Give a request to the call it belongs to; gives it back when there
+    /// is none (or the call just ended).
+    pub fn dispatch_request(&self, req: Request, key: TxKey, peer: Peer, responder: &Responder) -> Option<Request> {
+        let Some(tx) = self.by_call_id.lock().ok().and_then(|m| m.get(&req.core.call_id).cloned()) else { return Some(req) };
+        match tx.send(SipEvent::Request { req, key, peer, responder: responder.clone() }) {
+            Ok(()) => None,
+            Err(e) => match e.0 {
+                SipEvent::Request { req, .. } => Some(req),
+                _ => None,
+            },
+        }
+    }
+
+    pub fn dispatch_response(&self, key: TxKey, resp: Response) {
+        let Some(token) = token_of_branch(&key.branch) else { return };
+        let tx = self.by_token.lock().ok().and_then(|m| m.get(&token).cloned());
+        if let Some(tx) = tx {
+            let _ = tx.send(SipEvent::Response { key, resp });
+        }
+    }
+
+    pub fn dispatch_timeout(&self, key: TxKey) {
+        let Some(token) = token_of_branch(&key.branch) else { return };
+        let tx = self.by_token.lock().ok().and_then(|m| m.get(&token).cloned());
+        if let Some(tx) = tx {
+            let _ = tx.send(SipEvent::Timeout { key });
+        }
+    }
+}
+
+impl Services {
+    /// The trunk an inbound request comes from, by source address.
+    pub fn trunk_for_source(&self, ip: IpAddr) -> Option<Trunk> {
+        self.trunks.read().ok()?.iter().find(|t| t.host.ip() == ip).cloned()
+    }
+}

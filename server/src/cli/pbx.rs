@@ -1,0 +1,521 @@
+//! Command-line configuration of calls: ring groups, forwarding, caller ID,
+//! carrier trunks, DIDs, settings, and the call records. Every command
+//! writes the store; a running server reads it at the next call.
+
+use super::open_store;
+use crate::server::BoxError;
+use crate::store::{CallRecord, CallerIdChoice, Dest, RingGroup, SqliteStore, Strategy, Trunk, TrunkTransport};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct DataArgs {
+    /// Data directory.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Configuration file (for the realm of a new data directory).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum GroupCommand {
+    /// Add or replace a ring group.
+    Add {
+        #[command(flatten)]
+        d: DataArgs,
+        /// The group's number (dialled internally, or a DID's destination).
+        number: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// simultaneous, sequential, round-robin or longest-idle.
+        #[arg(long, default_value = "simultaneous")]
+        strategy: String,
+        /// Members in order: extensions or outside numbers, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        members: Vec<String>,
+        /// Seconds each member rings (sequential, round-robin, longest-idle).
+        #[arg(long, default_value_t = 15)]
+        member_timeout: u32,
+        /// Seconds the group rings in all before the overflow.
+        #[arg(long, default_value_t = 60)]
+        timeout: u32,
+        /// Where unanswered calls go: user:EXT, group:NUMBER, number:DIGITS.
+        #[arg(long)]
+        overflow: Option<String>,
+        /// Skip members already on a call.
+        #[arg(long)]
+        skip_busy: bool,
+    },
+    Remove {
+        #[command(flatten)]
+        d: DataArgs,
+        number: String,
+    },
+    List {
+        #[command(flatten)]
+        d: DataArgs,
+    },
+}
+
+#[derive(Args)]
+pub struct ForwardArgs {
+    #[command(flatten)]
+    pub d: DataArgs,
+    pub extension: String,
+    /// Forward every call.
+    #[arg(long)]
+    pub always: Option<String>,
+    /// Forward when the user is already on a call or every device says busy.
+    #[arg(long)]
+    pub busy: Option<String>,
+    /// Forward when nobody answers within --after seconds.
+    #[arg(long)]
+    pub no_answer: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub after: u32,
+    /// Forward when no device is registered.
+    #[arg(long)]
+    pub unregistered: Option<String>,
+    /// Remove all forwarding of the extension.
+    #[arg(long)]
+    pub clear: bool,
+}
+
+#[derive(Args)]
+pub struct CallerIdArgs {
+    #[command(flatten)]
+    pub d: DataArgs,
+    pub extension: String,
+    /// main (the city's main number) or own (the user's DID).
+    #[arg(long)]
+    pub show: Option<String>,
+    /// The user's own DID.
+    #[arg(long)]
+    pub did: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum TrunkCommand {
+    /// Add or replace a carrier trunk.
+    Add {
+        #[command(flatten)]
+        d: DataArgs,
+        name: String,
+        /// The carrier's SIP address, ip:port.
+        #[arg(long)]
+        host: std::net::SocketAddr,
+        #[arg(long, default_value = "udp")]
+        transport: String,
+        #[arg(long)]
+        username: Option<String>,
+        #[arg(long)]
+        password: Option<String>,
+        /// Register with the credentials (else the carrier knows us by address).
+        #[arg(long)]
+        register: bool,
+        /// Lower is tried first for outside calls.
+        #[arg(long, default_value_t = 10)]
+        priority: i64,
+    },
+    Remove {
+        #[command(flatten)]
+        d: DataArgs,
+        name: String,
+    },
+    /// Show each trunk and its state as the running server last saw it.
+    Status {
+        #[command(flatten)]
+        d: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DidCommand {
+    /// Route a public number: --to user:EXT, group:NUMBER or number:DIGITS.
+    Add {
+        #[command(flatten)]
+        d: DataArgs,
+        number: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Import DIDs from CSV with the header `number,destination[,label]`;
+    /// all rows or none.
+    Import {
+        #[command(flatten)]
+        d: DataArgs,
+        file: PathBuf,
+    },
+    Remove {
+        #[command(flatten)]
+        d: DataArgs,
+        number: String,
+    },
+    List {
+        #[command(flatten)]
+        d: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SettingCommand {
+    /// main_number, outside_prefix, cid_main_prefix, cid_own_prefix.
+    Set {
+        #[command(flatten)]
+        d: DataArgs,
+        key: String,
+        value: String,
+    },
+    Get {
+        #[command(flatten)]
+        d: DataArgs,
+        key: String,
+    },
+}
+
+#[derive(Args)]
+pub struct CallsArgs {
+    #[command(flatten)]
+    pub d: DataArgs,
+    /// Only calls this extension made, was called on, or answered.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// CSV instead of a table.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+async fn store_of(d: &DataArgs) -> Result<SqliteStore, BoxError> {
+    open_store(&d.data, d.config.as_deref()).await
+}
+
+fn dest(s: &str) -> Result<Dest, BoxError> {
+    Ok(Dest::parse(s)?)
+}
+
+fn opt_dest(s: &Option<String>) -> Result<Option<Dest>, BoxError> {
+    s.as_deref().map(dest).transpose()
+}
+
+pub async fn group(cmd: GroupCommand) -> Result<(), BoxError> {
+    match cmd {
+        GroupCommand::Add { d, number, name, strategy, members, member_timeout, timeout, overflow, skip_busy } => {
+            crate::store::validate_extension(&number)?;
+            let g = RingGroup {
+                number: number.clone(),
+                name,
+                strategy: Strategy::parse(&strategy)?,
+                members: members.iter().map(|m| dest(m)).collect::<Result<_, _>>()?,
+                member_timeout_secs: member_timeout.clamp(1, 600),
+                timeout_secs: timeout.clamp(1, 3600),
+                overflow: opt_dest(&overflow)?,
+                skip_busy,
+                rr_next: 0,
+            };
+            store_of(&d).await?.put_ring_group(&g).await?;
+            println!("group {number} saved");
+        }
+        GroupCommand::Remove { d, number } => {
+            store_of(&d).await?.remove_ring_group(&number).await?;
+            println!("group {number} removed");
+        }
+        GroupCommand::List { d } => {
+            for g in store_of(&d).await?.list_ring_groups().await? {
+                let members: Vec<String> = g.members.iter().map(Dest::to_string).collect();
+                println!(
+                    "{}\t{}\t{}\tmembers={}\tmember_timeout={}s\ttimeout={}s\toverflow={}\tskip_busy={}",
+                    g.number,
+                    g.name,
+                    g.strategy.as_str(),
+                    members.join(","),
+                    g.member_timeout_secs,
+                    g.timeout_secs,
+                    g.overflow.map(|o| o.to_string()).unwrap_or_else(|| "-".into()),
+                    g.skip_busy
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn forward(a: ForwardArgs) -> Result<(), BoxError> {
+    let store = store_of(&a.d).await?;
+    let mut s = store.user_settings(&a.extension).await?;
+    if a.clear {
+        s.fwd_always = None;
+        s.fwd_busy = None;
+        s.fwd_no_answer = None;
+        s.fwd_unregistered = None;
+    }
+    if a.always.is_some() {
+        s.fwd_always = opt_dest(&a.always)?;
+    }
+    if a.busy.is_some() {
+        s.fwd_busy = opt_dest(&a.busy)?;
+    }
+    if a.no_answer.is_some() {
+        s.fwd_no_answer = opt_dest(&a.no_answer)?;
+        s.fwd_no_answer_secs = a.after.clamp(1, 600);
+    }
+    if a.unregistered.is_some() {
+        s.fwd_unregistered = opt_dest(&a.unregistered)?;
+    }
+    store.set_user_settings(&s).await?;
+    let show = |d: &Option<Dest>| d.as_ref().map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+    println!(
+        "{}: always={} busy={} no_answer={} after={}s unregistered={}",
+        a.extension,
+        show(&s.fwd_always),
+        show(&s.fwd_busy),
+        show(&s.fwd_no_answer),
+        s.fwd_no_answer_secs,
+        show(&s.fwd_unregistered)
+    );
+    Ok(())
+}
+
+pub async fn caller_id(a: CallerIdArgs) -> Result<(), BoxError> {
+    let store = store_of(&a.d).await?;
+    let mut s = store.user_settings(&a.extension).await?;
+    match a.show.as_deref() {
+        Some("main") => s.caller_id = CallerIdChoice::Main,
+        Some("own") => s.caller_id = CallerIdChoice::Own,
+        Some(other) => return Err(format!("--show {other:?}: expected main or own").into()),
+        None => {}
+    }
+    if let Some(did) = a.did {
+        if !did.is_empty() && !did.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("--did {did:?}: digits only").into());
+        }
+        s.own_did = (!did.is_empty()).then_some(did);
+    }
+    store.set_user_settings(&s).await?;
+    println!("{}: caller id {} (own DID {})", a.extension, if s.caller_id == CallerIdChoice::Own { "own" } else { "main" }, s.own_did.as_deref().unwrap_or("-"));
+    Ok(())
+}
+
+pub async fn trunk(cmd: TrunkCommand) -> Result<(), BoxError> {
+    match cmd {
+        TrunkCommand::Add { d, name, host, transport, username, password, register, priority } => {
+            let t = Trunk {
+                name: name.clone(),
+                host,
+                transport: TrunkTransport::parse(&transport)?,
+                username,
+                password,
+                priority,
+                register,
+                state: "unknown".into(),
+                state_detail: String::new(),
+                state_at: 0,
+            };
+            store_of(&d).await?.put_trunk(&t).await?;
+            println!("trunk {name} saved");
+        }
+        TrunkCommand::Remove { d, name } => {
+            store_of(&d).await?.remove_trunk(&name).await?;
+            println!("trunk {name} removed");
+        }
+        TrunkCommand::Status { d } => {
+            let trunks = store_of(&d).await?.list_trunks().await?;
+            if trunks.is_empty() {
+                println!("no trunks");
+            }
+            for t in trunks {
+                let auth = if t.register { "register" } else { "ip" };
+                let detail = if t.state_detail.is_empty() { String::new() } else { format!(" ({})", t.state_detail) };
+                println!("{}\t{}\t{}\tpriority={}\tauth={}\tstate={}{}\tsince={}", t.name, t.host, t.transport.as_str(), t.priority, auth, t.state, detail, t.state_at);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// DIDs from CSV with the header `number,destination[,label]`; every bad
+/// row is reported with its line number.
+pub fn dids_from_csv(text: &str) -> Result<Vec<(String, Dest, String)>, String> {
+    let rows = crate::csv::parse(text).map_err(|e| e.to_string())?;
+    let mut rows = rows.into_iter();
+    let Some((_, header)) = rows.next() else { return Err("the file is empty".into()) };
+    let col = |name: &str| header.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
+    let (Some(num_i), Some(dest_i)) = (col("number"), col("destination")) else {
+        return Err("line 1: the header must name the columns number,destination[,label]".into());
+    };
+    let label_i = col("label");
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (line, fields) in rows {
+        let get = |i: usize| fields.get(i).map(|s| s.trim()).unwrap_or("");
+        let number = crate::routing::national(get(num_i));
+        if number.is_empty() || number.len() > 16 || !number.bytes().all(|b| b.is_ascii_digit()) {
+            errors.push(format!("line {line}: number {:?} must be digits", get(num_i)));
+            continue;
+        }
+        let d = match Dest::parse(get(dest_i)) {
+            Ok(d) => d,
+            Err(e) => {
+                errors.push(format!("line {line}: {e}"));
+                continue;
+            }
+        };
+        if !seen.insert(number.clone()) {
+            errors.push(format!("line {line}: number {number} appears twice in the file"));
+            continue;
+        }
+        out.push((number, d, label_i.map(get).unwrap_or("").to_string()));
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(format!("nothing was imported:\n{}", errors.join("\n")))
+    }
+}
+
+pub async fn did(cmd: DidCommand) -> Result<(), BoxError> {
+    match cmd {
+        DidCommand::Add { d, number, to, label } => {
+            let number = crate::routing::national(&number);
+            if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("number {number:?} must be digits").into());
+            }
+            store_of(&d).await?.put_dids(&[(number.clone(), dest(&to)?, label)]).await?;
+            println!("{number} -> {to}");
+        }
+        DidCommand::Import { d, file } => {
+            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", file.display()))?;
+            let dids = dids_from_csv(&text)?;
+            let n = store_of(&d).await?.put_dids(&dids).await?;
+            println!("imported {n} numbers");
+        }
+        DidCommand::Remove { d, number } => {
+            store_of(&d).await?.remove_did(&number).await?;
+            println!("{number} removed");
+        }
+        DidCommand::List { d } => {
+            for (n, dest, label) in store_of(&d).await?.list_dids().await? {
+                println!("{n}\t{dest}\t{label}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn setting(cmd: SettingCommand) -> Result<(), BoxError> {
+    match cmd {
+        SettingCommand::Set { d, key, value } => {
+            store_of(&d).await?.set_setting(&key, &value).await?;
+            println!("{key} = {value}");
+        }
+        SettingCommand::Get { d, key } => println!("{}", store_of(&d).await?.setting(&key).await?),
+    }
+    Ok(())
+}
+
+fn iso(ms: Option<i64>) -> String {
+    let Some(ms) = ms else { return String::new() };
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn calls_csv(records: &[CallRecord]) -> String {
+    let mut out = String::from("id,direction,caller,callee,did,trunk,start,answer,end,duration_secs,result,answered_by,answered_device,caller_id_shown\n");
+    for c in records {
+        let fields = [
+            c.id.clone(),
+            c.direction.clone(),
+            c.caller.clone(),
+            c.callee.clone(),
+            c.did.clone().unwrap_or_default(),
+            c.trunk.clone().unwrap_or_default(),
+            iso(Some(c.started_at)),
+            iso(c.answered_at),
+            iso(c.ended_at),
+            c.duration_secs().to_string(),
+            c.result.clone(),
+            c.answered_by.clone().unwrap_or_default(),
+            c.answered_device.clone().unwrap_or_default(),
+            c.caller_id_shown.clone().unwrap_or_default(),
+        ];
+        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+pub async fn calls(a: CallsArgs) -> Result<(), BoxError> {
+    let records = store_of(&a.d).await?.list_calls(a.user.as_deref()).await?;
+    if a.csv {
+        print!("{}", calls_csv(&records));
+        return Ok(());
+    }
+    println!("{:<20} {:<9} {:<14} {:<14} {:<12} {:>6} {:<11} {:<12} {}", "start", "direction", "caller", "callee", "did", "secs", "result", "answered_by", "trunk");
+    for c in &records {
+        println!(
+            "{:<20} {:<9} {:<14} {:<14} {:<12} {:>6} {:<11} {:<12} {}",
+            iso(Some(c.started_at)),
+            c.direction,
+            c.caller,
+            c.callee,
+            c.did.as_deref().unwrap_or("-"),
+            c.duration_secs(),
+            c.result,
+            c.answered_by.as_deref().unwrap_or("-"),
+            c.trunk.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn did_csv_reports_rows_and_normalises() {
+        let ok = dids_from_csv("number,destination,label\n+81312345678,user:1001,Main\n0312345679,group:3000,\n").unwrap();
+        assert_eq!(ok[0].0, "0312345678");
+        assert_eq!(ok[1].1, Dest::Group("3000".into()));
+        let err = dids_from_csv("number,destination\n03x,user:1001\n0312345678,bogus:1\n0312345678,user:1\n0312345678,user:2\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("line 3") && err.contains("line 5"), "{err}");
+        assert!(!err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso(Some(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(iso(Some(1_795_564_800_000)), "2026-11-24T00:00:00Z");
+    }
+
+    #[test]
+    fn call_csv_quotes_fields() {
+        let c = CallRecord { id: "x".into(), caller: "a,b".into(), started_at: 0, result: "answered".into(), ..Default::default() };
+        let text = calls_csv(&[c]);
+        assert!(text.lines().nth(1).unwrap().contains("\"a,b\""));
+    }
+}

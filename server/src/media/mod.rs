@@ -1,0 +1,239 @@
+//! Anchored media for the B2BUA: every call leg gets its own RTP and RTCP
+//! ports on the server, and one task per call moves packets between the
+//! legs through tsunagu-media's latching [`Relay`] (the sans-IO engine; this
+//! module is only its shell: sockets, ports and time). Per direction a
+//! [`pipeline::Pipeline`] may decrypt SRTP, transcode and encrypt again.
+
+pub mod pipeline;
+mod ports;
+
+pub use ports::PortPool;
+
+use pipeline::{LegMedia, Pipeline};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tsunagu_media::{LegSide, Relay, RelayConfig, RelayEvent, RelayLeg};
+
+/// Ports of one leg on the server, as written into that leg's SDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegPorts {
+    pub rtp: u16,
+    pub rtcp: u16,
+}
+
+/// What the call learns from its media.
+#[derive(Debug, Clone)]
+pub enum MediaEvent {
+    /// An RFC 4733 digit from `from` that the other leg cannot take as
+    /// RTP (it only does SIP INFO).
+    Dtmf { from: LegSide, digit: char, duration_ms: u32 },
+    /// Media from a leg latched onto a (new) source address.
+    Latched { side: LegSide, addr: SocketAddr },
+    /// No packet from either leg for this long (far ends gone).
+    Silent { secs: u64 },
+}
+
+enum Control {
+    SetLeg { side: LegSide, media: LegMedia },
+    /// Play a DTMF digit as RFC 4733 events into `to`'s stream (the other
+    /// leg sent it as SIP INFO).
+    Dtmf { to: LegSide, digit: char, duration_ms: u32 },
+}
+
+/// A call's media: two legs' sockets and the task relaying between them.
+/// Dropping it stops the task and frees the ports.
+pub struct MediaSession {
+    pub address: IpAddr,
+    pub a: LegPorts,
+    pub b: LegPorts,
+    control: mpsc::UnboundedSender<Control>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct LegSockets {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+}
+
+impl MediaSession {
+    /// Bind two port pairs and start relaying. `events` receives
+    /// [`MediaEvent`]s.
+    pub async fn start(pool: &Arc<PortPool>, events: mpsc::UnboundedSender<MediaEvent>) -> std::io::Result<MediaSession> {
+        let (a_ports, a_socks) = pool.bind_pair().await?;
+        let (b_ports, b_socks) = pool.bind_pair().await?;
+        let (control, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(a_socks, b_socks, rx, events));
+        Ok(MediaSession { address: pool.address(), a: a_ports, b: b_ports, control, task })
+    }
+
+    pub fn ports(&self, side: LegSide) -> LegPorts {
+        match side {
+            LegSide::A => self.a,
+            LegSide::B => self.b,
+        }
+    }
+
+    /// What a leg's SDP says (address, codec, keys); may change at any time
+    /// (re-INVITE, UPDATE).
+    pub fn set_leg(&self, side: LegSide, media: LegMedia) {
+        let _ = self.control.send(Control::SetLeg { side, media });
+    }
+
+    pub fn send_dtmf(&self, to: LegSide, digit: char, duration_ms: u32) {
+        let _ = self.control.send(Control::Dtmf { to, digit, duration_ms });
+    }
+}
+
+/// How long both legs may stay silent before the call is reported dead. On
+/// hold, phones still send RTCP (and most send comfort noise or keep RTP).
+const SILENCE_LIMIT: Duration = Duration::from_secs(120);
+
+async fn run(a: LegSockets, b: LegSockets, mut control: mpsc::UnboundedReceiver<Control>, events: mpsc::UnboundedSender<MediaEvent>) {
+    let now = Instant::now();
+    // Phones behind NAT name addresses nobody can reach: latch onto the
+    // first valid packet from anywhere, then follow its SSRC.
+    let leg = || RelayLeg::new(None).with_latch_any_source(true);
+    let mut rtp = Relay::new(now, RelayConfig::rtp(false), leg(), leg());
+    let mut rtcp = Relay::new(now, RelayConfig::rtcp(), leg(), leg());
+    let mut pipes = [Pipeline::default(), Pipeline::default()]; // [A->B, B->A]
+    let mut media = [LegMedia::default(), LegMedia::default()];
+    let mut buf_a = vec![0u8; 2048];
+    let mut buf_b = vec![0u8; 2048];
+    let mut buf_ac = vec![0u8; 2048];
+    let mut buf_bc = vec![0u8; 2048];
+    let mut out: Vec<Vec<u8>> = Vec::with_capacity(4);
+    let mut last_packet = Instant::now();
+    let mut check = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            ctl = control.recv() => match ctl {
+                None => return,
+                Some(Control::SetLeg { side, media: m }) => {
+                    let idx = idx(side);
+                    rtp.set_sdp_addr(side, m.rtp_addr);
+                    rtcp.set_sdp_addr(side, m.rtcp_addr());
+                    let changed = !media[idx].same_processing(&m);
+                    media[idx] = m;
+                    // Both directions depend on both legs' parameters; SRTP
+                    // contexts are kept when only an address moved.
+                    if changed {
+                        pipes[0] = Pipeline::new(&media[0], &media[1]);
+                        pipes[1] = Pipeline::new(&media[1], &media[0]);
+                    }
+                }
+                Some(Control::Dtmf { to, digit, duration_ms }) => {
+                    let dir = 1 - idx(to); // packets go out on `to`'s socket, in the direction towards it
+                    let target = rtp.leg(to).target();
+                    if let Some(target) = target {
+                        for pkt in pipes[dir].dtmf_packets(digit, duration_ms) {
+                            let sock = if to == LegSide::A { &a.rtp } else { &b.rtp };
+                            let _ = sock.send_to(&pkt, target).await;
+                        }
+                    }
+                }
+            },
+            r = a.rtp.recv_from(&mut buf_a) => if let Ok((n, from)) = r {
+                last_packet = Instant::now();
+                forward(&mut rtp, &mut pipes[0], LegSide::A, from, &buf_a[..n], &b.rtp, &mut out, &events).await;
+            },
+            r = b.rtp.recv_from(&mut buf_b) => if let Ok((n, from)) = r {
+                last_packet = Instant::now();
+                forward(&mut rtp, &mut pipes[1], LegSide::B, from, &buf_b[..n], &a.rtp, &mut out, &events).await;
+            },
+            r = a.rtcp.recv_from(&mut buf_ac) => if let Ok((n, from)) = r {
+                forward_rtcp(&mut rtcp, &mut pipes[0], LegSide::A, from, &buf_ac[..n], &b.rtcp).await;
+            },
+            r = b.rtcp.recv_from(&mut buf_bc) => if let Ok((n, from)) = r {
+                forward_rtcp(&mut rtcp, &mut pipes[1], LegSide::B, from, &buf_bc[..n], &a.rtcp).await;
+            },
+            _ = check.tick() => {
+                while let Some(ev) = rtp.poll_event() {
+                    report(&ev, &events);
+                }
+                let silent = last_packet.elapsed();
+                if silent >= SILENCE_LIMIT {
+                    let _ = events.send(MediaEvent::Silent { secs: silent.as_secs() });
+                    last_packet = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+fn idx(side: LegSide) -> usize {
+    match side {
+        LegSide::A => 0,
+        LegSide::B => 1,
+    }
+}
+
+fn report(ev: &RelayEvent, events: &mpsc::UnboundedSender<MediaEvent>) {
+    match ev {
+        RelayEvent::Latched { side, addr, .. } => {
+            let _ = events.send(MediaEvent::Latched { side: *side, addr: *addr });
+        }
+        RelayEvent::Relatched { side, from, to, ssrc } => {
+            tracing::info!(leg = ?side, %from, %to, ssrc, "media source moved; following it");
+            let _ = events.send(MediaEvent::Latched { side: *side, addr: *to });
+        }
+        RelayEvent::SsrcChanged { .. } => {}
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    relay: &mut Relay,
+    pipe: &mut Pipeline,
+    side: LegSide,
+    from: SocketAddr,
+    packet: &[u8],
+    out_sock: &UdpSocket,
+    out: &mut Vec<Vec<u8>>,
+    events: &mpsc::UnboundedSender<MediaEvent>,
+) {
+    let now = Instant::now();
+    if pipe.is_passthrough() {
+        if let Ok(to) = relay.route(now, side, from, packet) {
+            let _ = out_sock.send_to(packet, to).await;
+        }
+    } else {
+        // Decrypt first: only an authenticated packet may move a latch.
+        let Some(plain) = pipe.open(packet) else { return };
+        let Ok(to) = relay.route(now, side, from, &plain) else { return };
+        out.clear();
+        if let Some((digit, ms)) = pipe.process(&plain, out) {
+            let _ = events.send(MediaEvent::Dtmf { from: side, digit, duration_ms: ms });
+        }
+        for p in out.iter() {
+            let _ = out_sock.send_to(p, to).await;
+        }
+    }
+    while let Some(ev) = relay.poll_event() {
+        report(&ev, events);
+    }
+}
+
+async fn forward_rtcp(relay: &mut Relay, pipe: &mut Pipeline, side: LegSide, from: SocketAddr, packet: &[u8], out_sock: &UdpSocket) {
+    let now = Instant::now();
+    if pipe.is_passthrough() {
+        if let Ok(to) = relay.route(now, side, from, packet) {
+            let _ = out_sock.send_to(packet, to).await;
+        }
+        return;
+    }
+    let Some(plain) = pipe.open_rtcp(packet) else { return };
+    if let Ok(to) = relay.route(now, side, from, &plain) {
+        if let Some(sealed) = pipe.seal_rtcp(&plain) {
+            let _ = out_sock.send_to(&sealed, to).await;
+        }
+    }
+}
