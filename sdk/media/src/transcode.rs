@@ -219,8 +219,9 @@ impl Transcoder {
             _ => (0, true),
         };
         if fresh {
-            // A new source (new SSRC or first packet): audio
-            // continues on the output timeline, flagged as a new talkspurt.
+            // A new source (new SSRC, first packet, restarted numbering):
+            // audio continues on the output timeline, flagged as a new
+            // talkspurt.
             self.input = Some(InputState { ssrc: h.ssrc, next_seq: h.sequence, next_ts: None });
             self.marker = true;
             self.event_ts = None;

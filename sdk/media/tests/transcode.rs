@@ -158,6 +158,37 @@ fn long_loss_is_concealed_up_to_the_cap_then_a_timestamp_jump() {
 }
 
 #[test]
+fn seconds_long_outage_keeps_output_time_in_step() {
+    // A handover loses 3 s (150 packets): 200 ms concealed, the rest a
+    // timestamp jump, so the output clock stays with the input's.
+    let pcm = sine(1000.0, 8000.0, 8000 * 4);
+    let mut input = pcmu_packets(&pcm, FRAME_SAMPLES, 0, 0);
+    input.drain(20..170);
+    let mut t = Transcoder::new(Codec::Pcmu, 0, Codec::Opus, 111, 4).unwrap();
+    let out = run(&mut t, &input);
+    let hs: Vec<_> = out.iter().map(|p| *RtpPacket::parse(p).unwrap().header()).collect();
+    assert_eq!(hs.len(), 200 - 150 + 10);
+    assert_eq!(hs.last().unwrap().timestamp, 199 * 960);
+    for w in hs.windows(2) {
+        assert_eq!(w[1].sequence, w[0].sequence.wrapping_add(1));
+    }
+}
+
+#[test]
+fn restarted_sequence_numbers_resynchronise() {
+    // The same SSRC jumps 1000 back in sequence (a sender restart): not
+    // "late" forever, but a new run continuing the output.
+    let pcm = sine(1000.0, 8000.0, 1600);
+    let a = pcmu_packets(&pcm, FRAME_SAMPLES, 5000, 0);
+    let b = pcmu_packets(&pcm, FRAME_SAMPLES, 4000, 77_777);
+    let mut t = Transcoder::new(Codec::Pcmu, 0, Codec::Pcma, 8, 4).unwrap();
+    let mut out = run(&mut t, &a[..5]);
+    out.extend(run(&mut t, &b[..5]));
+    assert_eq!(out.len(), 10);
+    assert_continuous(&out, 4, 8, 160);
+}
+
+#[test]
 fn pause_without_loss_becomes_a_timestamp_jump() {
     // Silence suppression: seq contiguous, timestamp jumps 200 ms, marker.
     let pcm = sine(1000.0, 8000.0, 800);
@@ -332,7 +363,7 @@ fn malformed_packets_are_errors() {
 }
 
 #[test]
-fn decoder_reports_concealment_sizes() {
+fn g711_payload_length_is_its_sample_count() {
     let dec = Decoder::new(Codec::Pcma).unwrap();
     assert_eq!(dec.payload_samples(&[0; 240]).unwrap(), 240);
 }

@@ -16,7 +16,6 @@ use crate::sip::endpoint::{Endpoint, Responder};
 use crate::store::{SqliteStore, Trunk};
 use dialog::{token_of_branch, LocalAddrs};
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -149,8 +148,19 @@ impl Calls {
 }
 
 impl Services {
-    /// The trunk an inbound request comes from, by source address.
-    pub fn trunk_for_source(&self, ip: IpAddr) -> Option<Trunk> {
-        self.trunks.read().ok()?.iter().find(|t| t.host.ip() == ip).cloned()
+    /// The trunk an inbound request comes from: its exact address, else
+    /// its IP address unless a registered device sends from that very
+    /// address (a phone on the carrier's network, or everything on one
+    /// test machine, is still a phone).
+    pub fn trunk_for_source(&self, addr: std::net::SocketAddr) -> Option<Trunk> {
+        let trunks = self.trunks.read().ok()?;
+        if let Some(t) = trunks.iter().find(|t| t.host == addr) {
+            return Some(t.clone());
+        }
+        let by_ip = trunks.iter().find(|t| t.host.ip() == addr.ip())?;
+        if self.registrar.is_device_address(addr) {
+            return None;
+        }
+        Some(by_ip.clone())
     }
 }

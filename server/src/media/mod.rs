@@ -113,6 +113,8 @@ async fn run(a: LegSockets, b: LegSockets, mut control: mpsc::UnboundedReceiver<
     let mut out: Vec<Vec<u8>> = Vec::with_capacity(4);
     let mut last_packet = Instant::now();
     let mut check = tokio::time::interval(Duration::from_secs(5));
+    // Digits to play into a leg, paced 50 ms apart as RFC 4733 expects.
+    let mut dtmf_queue: std::collections::VecDeque<(Instant, LegSide, Vec<u8>)> = Default::default();
     loop {
         tokio::select! {
             ctl = control.recv() => match ctl {
@@ -131,13 +133,11 @@ async fn run(a: LegSockets, b: LegSockets, mut control: mpsc::UnboundedReceiver<
                     }
                 }
                 Some(Control::Dtmf { to, digit, duration_ms }) => {
-                    let dir = 1 - idx(to); // packets go out on `to`'s socket, in the direction towards it
-                    let target = rtp.leg(to).target();
-                    if let Some(target) = target {
-                        for pkt in pipes[dir].dtmf_packets(digit, duration_ms) {
-                            let sock = if to == LegSide::A { &a.rtp } else { &b.rtp };
-                            let _ = sock.send_to(&pkt, target).await;
-                        }
+                    // The pipeline towards `to` numbers and encrypts them.
+                    let dir = 1 - idx(to);
+                    let start = Instant::now().max(dtmf_queue.back().map(|(at, _, _)| *at + Duration::from_millis(60)).unwrap_or_else(Instant::now));
+                    for (after, pkt) in pipes[dir].dtmf_packets(digit, duration_ms) {
+                        dtmf_queue.push_back((start + Duration::from_millis(after), to, pkt));
                     }
                 }
             },
@@ -155,6 +155,16 @@ async fn run(a: LegSockets, b: LegSockets, mut control: mpsc::UnboundedReceiver<
             r = b.rtcp.recv_from(&mut buf_bc) => if let Ok((n, from)) = r {
                 forward_rtcp(&mut rtcp, &mut pipes[1], LegSide::B, from, &buf_bc[..n], &a.rtcp).await;
             },
+            _ = sleep_until(dtmf_queue.front().map(|(at, _, _)| *at)) => {
+                let now = Instant::now();
+                while dtmf_queue.front().is_some_and(|(at, _, _)| *at <= now) {
+                    let Some((_, to, pkt)) = dtmf_queue.pop_front() else { break };
+                    if let Some(target) = rtp.leg(to).target() {
+                        let sock = if to == LegSide::A { &a.rtp } else { &b.rtp };
+                        let _ = sock.send_to(&pkt, target).await;
+                    }
+                }
+            }
             _ = check.tick() => {
                 while let Some(ev) = rtp.poll_event() {
                     report(&ev, &events);
@@ -166,6 +176,13 @@ async fn run(a: LegSockets, b: LegSockets, mut control: mpsc::UnboundedReceiver<
                 }
             }
         }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -207,12 +224,22 @@ async fn forward(
         }
     } else {
         // Decrypt first: only an authenticated packet may move a latch.
-        let Some(plain) = pipe.open(packet) else { return };
-        let Ok(to) = relay.route(now, side, from, &plain) else { return };
+        let Some(plain) = pipe.open(packet) else {
+            tracing::trace!(leg = ?side, "SRTP packet failed authentication; dropped");
+            return;
+        };
+        let to = match relay.route(now, side, from, &plain) {
+            Ok(to) => to,
+            Err(reason) => {
+                tracing::trace!(leg = ?side, ?reason, "media packet dropped");
+                return;
+            }
+        };
         out.clear();
         if let Some((digit, ms)) = pipe.process(&plain, out) {
             let _ = events.send(MediaEvent::Dtmf { from: side, digit, duration_ms: ms });
         }
+        tracing::trace!(leg = ?side, out = out.len(), "media packet processed");
         for p in out.iter() {
             let _ = out_sock.send_to(p, to).await;
         }

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use tsunagu_media::codec::Codec;
-use tsunagu_media::dtmf::{dtmf_packets, DtmfDetector};
+use tsunagu_media::dtmf::{DtmfDetector, DtmfGenerator};
 use tsunagu_media::srtp::{MasterKey, SrtpContext, SrtpSuite};
 use tsunagu_media::transcode::Transcoder;
 
@@ -79,7 +79,7 @@ impl Pipeline {
         if let (Some((fc, fpt)), Some((tc, tpt))) = (from.codec, to.codec) {
             if fc != tc {
                 match Transcoder::new(fc, fpt, tc, tpt, rand::random()) {
-                    Ok(t) => p.transcoder = Some(t.with_telephone_event(from.telephone_event, to.telephone_event)),
+                    Ok(t) => p.transcoder = Some(t.with_initial(rand::random(), rand::random()).with_telephone_event(from.telephone_event, to.telephone_event)),
                     Err(e) => tracing::warn!(error = %e, from = ?fc, to = ?tc, "cannot transcode; passing packets through"),
                 }
             } else if fpt != tpt {
@@ -164,22 +164,25 @@ impl Pipeline {
     }
 
     /// RFC 4733 packets for one digit towards the receiving leg, in a
-    /// stream of their own (SSRC of ours), encrypted if needed.
-    pub fn dtmf_packets(&mut self, digit: char, duration_ms: u32) -> Vec<Vec<u8>> {
+    /// stream of their own (SSRC of ours), encrypted if needed, each with
+    /// the delay after the first at which it is due (50 ms apart).
+    pub fn dtmf_packets(&mut self, digit: char, duration_ms: u32) -> Vec<(u64, Vec<u8>)> {
         let Some(inj) = &mut self.inject else { return Vec::new() };
-        let Ok(packets) = dtmf_packets(digit, duration_ms, inj.pt, inj.clock, inj.ssrc, inj.seq, inj.ts) else { return Vec::new() };
+        let duration_ms = duration_ms.clamp(40, 1000);
+        let generator = DtmfGenerator::new(inj.pt, inj.clock, inj.ssrc);
+        let Ok(packets) = generator.packets(digit, duration_ms, inj.seq, inj.ts) else { return Vec::new() };
         inj.seq = inj.seq.wrapping_add(packets.len() as u16);
         inj.ts = inj.ts.wrapping_add(inj.clock / 1000 * (duration_ms + 100));
         let mut out = Vec::with_capacity(packets.len());
         for p in packets {
-            match &mut self.srtp_out {
-                Some(ctx) => {
-                    if let Ok(s) = ctx.protect_rtp(&p) {
-                        out.push(s);
-                    }
-                }
-                None => out.push(p),
-            }
+            let bytes = match &mut self.srtp_out {
+                Some(ctx) => match ctx.protect_rtp(&p.rtp) {
+                    Ok(s) => s,
+                    Err(_) => continue,
+                },
+                None => p.rtp,
+            };
+            out.push((u64::from(p.send_after_ms), bytes));
         }
         out
     }

@@ -108,6 +108,11 @@ impl Location {
             .unwrap_or_default()
     }
 
+    /// Whether a registered device sends from this address (its flow).
+    pub fn has_flow_from(&self, addr: std::net::SocketAddr, now: u64) -> bool {
+        self.by_extension.values().flatten().any(|b| b.flow.addr == addr && b.expires_at > now)
+    }
+
     pub fn get(&self, extension: &str, device_key: &str) -> Option<&Binding> {
         self.by_extension.get(extension)?.iter().find(|b| b.device_key == device_key)
     }

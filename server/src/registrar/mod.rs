@@ -183,6 +183,11 @@ impl Registrar {
         resp
     }
 
+    /// Whether a registered device sends from `addr`.
+    pub fn is_device_address(&self, addr: std::net::SocketAddr) -> bool {
+        self.location.lock().map(|l| l.has_flow_from(addr, unix_now())).unwrap_or(false)
+    }
+
     /// Whether an extension exists (from the cache).
     pub fn has_user(&self, ext: &str) -> bool {
         self.users.read().map(|u| u.contains_key(ext)).unwrap_or(false)

@@ -101,7 +101,7 @@ impl Core {
             // The same call again on another path (a fork loop, RFC 3261 §8.2.2.2).
             return responder.respond(key, response_to(&req, 482, Some(&new_tag())));
         }
-        let origin = match svc.trunk_for_source(peer.addr.ip()) {
+        let origin = match svc.trunk_for_source(peer.addr) {
             Some(t) => Origin::Trunk(t),
             None => match self.registrar.authenticate_request(&req, &peer) {
                 Ok(ext) => Origin::Extension(ext),
