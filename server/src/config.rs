@@ -16,6 +16,29 @@ pub struct Config {
     pub tls: TlsConfig,
     pub security: SecurityConfig,
     pub media: MediaConfig,
+    pub calls: CallsConfig,
+}
+
+/// Call handling timers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallsConfig {
+    /// Session interval asked of both legs (RFC 4028 Session-Expires).
+    pub session_expires_secs: u64,
+    /// Smallest session interval accepted (RFC 4028 says at least 90; tests
+    /// use less to run quickly).
+    pub min_session_expires_secs: u64,
+    /// A connected call with no RTP from either side this long is ended
+    /// (far ends gone without a BYE).
+    pub media_timeout_secs: u64,
+    /// How long a trunk may stay silent before the next trunk is tried.
+    pub trunk_response_timeout_ms: u64,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        Self { session_expires_secs: 1800, min_session_expires_secs: 90, media_timeout_secs: 120, trunk_response_timeout_ms: 4000 }
+    }
 }
 
 /// Anchored media (RTP relay) settings.
@@ -77,6 +100,8 @@ pub struct TlsConfig {
     /// in the data directory on first start.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// CA certificates (PEM) trusted for carrier trunks over TLS.
+    pub trunk_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,6 +126,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             security: SecurityConfig::default(),
             media: MediaConfig::default(),
+            calls: CallsConfig::default(),
         }
     }
 }
@@ -181,6 +207,10 @@ impl Config {
         env!("TSUNAGU_SIP_LISTEN", self.sip.listen);
         env!("TSUNAGU_HTTP", self.http.listen);
         env!("TSUNAGU_HTTP_LISTEN", self.http.listen);
+        env!("TSUNAGU_CALLS_SESSION_EXPIRES_SECS", self.calls.session_expires_secs);
+        env!("TSUNAGU_CALLS_MIN_SESSION_EXPIRES_SECS", self.calls.min_session_expires_secs);
+        env!("TSUNAGU_CALLS_MEDIA_TIMEOUT_SECS", self.calls.media_timeout_secs);
+        env!("TSUNAGU_CALLS_TRUNK_RESPONSE_TIMEOUT_MS", self.calls.trunk_response_timeout_ms);
         env!("TSUNAGU_MEDIA_PORT_MIN", self.media.port_min);
         env!("TSUNAGU_MEDIA_PORT_MAX", self.media.port_max);
         if let Some(v) = get("TSUNAGU_MEDIA_ADDRESS") {
@@ -205,6 +235,9 @@ impl Config {
         if let Some(v) = get("TSUNAGU_TLS_CERT") {
             self.tls.cert = Some(v.into());
         }
+        if let Some(v) = get("TSUNAGU_TLS_TRUNK_CA") {
+            self.tls.trunk_ca = Some(v.into());
+        }
         if let Some(v) = get("TSUNAGU_TLS_KEY") {
             self.tls.key = Some(v.into());
         }
@@ -223,6 +256,10 @@ impl Config {
             if tsunagu_sip::digest::Algorithm::from_name(a).is_none() {
                 return Err(ConfigError::Invalid(format!("sip.digest_algorithms: unknown {a:?} (MD5, SHA-256)")));
             }
+        }
+        let c = &self.calls;
+        if c.min_session_expires_secs == 0 || c.session_expires_secs < c.min_session_expires_secs || c.media_timeout_secs == 0 {
+            return Err(ConfigError::Invalid("calls: need 0 < min_session_expires_secs <= session_expires_secs and media_timeout_secs > 0".into()));
         }
         if self.media.port_min < 1024 || self.media.port_max <= self.media.port_min + 4 {
             return Err(ConfigError::Invalid("media: need 1024 <= port_min and port_max > port_min + 4".into()));

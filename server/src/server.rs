@@ -53,6 +53,7 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
 
     let transports = Transports::new(udp, limits);
     let endpoint = Endpoint::new(transports.clone(), TimerConfig::default());
+    transports.set_endpoint(&endpoint, Some(tls::connector(cfg.tls.trunk_ca.as_deref(), &cert)?));
     let core = Arc::new(Core { registrar: registrar.clone(), policy: uas_policy(), services: std::sync::OnceLock::new() });
     endpoint.set_handler(core.clone());
     let services = Arc::new(Services {

@@ -37,12 +37,6 @@ pub enum Origin {
     Trunk(Trunk),
 }
 
-/// How long a trunk may stay silent (no response at all) before the next
-/// trunk is tried, well before timer B's 32 s.
-const TRUNK_RESPONSE_TIMEOUT: Duration = Duration::from_secs(4);
-/// Session interval we ask for and accept (RFC 4028; 90 s minimum).
-const SESSION_EXPIRES: u64 = 1800;
-const MIN_SE: u64 = 90;
 /// An outside call rings this long at most when nothing else limits it.
 const DEFAULT_RING_LIMIT: Duration = Duration::from_secs(180);
 
@@ -210,7 +204,7 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
     }
 
     let (media_tx, media_rx) = mpsc::unbounded_channel();
-    let media = match MediaSession::start(&svc.ports, media_tx).await {
+    let media = match MediaSession::start(&svc.ports, Duration::from_secs(svc.config.calls.media_timeout_secs), media_tx).await {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "no media ports");
@@ -344,6 +338,16 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
 }
 
 impl Call {
+    fn trunk_timeout(&self) -> Duration {
+        Duration::from_millis(self.svc.config.calls.trunk_response_timeout_ms)
+    }
+    fn session_expires(&self) -> u64 {
+        self.svc.config.calls.session_expires_secs
+    }
+    fn min_se(&self) -> u64 {
+        self.svc.config.calls.min_session_expires_secs
+    }
+
     async fn save(&self) {
         if let Err(e) = self.svc.store.put_call(&self.record).await {
             tracing::error!(error = %e, call = %self.record.id, "could not write the call record");
@@ -495,8 +499,8 @@ impl Call {
         };
         let mut headers: Vec<(&str, String)> = vec![
             ("Supported", "100rel, timer".to_string()),
-            ("Session-Expires", format!("{SESSION_EXPIRES};refresher=uac")),
-            ("Min-SE", MIN_SE.to_string()),
+            ("Session-Expires", format!("{};refresher=uac", self.session_expires())),
+            ("Min-SE", self.min_se().to_string()),
             ("Allow", crate::sip::core::ALLOW.to_string()),
         ];
         headers.extend(extra.iter().cloned());
@@ -622,7 +626,7 @@ impl Call {
         if self.phase == Phase::Ringing {
             for f in &self.forks {
                 if f.state == ForkState::Calling && !f.got_response && matches!(f.target, ForkTarget::Trunk { .. }) {
-                    d.push(f.sent_at + TRUNK_RESPONSE_TIMEOUT);
+                    d.push(f.sent_at + self.trunk_timeout());
                 }
             }
         }
@@ -635,7 +639,7 @@ impl Call {
             // A trunk that said nothing at all: fail over now.
             for i in 0..self.forks.len() {
                 let f = &self.forks[i];
-                if f.state == ForkState::Calling && !f.got_response && matches!(f.target, ForkTarget::Trunk { .. }) && now >= f.sent_at + TRUNK_RESPONSE_TIMEOUT {
+                if f.state == ForkState::Calling && !f.got_response && matches!(f.target, ForkTarget::Trunk { .. }) && now >= f.sent_at + self.trunk_timeout() {
                     tracing::warn!(call = %self.record.id, "trunk did not answer in time; trying the next");
                     self.cancel_fork(i);
                     self.forks[i].state = ForkState::Done;
@@ -908,7 +912,7 @@ impl Call {
     /// same SDP. A 408 or 481 means B is gone.
     fn refresh_b(&mut self) {
         let Some(sdp) = self.b_sdp.last_sent.clone() else { return };
-        let secs = self.b_session_secs.unwrap_or(SESSION_EXPIRES);
+        let secs = self.b_session_secs.unwrap_or(self.session_expires());
         let extra = [("Session-Expires", format!("{secs};refresher=uac")), ("Supported", "timer".to_string())];
         let token = self.token;
         let local = self.svc.local;
@@ -1076,7 +1080,7 @@ impl Call {
         // nothing about it), refresh at half the interval.
         let b_se = resp.headers.get_raw(&Name::SESSION_EXPIRES).next().map(|v| v.to_string());
         if let Some(se) = b_se {
-            let secs = se.split(';').next().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(SESSION_EXPIRES).max(MIN_SE);
+            let secs = se.split(';').next().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(self.session_expires()).max(self.min_se());
             let we_refresh = !se.contains("refresher=uas");
             self.b_session_secs = Some(secs);
             if we_refresh {
@@ -1090,7 +1094,7 @@ impl Call {
         let a_wants_timer = self.a_invite.headers.get_raw(&Name::SESSION_EXPIRES).next().map(|v| v.to_string());
         let a_supports_timer = self.a_invite.headers.get_raw(&Name::SUPPORTED).any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("timer")));
         if let Some(se) = a_wants_timer.filter(|_| a_supports_timer) {
-            let secs = se.split(';').next().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(SESSION_EXPIRES).max(MIN_SE);
+            let secs = se.split(';').next().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(self.session_expires()).max(self.min_se());
             r.headers.insert(Name::SESSION_EXPIRES, format!("{secs};refresher=uac"));
             r.headers.insert(Name::REQUIRE, "timer");
             self.a_session_secs = Some(secs);

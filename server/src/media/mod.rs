@@ -67,11 +67,11 @@ struct LegSockets {
 impl MediaSession {
     /// Bind two port pairs and start relaying. `events` receives
     /// [`MediaEvent`]s.
-    pub async fn start(pool: &Arc<PortPool>, events: mpsc::UnboundedSender<MediaEvent>) -> std::io::Result<MediaSession> {
+    pub async fn start(pool: &Arc<PortPool>, silence_limit: Duration, events: mpsc::UnboundedSender<MediaEvent>) -> std::io::Result<MediaSession> {
         let (a_ports, a_socks) = pool.bind_pair().await?;
         let (b_ports, b_socks) = pool.bind_pair().await?;
         let (control, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(a_socks, b_socks, rx, events));
+        let task = tokio::spawn(run(a_socks, b_socks, rx, events, silence_limit));
         Ok(MediaSession { address: pool.address(), a: a_ports, b: b_ports, control, task })
     }
 
@@ -93,11 +93,9 @@ impl MediaSession {
     }
 }
 
-/// How long both legs may stay silent before the call is reported dead. On
-/// hold, phones still send RTCP (and most send comfort noise or keep RTP).
-const SILENCE_LIMIT: Duration = Duration::from_secs(120);
-
-async fn run(a: LegSockets, b: LegSockets, mut control: mpsc::UnboundedReceiver<Control>, events: mpsc::UnboundedSender<MediaEvent>) {
+/// `silence_limit`: how long both legs may stay silent before the call is
+/// reported dead (on hold, phones still send RTCP, which counts).
+async fn run(a: LegSockets, b: LegSockets, mut control: mpsc::UnboundedReceiver<Control>, events: mpsc::UnboundedSender<MediaEvent>, silence_limit: Duration) {
     let now = Instant::now();
     // Phones behind NAT name addresses nobody can reach: latch onto the
     // first valid packet from anywhere, then follow its SSRC.
@@ -112,7 +110,7 @@ async fn run(a: LegSockets, b: LegSockets, mut control: mpsc::UnboundedReceiver<
     let mut buf_bc = vec![0u8; 2048];
     let mut out: Vec<Vec<u8>> = Vec::with_capacity(4);
     let mut last_packet = Instant::now();
-    let mut check = tokio::time::interval(Duration::from_secs(5));
+    let mut check = tokio::time::interval(Duration::from_secs(1).min(silence_limit));
     // Digits to play into a leg, paced 50 ms apart as RFC 4733 expects.
     let mut dtmf_queue: std::collections::VecDeque<(Instant, LegSide, Vec<u8>)> = Default::default();
     loop {
@@ -150,9 +148,11 @@ async fn run(a: LegSockets, b: LegSockets, mut control: mpsc::UnboundedReceiver<
                 forward(&mut rtp, &mut pipes[1], LegSide::B, from, &buf_b[..n], &a.rtp, &mut out, &events).await;
             },
             r = a.rtcp.recv_from(&mut buf_ac) => if let Ok((n, from)) = r {
+                last_packet = Instant::now();
                 forward_rtcp(&mut rtcp, &mut pipes[0], LegSide::A, from, &buf_ac[..n], &b.rtcp).await;
             },
             r = b.rtcp.recv_from(&mut buf_bc) => if let Ok((n, from)) = r {
+                last_packet = Instant::now();
                 forward_rtcp(&mut rtcp, &mut pipes[1], LegSide::B, from, &buf_bc[..n], &a.rtcp).await;
             },
             _ = sleep_until(dtmf_queue.front().map(|(at, _, _)| *at)) => {
@@ -170,7 +170,7 @@ async fn run(a: LegSockets, b: LegSockets, mut control: mpsc::UnboundedReceiver<
                     report(&ev, &events);
                 }
                 let silent = last_packet.elapsed();
-                if silent >= SILENCE_LIMIT {
+                if silent >= silence_limit {
                     let _ = events.send(MediaEvent::Silent { secs: silent.as_secs() });
                     last_packet = Instant::now();
                 }

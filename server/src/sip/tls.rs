@@ -72,3 +72,22 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
         .with_single_cert(certs, key)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
+
+/// The TLS client for outbound connections (carrier trunks over TLS). The
+/// trusted roots come from `ca` (PEM, e.g. the carrier's CA bundle); the
+/// server's own certificate is trusted too, so two Tsunagu nodes can talk.
+pub fn connector(ca: Option<&Path>, own_cert: &Path) -> Result<tokio_rustls::TlsConnector, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for path in ca.into_iter().chain(std::iter::once(own_cert)) {
+        let pem = std::fs::read(path).map_err(|e| TlsError::Io(path.to_path_buf(), e))?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| TlsError::Io(path.to_path_buf(), e))?;
+            let _ = roots.add(cert);
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}

@@ -23,19 +23,109 @@ const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 pub struct Transports {
     udp: Arc<UdpSocket>,
     flows: Mutex<HashMap<u64, mpsc::Sender<Bytes>>>,
+    /// Connections we opened (to carrier trunks), by address and transport.
+    outbound: Mutex<HashMap<(SocketAddr, TransportKind), u64>>,
     next_flow: AtomicU64,
     limits: Limits,
+    /// For serving connections we open; set once the endpoint exists.
+    endpoint: std::sync::OnceLock<std::sync::Weak<Endpoint>>,
+    tls_connector: std::sync::OnceLock<tokio_rustls::TlsConnector>,
 }
 
 impl Transports {
     pub fn new(udp: Arc<UdpSocket>, limits: Limits) -> Arc<Self> {
-        Arc::new(Self { udp, flows: Mutex::new(HashMap::new()), next_flow: AtomicU64::new(1), limits })
+        Arc::new(Self {
+            udp,
+            flows: Mutex::new(HashMap::new()),
+            outbound: Mutex::new(HashMap::new()),
+            next_flow: AtomicU64::new(1),
+            limits,
+            endpoint: std::sync::OnceLock::new(),
+            tls_connector: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Needed before the server opens connections of its own.
+    pub fn set_endpoint(&self, endpoint: &Arc<Endpoint>, tls: Option<tokio_rustls::TlsConnector>) {
+        let _ = self.endpoint.set(Arc::downgrade(endpoint));
+        if let Some(t) = tls {
+            let _ = self.tls_connector.set(t);
+        }
+    }
+
+    /// Send over a connection we open ourselves (flow 0: "to this address"),
+    /// reusing the open one; the first message waits for the connection.
+    fn send_outbound(self: &Arc<Self>, peer: Peer, bytes: Bytes) {
+        let existing = self.outbound.lock().ok().and_then(|o| o.get(&(peer.addr, peer.transport)).copied());
+        if let Some(flow) = existing {
+            let tx = self.flows.lock().ok().and_then(|f| f.get(&flow).cloned());
+            if let Some(tx) = tx {
+                if tx.try_send(bytes.clone()).is_ok() {
+                    return;
+                }
+            }
+            if let Ok(mut o) = self.outbound.lock() {
+                o.remove(&(peer.addr, peer.transport));
+            }
+        }
+        let Some(endpoint) = self.endpoint.get().and_then(|w| w.upgrade()) else { return };
+        let this = self.clone();
+        let (flow, outgoing) = self.open_flow();
+        if let Ok(mut o) = self.outbound.lock() {
+            o.insert((peer.addr, peer.transport), flow);
+        }
+        // Queue the first message; the writer starts once connected.
+        if let Some(tx) = self.flows.lock().ok().and_then(|f| f.get(&flow).cloned()) {
+            let _ = tx.try_send(bytes);
+        }
+        tokio::spawn(async move {
+            let connect = tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::TcpStream::connect(peer.addr)).await;
+            let stream = match connect {
+                Ok(Ok(s)) => s,
+                other => {
+                    tracing::warn!(to = %peer.addr, transport = peer.transport.via_name(), error = ?other.err().map(|_| "timeout"), "cannot connect");
+                    this.close_flow(flow);
+                    if let Ok(mut o) = this.outbound.lock() {
+                        o.remove(&(peer.addr, peer.transport));
+                    }
+                    return;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let mut p = peer;
+            p.flow = flow;
+            if peer.transport == TransportKind::Tls {
+                let Some(connector) = this.tls_connector.get().cloned() else {
+                    tracing::warn!(to = %peer.addr, "no TLS client configuration");
+                    this.close_flow(flow);
+                    return;
+                };
+                let name = rustls::pki_types::ServerName::IpAddress(peer.addr.ip().into());
+                match tokio::time::timeout(std::time::Duration::from_secs(10), connector.connect(name, stream)).await {
+                    Ok(Ok(tls)) => run_connection(tls, p, outgoing, this.clone(), endpoint).await,
+                    _ => {
+                        tracing::warn!(to = %peer.addr, "TLS handshake with the carrier failed");
+                        this.close_flow(flow);
+                    }
+                }
+            } else {
+                run_connection(stream, p, outgoing, this.clone(), endpoint).await;
+            }
+            if let Ok(mut o) = this.outbound.lock() {
+                if o.get(&(peer.addr, peer.transport)) == Some(&flow) {
+                    o.remove(&(peer.addr, peer.transport));
+                }
+            }
+        });
     }
 
     /// Send to `peer` without waiting: UDP straight from this thread, TCP
     /// and TLS into the flow's write queue. A flow that is gone is only
     /// logged (the device must reconnect; it registered there).
-    pub fn send_now(&self, peer: Peer, bytes: Bytes) {
+    pub fn send_now(self: &Arc<Self>, peer: Peer, bytes: Bytes) {
+        if peer.transport.is_reliable() && peer.flow == 0 {
+            return self.send_outbound(peer, bytes);
+        }
         match peer.transport {
             TransportKind::Udp => {
                 // A blocking socket: a full send buffer waits here briefly
@@ -162,8 +252,17 @@ async fn serve_connection<S>(stream: S, from: SocketAddr, kind: TransportKind, t
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (flow, mut outgoing) = transports.open_flow();
+    let (flow, outgoing) = transports.open_flow();
     let peer = Peer { addr: from, transport: kind, flow };
+    run_connection(stream, peer, outgoing, transports, endpoint).await;
+}
+
+/// Read and write one connection until it closes; `peer.flow` names it.
+async fn run_connection<S>(stream: S, peer: Peer, mut outgoing: mpsc::Receiver<Bytes>, transports: Arc<Transports>, endpoint: Arc<Endpoint>)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (from, kind, flow) = (peer.addr, peer.transport, peer.flow);
     let (mut reader, mut writer) = tokio::io::split(stream);
     let writer_task = tokio::spawn(async move {
         while let Some(bytes) = outgoing.recv().await {
