@@ -37,7 +37,7 @@ pub enum Origin {
     Trunk(Trunk),
 }
 
-/// An outside call rings this long at most when nothing else limits it.
+/// A call rings this long at most when nothing else limits it.
 const DEFAULT_RING_LIMIT: Duration = Duration::from_secs(180);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -414,7 +414,9 @@ impl Call {
                 started += self.ring(t, skip_busy).await;
             }
             if started > 0 {
-                let limit = step.timeout.or(if self.record.direction == "outbound" { Some(DEFAULT_RING_LIMIT) } else { None });
+                // Nothing rings for ever: without a step or group limit the
+                // call gives up after the default (480 to the caller).
+                let limit = step.timeout.or(if self.overall_deadline.is_none() { Some(DEFAULT_RING_LIMIT) } else { None });
                 self.step_deadline = limit.map(|d| Instant::now() + d);
                 return;
             }
