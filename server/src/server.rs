@@ -56,6 +56,8 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
     transports.set_endpoint(&endpoint, Some(tls::connector(cfg.tls.trunk_ca.as_deref(), &cert)?));
     let core = Arc::new(Core { registrar: registrar.clone(), policy: uas_policy(), services: std::sync::OnceLock::new() });
     endpoint.set_handler(core.clone());
+    let (records_tx, records_rx) = tokio::sync::mpsc::unbounded_channel();
+    let record_writer = tokio::spawn(crate::calls::records::run_record_writer(sqlite.clone(), records_rx));
     let services = Arc::new(Services {
         endpoint: endpoint.clone(),
         registrar: registrar.clone(),
@@ -66,6 +68,7 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
         calls: Default::default(),
         trunks: Default::default(),
         config: cfg.clone(),
+        records: records_tx,
     });
     let _ = core.services.set(services.clone());
     tokio::spawn(run_trunks(services.clone()));
@@ -102,6 +105,8 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
         tracing::error!(error = %e, "could not save bindings at shutdown");
     }
     persister.abort();
+    crate::calls::records::flush(&services.records).await;
+    record_writer.abort();
     Ok(())
 }
 

@@ -242,7 +242,7 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
             match store.did(&did).await {
                 Ok(Some(d)) => d,
                 Ok(None) => {
-                    let _ = store.put_call(&CallRecord { result: "not-found".into(), ended_at: Some(unix_ms()), ..record.clone() }).await;
+                    let _ = svc.records.send(super::records::RecordMsg::Put(CallRecord { result: "not-found".into(), ended_at: Some(unix_ms()), ..record.clone() }));
                     return Err((req, 404, "unknown number"));
                 }
                 Err(e) => {
@@ -260,7 +260,7 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
                 }
             };
             let Some(dest) = d.dest.clone() else {
-                let _ = store.put_call(&CallRecord { direction: "internal".into(), result: "not-found".into(), ended_at: Some(unix_ms()), ..record.clone() }).await;
+                let _ = svc.records.send(super::records::RecordMsg::Put(CallRecord { direction: "internal".into(), result: "not-found".into(), ended_at: Some(unix_ms()), ..record.clone() }));
                 return Err((req, 404, "no such number"));
             };
             record.direction = if matches!(dest, Dest::Number(_)) { "outbound".into() } else { "internal".into() };
@@ -349,8 +349,8 @@ impl Call {
     }
 
     async fn save(&self) {
-        if let Err(e) = self.svc.store.put_call(&self.record).await {
-            tracing::error!(error = %e, call = %self.record.id, "could not write the call record");
+        if self.svc.records.send(super::records::RecordMsg::Put(self.record.clone())).is_err() {
+            tracing::error!(call = %self.record.id, "call record writer is gone");
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod call;
 pub mod dialog;
 pub mod negotiate;
+pub mod records;
 
 use crate::config::Config;
 use crate::media::PortPool;
@@ -80,6 +81,8 @@ pub struct Services {
     /// every second): inbound calls from their addresses need no digest.
     pub trunks: RwLock<Vec<Trunk>>,
     pub config: Config,
+    /// Call records go to the batching writer (see `records`).
+    pub records: mpsc::UnboundedSender<records::RecordMsg>,
 }
 
 /// Where SIP events go.

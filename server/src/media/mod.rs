@@ -110,6 +110,10 @@ async fn run(a: LegSockets, b: LegSockets, mut control: mpsc::UnboundedReceiver<
     let mut buf_bc = vec![0u8; 2048];
     let mut out: Vec<Vec<u8>> = Vec::with_capacity(4);
     let mut last_packet = Instant::now();
+    // Relay counters already added to the metrics (they are published once
+    // a second, not per packet).
+    let mut published = (0u64, 0u64);
+    let _active = ActiveGauge::new();
     let mut check = tokio::time::interval(Duration::from_secs(1).min(silence_limit));
     // Digits to play into a leg, paced 50 ms apart as RFC 4733 expects.
     let mut dtmf_queue: std::collections::VecDeque<(Instant, LegSide, Vec<u8>)> = Default::default();
@@ -166,6 +170,7 @@ async fn run(a: LegSockets, b: LegSockets, mut control: mpsc::UnboundedReceiver<
                 }
             }
             _ = check.tick() => {
+                publish_counts(&rtp, &mut published);
                 while let Some(ev) = rtp.poll_event() {
                     report(&ev, &events);
                 }
@@ -177,6 +182,34 @@ async fn run(a: LegSockets, b: LegSockets, mut control: mpsc::UnboundedReceiver<
             }
         }
     }
+}
+
+/// Counts a media session in `tsunagu_media_sessions` while it lives.
+struct ActiveGauge;
+
+impl ActiveGauge {
+    fn new() -> Self {
+        metrics::gauge!("tsunagu_media_sessions").increment(1.0);
+        ActiveGauge
+    }
+}
+
+impl Drop for ActiveGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("tsunagu_media_sessions").decrement(1.0);
+    }
+}
+
+fn publish_counts(relay: &Relay, published: &mut (u64, u64)) {
+    let (mut relayed, mut dropped) = (0, 0);
+    for side in [LegSide::A, LegSide::B] {
+        let st = relay.leg(side).stats();
+        relayed += st.packets_in;
+        dropped += st.dropped.total();
+    }
+    metrics::counter!("tsunagu_media_packets_relayed_total").increment(relayed.saturating_sub(published.0));
+    metrics::counter!("tsunagu_media_packets_dropped_total").increment(dropped.saturating_sub(published.1));
+    *published = (relayed, dropped);
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -435,6 +435,23 @@ impl SqliteStore {
     /// Insert or update a call record (called at every state change, so a
     /// crash loses at most the change in flight).
     pub async fn put_call(&self, c: &CallRecord) -> Result<(), StoreError> {
+        self.put_calls(std::slice::from_ref(c)).await
+    }
+
+    /// Several call-record changes in one transaction (the record writer
+    /// batches what arrived in the last few milliseconds).
+    pub async fn put_calls(&self, calls: &[CallRecord]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for c in calls {
+            put_call_in(&mut tx, c).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+}
+
+async fn put_call_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, c: &CallRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO calls (id, direction, caller, callee, did, trunk, started_at, answered_at, ended_at, result, answered_by, answered_device, caller_id_shown)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -455,11 +472,12 @@ impl SqliteStore {
         .bind(&c.answered_by)
         .bind(&c.answered_device)
         .bind(&c.caller_id_shown)
-        .execute(&self.pool)
+        .execute(&mut **tx)
         .await?;
         Ok(())
     }
 
+impl SqliteStore {
     /// Records, oldest first; `user` filters to calls the extension made,
     /// was called on, or answered.
     pub async fn list_calls(&self, user: Option<&str>) -> Result<Vec<CallRecord>, StoreError> {
