@@ -69,6 +69,8 @@ struct Fork {
     got_response: bool,
     offer: Vec<u8>,
     ack: Option<Bytes>,
+    /// Our side of this fork's SDP (its key; SRTP or not).
+    sdp: LegSdp,
 }
 
 /// A request passed to the other leg, waiting for its answer.
@@ -117,6 +119,7 @@ struct Call {
     outbound_cid: (String, bool),
     sent_ringing: bool,
     early_answer: Option<Vec<u8>>,
+    early_fork: Option<usize>,
     a_200: Option<Retransmit>,
     pending: HashMap<String, Pending>,
     /// Leg A must refresh before this (it is the refresher).
@@ -315,6 +318,7 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
         outbound_cid,
         sent_ringing: false,
         early_answer: None,
+        early_fork: None,
         a_200: None,
         pending: HashMap::new(),
         a_session_deadline: None,
@@ -491,8 +495,15 @@ impl Call {
     }
 
     async fn send_invite(&mut self, dialog: Dialog, target: ForkTarget, extra: &[(&str, String)]) -> bool {
-        // All forks share leg B's ports and key; only one will answer.
-        let offer = match make_offer(&self.a_offer, &mut self.b_sdp, self.media.address, self.media.b.rtp, self.media.b.rtcp) {
+        // All forks share leg B's ports; devices get SRTP when the caller
+        // used it, carriers plain RTP (closed carrier networks rarely do
+        // SDES). Only one fork will answer.
+        let mut sdp = self.b_sdp.clone();
+        if matches!(target, ForkTarget::Trunk { .. }) {
+            sdp = LegSdp::new(false);
+            sdp.session_id = self.b_sdp.session_id;
+        }
+        let offer = match make_offer(&self.a_offer, &mut sdp, self.media.address, self.media.b.rtp, self.media.b.rtcp) {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot make an offer");
@@ -526,6 +537,7 @@ impl Call {
             got_response: false,
             offer,
             ack: None,
+            sdp,
         });
         self.svc.endpoint.send_request(req, peer);
         true
@@ -984,6 +996,8 @@ impl Call {
         }
         let has_sdp = !resp.body.is_empty();
         if has_sdp && self.early_answer.is_none() {
+            self.b_sdp = self.forks[i].sdp.clone();
+            self.early_fork = Some(i);
             // Early media (a carrier's ringback or announcement): connect
             // the media now and give the caller a 183 with our answer.
             if let Ok(sdp) = Sdp::parse(&resp.body) {
@@ -1051,6 +1065,12 @@ impl Call {
             if j != i && matches!(self.forks[j].state, ForkState::Calling | ForkState::Ringing) {
                 self.cancel_fork(j);
             }
+        }
+        if self.early_fork != Some(i) {
+            // Early media came from another fork (or none did): this one's
+            // SDP decides.
+            self.b_sdp = self.forks[i].sdp.clone();
+            self.early_answer = None;
         }
         let answer_sdp = match Sdp::parse(&resp.body) {
             Ok(sdp) if !resp.body.is_empty() => match take_answer(&mut self.b_sdp, &sdp, &resp.body) {

@@ -255,3 +255,94 @@ pub fn is_unchanged(last: Option<&[u8]>, offer: &Sdp) -> bool {
     let origin = |s: &Sdp| s.session.iter().find(|(k, _)| *k == 'o').map(|(_, v)| v.clone());
     origin(&last).is_some() && origin(&last) == origin(offer)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPUS_SRTP_OFFER: &str = "v=0\r\no=app 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n\
+m=audio 4000 RTP/SAVP 111 101\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\na=rtpmap:101 telephone-event/48000\r\n\
+a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\na=rtcp-mux\r\na=sendrecv\r\n\
+m=video 5000 RTP/SAVP 96\r\na=rtpmap:96 VP8/90000\r\n";
+
+    const G711_ANSWER: &str = "v=0\r\no=carrier 9 9 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\nm=video 0 RTP/AVP 96\r\n";
+
+    fn addr() -> IpAddr {
+        "198.51.100.1".parse().unwrap()
+    }
+
+    #[test]
+    fn opus_srtp_caller_to_plain_g711_carrier_is_transcoded_with_keys_per_leg() {
+        let offer = Sdp::parse(OPUS_SRTP_OFFER.as_bytes()).unwrap();
+        let mut a = LegSdp::new(false);
+        take_offer(&mut a, &offer, OPUS_SRTP_OFFER.as_bytes()).unwrap();
+        assert!(a.savp);
+        assert_eq!(a.media.rtp_addr, Some("10.0.0.5:4000".parse().unwrap()));
+        let their_key = a.media.srtp_recv.clone().unwrap().1;
+
+        // The carrier leg is plain RTP: a B leg made without SAVP.
+        let mut b = LegSdp::new(false);
+        let b_offer = make_offer(&offer, &mut b, addr(), 20000, 20001).unwrap();
+        let b_offer_text = String::from_utf8(b_offer).unwrap();
+        assert!(b_offer_text.contains("m=audio 20000 RTP/AVP 111 101 0 8\r\n"), "{b_offer_text}");
+        assert!(b_offer_text.contains("c=IN IP4 198.51.100.1"));
+        assert!(b_offer_text.contains("a=rtcp:20001"));
+        assert!(!b_offer_text.contains("rtcp-mux"), "we relay RTCP on its own port");
+        assert!(!b_offer_text.contains("crypto"), "keys never cross legs");
+        assert!(b_offer_text.contains("m=video 0 "), "video is declined");
+
+        let answer = Sdp::parse(G711_ANSWER.as_bytes()).unwrap();
+        take_answer(&mut b, &answer, G711_ANSWER.as_bytes()).unwrap();
+        assert_eq!(b.media.codec, Some((Codec::Pcmu, 0)));
+        assert_eq!(b.media.telephone_event, Some(101));
+
+        let a_answer = make_answer(&offer, &mut a, b.media.codec, true, Direction::SendRecv, addr(), 20002, 20003).unwrap();
+        let text = String::from_utf8(a_answer).unwrap();
+        // The caller keeps Opus (no G.711 offered): the server transcodes.
+        assert!(text.contains("m=audio 20002 RTP/SAVP 111 101\r\n"), "{text}");
+        assert_eq!(a.media.codec, Some((Codec::Opus, 111)));
+        let our = text.lines().find_map(|l| l.strip_prefix("a=crypto:")).unwrap();
+        let our = CryptoAttr::parse(our).unwrap();
+        assert_eq!(our.tag, 1);
+        assert_ne!(our.key, their_key, "our key is our own");
+        assert_eq!(a.media.srtp_send.as_ref().map(|k| &k.1), Some(&our.key));
+        assert!(text.contains("m=video 0 "), "same number of m= lines as the offer");
+        Sdp::parse(text.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn common_codec_passes_through() {
+        let offer_text = "v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8 0\r\na=sendonly\r\n";
+        let offer = Sdp::parse(offer_text.as_bytes()).unwrap();
+        let mut a = LegSdp::new(false);
+        take_offer(&mut a, &offer, offer_text.as_bytes()).unwrap();
+        let mut b = LegSdp::new(false);
+        let b_offer = String::from_utf8(make_offer(&offer, &mut b, addr(), 20000, 20001).unwrap()).unwrap();
+        assert!(b_offer.contains("a=sendonly"), "hold is passed on");
+        assert!(b_offer.contains("telephone-event"), "we add telephone-event for DTMF interworking");
+        let ans_text = "v=0\r\no=b 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=recvonly\r\n";
+        let ans = Sdp::parse(ans_text.as_bytes()).unwrap();
+        take_answer(&mut b, &ans, ans_text.as_bytes()).unwrap();
+        assert_eq!(audio_direction(&ans), Direction::RecvOnly);
+        let a_ans = String::from_utf8(make_answer(&offer, &mut a, b.media.codec, false, Direction::RecvOnly, addr(), 20002, 20003).unwrap()).unwrap();
+        assert!(a_ans.contains("m=audio 20002 RTP/AVP 0\r\n"), "{a_ans}");
+        assert!(a_ans.contains("a=recvonly"));
+        assert_eq!(a.media.codec, b.media.codec);
+    }
+
+    #[test]
+    fn unusable_offers_are_refused() {
+        let no_audio = "v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 4000 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n";
+        let mut a = LegSdp::new(false);
+        assert_eq!(take_offer(&mut a, &Sdp::parse(no_audio.as_bytes()).unwrap(), b""), Err(NegotiationError::NoAudio));
+        let savp_without_key = "v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/SAVP 0\r\n";
+        assert_eq!(take_offer(&mut a, &Sdp::parse(savp_without_key.as_bytes()).unwrap(), b""), Err(NegotiationError::NoCrypto));
+        let unknown = "v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 97\r\na=rtpmap:97 SPEEX/8000\r\n";
+        let offer = Sdp::parse(unknown.as_bytes()).unwrap();
+        let mut b = LegSdp::new(false);
+        // Passed through as offered; the answer may still pick it.
+        let b_offer = String::from_utf8(make_offer(&offer, &mut b, addr(), 20000, 20001).unwrap()).unwrap();
+        assert!(b_offer.contains("SPEEX"));
+        assert_eq!(make_answer(&offer, &mut a, Some((Codec::Pcmu, 0)), false, Direction::SendRecv, addr(), 1, 2), Err(NegotiationError::NoCodec));
+    }
+}

@@ -509,7 +509,7 @@ mod tests {
     #[test]
     fn iso_dates() {
         assert_eq!(iso(Some(0)), "1970-01-01T00:00:00Z");
-        assert_eq!(iso(Some(1_795_564_800_000)), "2026-11-24T00:00:00Z");
+        assert_eq!(iso(Some(1_795_478_400_000)), "2026-11-24T00:00:00Z");
     }
 
     #[test]
