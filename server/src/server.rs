@@ -110,10 +110,12 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// The checks every request passes; "timer" (RFC 4028) is understood.
+/// The checks every request passes; "timer" (RFC 4028) and "100rel"
+/// (RFC 3262) are understood.
 fn uas_policy() -> UasPolicy {
     let mut p = UasPolicy::default();
     p.supported_extensions.push("timer".into());
+    p.supported_extensions.push("100rel".into());
     p
 }
 

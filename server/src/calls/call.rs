@@ -121,6 +121,11 @@ struct Call {
     early_answer: Option<Vec<u8>>,
     early_fork: Option<usize>,
     a_200: Option<Retransmit>,
+    /// The caller takes reliable provisional responses (RFC 3262).
+    a_100rel: bool,
+    a_rseq: u32,
+    /// Our reliable provisional, until PRACKed.
+    a_rel: Option<Retransmit>,
     pending: HashMap<String, Pending>,
     /// Leg A must refresh before this (it is the refresher).
     a_session_deadline: Option<Instant>,
@@ -291,6 +296,7 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
     let display = req.core.from.display.clone().filter(|d| !d.is_empty()).unwrap_or(caller_number.clone());
     let b_from = format!("\"{}\" <sip:{}@{}>", display.replace('"', ""), caller_number, svc.local.sip);
     let b_sdp = LegSdp::new(a_sdp.savp);
+    let a_100rel = [Name::REQUIRE, Name::SUPPORTED].iter().any(|n| req.headers.get_raw(n).any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("100rel"))));
 
     let mut call = Call {
         svc: svc.clone(),
@@ -320,6 +326,9 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
         early_answer: None,
         early_fork: None,
         a_200: None,
+        a_100rel,
+        a_rseq: rand::random::<u16>() as u32,
+        a_rel: None,
         pending: HashMap::new(),
         a_session_deadline: None,
         a_session_secs: None,
@@ -635,6 +644,7 @@ impl Call {
         d.extend(self.step_deadline);
         d.extend(self.overall_deadline.filter(|_| self.phase == Phase::Ringing));
         d.extend(self.a_200.as_ref().map(|r| r.next.min(r.give_up)));
+        d.extend(self.a_rel.as_ref().map(|r| r.next.min(r.give_up)));
         d.extend(self.a_session_deadline);
         d.extend(self.b_refresh_at);
         if self.phase == Phase::Ringing {
@@ -680,6 +690,20 @@ impl Call {
                 return;
             }
             if now >= r.next {
+                self.svc.endpoint.send_raw(self.a.peer, r.bytes.clone());
+                r.interval = (r.interval * 2).min(Duration::from_secs(4));
+                r.next = now + r.interval;
+            }
+        }
+        if let Some(r) = self.a_rel.as_mut() {
+            if now >= r.give_up {
+                // No PRACK in 64*T1: RFC 3262 §3 says reject the INVITE.
+                self.a_rel = None;
+                if self.phase == Phase::Ringing {
+                    self.fail(504, "no PRACK for a reliable provisional response").await;
+                    return;
+                }
+            } else if now >= r.next {
                 self.svc.endpoint.send_raw(self.a.peer, r.bytes.clone());
                 r.interval = (r.interval * 2).min(Duration::from_secs(4));
                 r.next = now + r.interval;
@@ -793,7 +817,16 @@ impl Call {
                 r.headers.insert(Name::ALLOW, crate::sip::core::ALLOW);
                 responder.respond(key, r);
             }
-            "PRACK" => responder.respond(key, response_to(&req, 481, None)),
+            "PRACK" => {
+                // Only for our reliable provisional of the moment.
+                let rack_ok = req.headers.get_raw(&Name::RACK).next().and_then(|v| v.split_whitespace().next().and_then(|n| n.parse::<u32>().ok())) == Some(self.a_rseq);
+                if side == LegSide::A && self.a_100rel && rack_ok {
+                    self.a_rel = None;
+                    responder.respond(key, response_to(&req, 200, None));
+                } else {
+                    responder.respond(key, response_to(&req, 481, None));
+                }
+            }
             "REFER" => responder.respond(key, response_to(&req, 501, None)),
             _ => self.pass_request(side, req, key, responder, None),
         }
@@ -1008,7 +1041,7 @@ impl Call {
                         let mut r = self.a_response(183);
                         r.headers.insert(Name::CONTENT_TYPE, "application/sdp");
                         r.body = Bytes::from(ans);
-                        self.a_responder.respond(self.a_key.clone(), r);
+                        self.send_provisional(r);
                         self.sent_ringing = true;
                         return;
                     }
@@ -1018,8 +1051,23 @@ impl Call {
         if !self.sent_ringing && resp.code == 180 {
             self.sent_ringing = true;
             let r = self.a_response(180);
-            self.a_responder.respond(self.a_key.clone(), r);
+            self.send_provisional(r);
         }
+    }
+
+    /// A 180/183 to the caller; reliably (RFC 3262) when it supports
+    /// 100rel: RSeq, retransmitted until its PRACK.
+    fn send_provisional(&mut self, mut r: Response) {
+        if self.a_100rel && self.a_rel.is_none() {
+            self.a_rseq += 1;
+            r.headers.insert(Name::REQUIRE, "100rel");
+            r.headers.insert(Name::RSEQ, self.a_rseq.to_string());
+            if !self.a.peer.transport.is_reliable() {
+                let now = Instant::now();
+                self.a_rel = Some(Retransmit { bytes: r.to_bytes(), next: now + Duration::from_millis(500), interval: Duration::from_millis(500), give_up: now + Duration::from_secs(32) });
+            }
+        }
+        self.a_responder.respond(self.a_key.clone(), r);
     }
 
     fn answer_a(&mut self, direction: Direction) -> Result<Vec<u8>, NegotiationError> {
@@ -1130,6 +1178,7 @@ impl Call {
             self.a_200 = Some(Retransmit { bytes, next: now + Duration::from_millis(500), interval: Duration::from_millis(500), give_up: now + Duration::from_secs(32) });
         }
         self.phase = Phase::Connected;
+        self.a_rel = None;
         self.record.answered_at = Some(unix_ms());
         self.record.result = "answered".into();
         match &self.forks[i].target {

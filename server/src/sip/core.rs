@@ -51,7 +51,7 @@ impl RequestHandler for Core {
                 let mut resp = response_to(&req, 200, Some(&new_tag()));
                 resp.headers.insert(Name::ALLOW, ALLOW);
                 resp.headers.insert(Name::ACCEPT, "application/sdp");
-                resp.headers.insert(Name::SUPPORTED, "outbound, timer");
+                resp.headers.insert(Name::SUPPORTED, "outbound, timer, 100rel");
                 responder.respond(key, resp);
             }
             "INVITE" if !in_dialog => self.new_call(req, key, peer, responder),
