@@ -252,8 +252,11 @@ async fn forward(
 ) {
     let now = Instant::now();
     if pipe.is_passthrough() {
-        if let Ok(to) = relay.route(now, side, from, packet) {
-            let _ = out_sock.send_to(packet, to).await;
+        match relay.route(now, side, from, packet) {
+            Ok(to) => {
+                let _ = out_sock.send_to(packet, to).await;
+            }
+            Err(reason) => tracing::trace!(leg = ?side, ?reason, "media packet dropped"),
         }
     } else {
         // Decrypt first: only an authenticated packet may move a latch.
