@@ -26,11 +26,10 @@
 
 mod common;
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,64 +71,6 @@ fn dev_cert(server: &Server) -> PathBuf {
 // ---------------------------------------------------------------------------
 // baresip over TLS
 // ---------------------------------------------------------------------------
-
-/// Start a headless baresip registering `ext`/`password` at the server's TLS
-/// address, trusting `cafile`. Returns the guard, baresip's SIP port (its TLS
-/// listener is on port + 1) and its log file.
-fn start_baresip_tls(
-    sb: &Sandbox,
-    registrar: SocketAddr,
-    cafile: &Path,
-    ext: &str,
-    password: &str,
-) -> (ChildGuard, u16, PathBuf) {
-    let bin = require_tool("baresip", "baresip");
-    // free_sip_port checks P and P+1: baresip opens TLS on its SIP port + 1.
-    let port = free_sip_port();
-    let dir = sb.file(&format!("baresip-tls-{ext}"));
-    fs::create_dir_all(&dir).unwrap();
-    let modules = [
-        "/usr/lib/baresip/modules",
-        "/usr/lib/x86_64-linux-gnu/baresip/modules",
-        "/usr/local/lib/baresip/modules",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).join("account.so").exists())
-    .expect("baresip modules directory (with account.so) not found");
-    fs::write(
-        dir.join("config"),
-        format!(
-            "poll_method\t\tpoll\n\
-             sip_listen\t\t{LOCALHOST}:{port}\n\
-             sip_cafile\t\t{cafile}\n\
-             module_path\t\t{modules}\n\
-             module\t\t\tg711.so\n\
-             module_app\t\taccount.so\n\
-             audio_player\t\taubridge,null\n\
-             audio_source\t\taubridge,null\n\
-             audio_alert\t\taubridge,null\n",
-            cafile = cafile.display()
-        ),
-    )
-    .unwrap();
-    fs::write(
-        dir.join("accounts"),
-        format!("<sip:{ext}@{registrar};transport=tls>;auth_pass={password};regint=600\n"),
-    )
-    .unwrap();
-    let log = sb.file(&format!("baresip-tls-{ext}.log"));
-    let out = File::create(&log).unwrap();
-    let child = Command::new(bin)
-        .arg("-f")
-        .arg(&dir)
-        .args(["-4", "-n", LOCALHOST, "-t", "120"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(out))
-        .spawn()
-        .expect("start baresip");
-    (ChildGuard::new("baresip", child), port, log)
-}
 
 /// True when a `user list` contact line is a live TLS binding.
 fn is_tls_binding(c: &ContactLine) -> bool {
@@ -186,7 +127,14 @@ fn baresip_registers_tls(
     password: &str,
 ) -> (ChildGuard, ContactLine) {
     let cert = dev_cert(server);
-    let (mut bs, port, log) = start_baresip_tls(sb, tls_addr(server), &cert, ext, password);
+    let (mut bs, port, log) = start_baresip_with(
+        sb,
+        tls_addr(server),
+        ext,
+        password,
+        SipTransport::Tls,
+        Some(&cert),
+    );
     // baresip's contact over TLS is its own TLS listener: SIP port + 1.
     let want = format!("@127.0.0.1:{}", port + 1);
     let b = wait_baresip_tls_binding(server, &mut bs, &log, ext, |uri| uri.contains(&want));

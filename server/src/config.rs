@@ -270,12 +270,14 @@ impl Config {
         Ok(())
     }
 
-    /// The media address: configured, else the SIP address, else loopback.
+    /// The media address: configured, else the SIP listen address, else
+    /// (listening on all interfaces) the address of the interface that
+    /// routes outwards, else loopback.
     pub fn media_address(&self) -> std::net::IpAddr {
         self.media.address.unwrap_or_else(|| {
             let ip = self.sip.listen.ip();
             if ip.is_unspecified() {
-                std::net::IpAddr::from([127, 0, 0, 1])
+                primary_address().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]))
             } else {
                 ip
             }
@@ -289,6 +291,16 @@ impl Config {
             a
         })
     }
+}
+
+/// The local address the kernel would use to reach outside networks.
+/// `connect` on a UDP socket only picks a route; nothing is sent
+/// (192.0.2.1 is TEST-NET-1, reserved for documentation).
+fn primary_address() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 #[cfg(test)]

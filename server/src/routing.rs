@@ -127,8 +127,8 @@ pub async fn parse_dialled(store: &SqliteStore, registrar: &Registrar, dialled: 
     Ok(d)
 }
 
-/// The national form of a number a carrier sends (`+81312345678`,
-/// `81312345678` or `0312345678`).
+/// The national form of a number a carrier sends: `+81312345678` becomes
+/// `0312345678`; anything else is kept as sent.
 pub fn national(number: &str) -> String {
     let n = number.trim();
     if let Some(rest) = n.strip_prefix("+81") {

@@ -18,6 +18,9 @@ use tsunagu_sip::{Name, Peer, TransportKind};
 const REGISTER_EXPIRES: u64 = 300;
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 const RETRY_INTERVAL: Duration = Duration::from_secs(10);
+/// A ping or registration with no final answer this long counts as failed
+/// (the transaction itself would wait 32 s, timer F).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct TrunkRun {
     trunk: Trunk,
@@ -27,6 +30,7 @@ struct TrunkRun {
     method: &'static str,
     auth_tried: bool,
     state: String,
+    sent_at: Instant,
 }
 
 pub fn peer_of(t: &Trunk) -> Peer {
@@ -50,6 +54,13 @@ pub async fn run_trunks(svc: Arc<Services>) {
                 reload(&svc, &mut runs).await;
                 let now = Instant::now();
                 for run in runs.values_mut() {
+                    if run.branch.is_some() && now >= run.sent_at + ANSWER_TIMEOUT {
+                        // Forget that transaction; a late answer is ignored.
+                        run.branch = None;
+                        run.auth_tried = false;
+                        run.next_at = now + RETRY_INTERVAL;
+                        set_state(&svc, run, "failed", "no answer").await;
+                    }
                     if now >= run.next_at && run.branch.is_none() {
                         send(&svc, token, run, None);
                     }
@@ -125,7 +136,7 @@ async fn reload(svc: &Arc<Services>, runs: &mut HashMap<String, TrunkRun>) {
             let dialog = Dialog::outgoing(aor.clone(), aor, format!("sip:{}", t.host), peer_of(t));
             runs.insert(
                 t.name.clone(),
-                TrunkRun { trunk: t.clone(), dialog, next_at: Instant::now(), branch: None, method: if t.register { "REGISTER" } else { "OPTIONS" }, auth_tried: false, state: t.state.clone() },
+                TrunkRun { trunk: t.clone(), dialog, next_at: Instant::now(), branch: None, method: if t.register { "REGISTER" } else { "OPTIONS" }, auth_tried: false, state: t.state.clone(), sent_at: Instant::now() },
             );
         } else if let Some(r) = runs.get_mut(&t.name) {
             r.trunk.priority = t.priority;
@@ -161,6 +172,7 @@ fn send(svc: &Arc<Services>, token: u64, run: &mut TrunkRun, challenge: Option<(
     }
     let Some(req) = run.dialog.build(&svc.local, &branch, run.method, run.dialog.local_cseq, &extra, None) else { return };
     run.branch = Some(branch);
+    run.sent_at = Instant::now();
     run.next_at = Instant::now() + RETRY_INTERVAL;
     svc.endpoint.send_request(req, run.dialog.peer);
 }

@@ -1,6 +1,10 @@
 //! Harness for the end-to-end tests: start `tsunagu` on loopback in a temporary
-//! data directory, drive its CLI, run third-party SIP peers (SIPp, baresip) and
-//! talk raw SIP over UDP and TCP.
+//! data directory, drive its CLI, run third-party SIP peers (SIPp, baresip,
+//! linphonec) and talk raw SIP over UDP and TCP.
+//!
+//! Submodules: `audio` (tone WAV files, reading what peers recorded, tone
+//! detection), `baresip` (a headless baresip phone driven over ctrl_tcp),
+//! `linphone` (a headless linphonec driven on stdin/stdout).
 //!
 //! Rules kept here: every wait is bounded (poll with a deadline, never a fixed
 //! sleep), every port is picked free at run time, every child process is killed
@@ -21,6 +25,12 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use md5::{Digest, Md5};
+
+pub mod audio;
+pub mod baresip;
+pub mod linphone;
+pub mod phone;
+pub mod raw;
 
 /// The server binary under test.
 pub const TSUNAGU: &str = env!("CARGO_BIN_EXE_tsunagu");
@@ -1432,59 +1442,8 @@ pub fn run_sipp(
 }
 
 // ---------------------------------------------------------------------------
-// baresip
+// baresip (moved to baresip.rs; re-exported for the existing tests)
 // ---------------------------------------------------------------------------
 
-/// Start a headless baresip registering `ext`/`password` at `registrar`
-/// (UDP). Killed when the guard drops.
-pub fn start_baresip(
-    sb: &Sandbox,
-    registrar: SocketAddr,
-    ext: &str,
-    password: &str,
-) -> (ChildGuard, u16, PathBuf) {
-    let bin = require_tool("baresip", "baresip");
-    let port = free_sip_port();
-    let dir = sb.file(&format!("baresip-{ext}"));
-    fs::create_dir_all(&dir).unwrap();
-    let modules = [
-        "/usr/lib/baresip/modules",
-        "/usr/lib/x86_64-linux-gnu/baresip/modules",
-        "/usr/local/lib/baresip/modules",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).join("account.so").exists())
-    .expect("baresip modules directory (with account.so) not found");
-    fs::write(
-        dir.join("config"),
-        format!(
-            "poll_method\t\tpoll\n\
-             sip_listen\t\t{LOCALHOST}:{port}\n\
-             sip_trans_def\t\tudp\n\
-             module_path\t\t{modules}\n\
-             module\t\t\tg711.so\n\
-             module_app\t\taccount.so\n\
-             audio_player\t\taubridge,null\n\
-             audio_source\t\taubridge,null\n\
-             audio_alert\t\taubridge,null\n"
-        ),
-    )
-    .unwrap();
-    fs::write(
-        dir.join("accounts"),
-        format!("<sip:{ext}@{registrar};transport=udp>;auth_pass={password};regint=600\n"),
-    )
-    .unwrap();
-    let log = sb.file(&format!("baresip-{ext}.log"));
-    let out = File::create(&log).unwrap();
-    let child = Command::new(bin)
-        .arg("-f")
-        .arg(&dir)
-        .args(["-4", "-n", LOCALHOST, "-t", "120"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(out))
-        .spawn()
-        .expect("start baresip");
-    (ChildGuard::new("baresip", child), port, log)
-}
+#[allow(unused_imports)]
+pub use baresip::{start_baresip, start_baresip_with, SipTransport};

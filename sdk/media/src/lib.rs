@@ -1,12 +1,13 @@
 //! tsunagu-media owns media on the wire, shared by the PBX and the phone SDK.
 //! It is sans-IO like tsunagu-sip: no sockets, no clock, no runtime; callers
 //! pass in datagrams and the time (`std::time::Instant`), and take out
-//! datagrams to send and events. Today it holds bounded, panic-free RTP and
-//! RTCP header parsing with RTP/RTCP multiplexing classification (RFC 3550,
-//! RFC 5761, RFC 7983) and the symmetric, latching relay engine the B2BUA uses
-//! to anchor media (design principle 4: media follows the phone). SDES-SRTP,
-//! the jitter buffer with loss concealment, codecs (G.711, Opus), RFC 4733
-//! DTMF, mixing and WAV I/O come later.
+//! datagrams to send and events. It holds bounded, panic-free RTP and RTCP
+//! header parsing with RTP/RTCP multiplexing classification (RFC 3550,
+//! RFC 5761, RFC 7983), the symmetric, latching relay engine the B2BUA uses
+//! to anchor media (design principle 4: media follows the phone), SDES-SRTP
+//! (RFC 3711, RFC 4568), the G.711 and Opus codecs with an RTP transcoder
+//! between them, RFC 4733 DTMF and SIP INFO DTMF bodies, and WAV I/O. The
+//! jitter buffer and mixing come with the softphone SDK and conferences.
 
 pub mod codec;
 pub mod dtmf;

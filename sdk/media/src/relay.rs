@@ -24,9 +24,11 @@
 //!    before latching on a strict leg, malformed or of the wrong kind.
 //!
 //! The SSRC check stops blind injection only; an on-path attacker who can
-//! read the SSRC needs SRTP authentication to be stopped, which comes with
-//! the SRTP module. Parsing here reads only the clear RTP/RTCP header, so
-//! SRTP and SRTCP are relayed untouched.
+//! read the SSRC needs SRTP authentication to be stopped: the PBX's media
+//! shell authenticates SRTP packets (crate::srtp) before they reach the
+//! relay, so only authenticated packets can move a latch. Parsing here reads
+//! only the clear RTP/RTCP header, so SRTP and SRTCP can also be relayed
+//! untouched.
 //!
 //! A [`Relay`] serves one port pair: one for RTP (optionally with RTCP
 //! multiplexed, RFC 5761) and, when RTCP has its own ports, another

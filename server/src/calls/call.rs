@@ -71,6 +71,9 @@ struct Fork {
     ack: Option<Bytes>,
     /// Our side of this fork's SDP (its key; SRTP or not).
     sdp: LegSdp,
+    /// Already offered the other media profile (RTP/AVP vs RTP/SAVP) after
+    /// a 488.
+    profile_retried: bool,
 }
 
 /// A request passed to the other leg, waiting for its answer.
@@ -547,6 +550,7 @@ impl Call {
             offer,
             ack: None,
             sdp,
+            profile_retried: false,
         });
         self.svc.endpoint.send_request(req, peer);
         true
@@ -621,18 +625,31 @@ impl Call {
                 _ = sleep_until(deadline) => self.on_timer().await,
             }
         }
-        // Linger briefly for the answers to our BYEs and CANCELs (so they
-        // are not logged as strays) and for retransmitted requests.
-        let linger = tokio::time::sleep(Duration::from_millis(300));
-        tokio::pin!(linger);
+        // Stop every fork still ringing, then stay until each has a final
+        // answer: a phone whose 200 crossed our CANCEL must still get its
+        // ACK and BYE (RFC 3261 §9.1), or its leg stays up. Bounded by
+        // timer B; requests that still arrive get 481.
+        self.cancel_forks().await;
+        self.finish().await;
+        let ended = Instant::now();
+        let give_up = ended + Duration::from_secs(34);
         loop {
+            let live = self.forks.iter().any(|f| matches!(f.state, ForkState::Calling | ForkState::Ringing | ForkState::Cancelling));
+            // Linger a little in any case, for answers to our BYEs.
+            let until = if live { give_up } else { ended + Duration::from_millis(300) };
+            if Instant::now() >= until {
+                break;
+            }
             tokio::select! {
-                _ = &mut linger => break,
+                _ = sleep_until(Some(until)) => break,
                 ev = rx.recv() => match ev {
-                    Some(SipEvent::Request { req, key, responder, .. }) if req.method != "ACK" => {
-                        responder.respond(key, response_to(&req, 481, Some(&crate::registrar::new_tag())));
+                    Some(SipEvent::Request { req, key, responder, .. }) => {
+                        if req.method != "ACK" {
+                            responder.respond(key, response_to(&req, 481, Some(&crate::registrar::new_tag())));
+                        }
                     }
-                    Some(_) => {}
+                    Some(SipEvent::Response { key, resp }) => self.on_response(key, resp).await,
+                    Some(SipEvent::Timeout { key }) => self.on_tx_timeout(key).await,
                     None => break,
                 }
             }
@@ -782,7 +799,9 @@ impl Call {
                 }
             }
             "CANCEL" => {
-                responder.respond(key, response_to(&req, 200, None));
+                // The same To tag as the 487 that follows (RFC 3261 §9.2).
+                let tag = if side == LegSide::A { Some(self.a.local_tag.clone()) } else { None };
+                responder.respond(key, response_to(&req, 200, tag.as_deref()));
                 if side == LegSide::A && self.phase == Phase::Ringing {
                     tracing::info!(call = %self.record.id, "caller cancelled");
                     self.fail(487, "").await;
@@ -1213,6 +1232,11 @@ impl Call {
                 }
             }
         }
+        // A phone without SRTP refuses an SRTP offer (an SRTP caller's):
+        // offer it plain RTP once; the caller's leg stays encrypted.
+        if code == 488 && prev != ForkState::Cancelling && self.phase == Phase::Ringing && self.retry_other_profile(i) {
+            return;
+        }
         self.forks[i].state = ForkState::Done;
         if prev == ForkState::Cancelling || self.phase != Phase::Ringing {
             return;
@@ -1250,6 +1274,31 @@ impl Call {
         if !self.invite_trunk(next, number, rest).await {
             self.after_fork_ended().await;
         }
+        true
+    }
+
+    fn retry_other_profile(&mut self, i: usize) -> bool {
+        if self.forks[i].profile_retried || !self.forks[i].sdp.savp || !matches!(self.forks[i].target, ForkTarget::Device { .. }) {
+            return false;
+        }
+        let mut sdp = LegSdp::new(false);
+        sdp.session_id = self.forks[i].sdp.session_id;
+        let Ok(offer) = make_offer(&self.a_offer, &mut sdp, self.media.address, self.media.b.rtp, self.media.b.rtcp) else { return false };
+        let token = self.token;
+        let f = &mut self.forks[i];
+        tracing::info!(call = %self.record.id, srtp = sdp.savp, "media profile refused (488); offering the other one");
+        f.profile_retried = true;
+        f.dialog.local_cseq += 1;
+        f.invite_cseq = f.dialog.local_cseq;
+        f.branch = new_branch(token);
+        f.state = ForkState::Calling;
+        f.dialog.remote_tag = None;
+        f.dialog.remote_target = f.invite_uri.clone();
+        f.sdp = sdp;
+        f.offer = offer;
+        let extra = [("Supported", "100rel, timer".to_string())];
+        let Some(req) = f.dialog.build(&self.svc.local, &f.branch, "INVITE", f.invite_cseq, &extra, Some(("application/sdp", &f.offer))) else { return false };
+        self.svc.endpoint.send_request(req, f.dialog.peer);
         true
     }
 
@@ -1404,9 +1453,11 @@ impl Call {
         self.phase = Phase::Ended;
     }
 
+    /// Close the call record (once) and free the people on it.
     async fn finish(&mut self) {
-        // CANCELs / BYEs for forks still alive.
-        self.cancel_forks().await;
+        if self.record.ended_at.is_some() {
+            return;
+        }
         self.record.ended_at = Some(unix_ms());
         self.save().await;
         for ext in self.busy_marks.drain(..) {

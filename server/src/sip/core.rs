@@ -1,6 +1,8 @@
 //! The PBX's transaction user: checks each new request (RFC 3261 §8.2) and
-//! routes it by method. Calls come in a later stage; for now INVITE and
-//! friends are refused cleanly.
+//! routes it by method: REGISTER to the registrar, new INVITEs to a call
+//! task (after digest or trunk recognition), everything in a dialog (ACK,
+//! BYE, CANCEL, re-INVITE, UPDATE, INFO, PRACK) to the call it belongs to,
+//! responses and client timeouts to the task that sent the request.
 
 use super::endpoint::{RequestHandler, Responder};
 use crate::calls::call::{self, Origin};

@@ -19,7 +19,8 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 pub enum StoreError {
     #[error("extension {0} already exists")]
     Duplicate(String),
-    #[error("no such extension: {0}")]
+    /// What was not found, named ("extension 1001", "ring group 3000").
+    #[error("no such {0}")]
     NotFound(String),
     #[error("invalid data: {0}")]
     Invalid(String),

@@ -247,7 +247,7 @@ impl SqliteStore {
 
     pub async fn set_user_settings(&self, s: &UserSettings) -> Result<(), StoreError> {
         if !self.user_exists(&s.extension).await? {
-            return Err(StoreError::NotFound(s.extension.clone()));
+            return Err(StoreError::NotFound(format!("extension {}", s.extension)));
         }
         sqlx::query(
             "INSERT INTO user_settings (extension, caller_id, own_did, fwd_always, fwd_busy, fwd_no_answer, fwd_no_answer_secs, fwd_unregistered)
@@ -309,7 +309,7 @@ impl SqliteStore {
     pub async fn remove_ring_group(&self, number: &str) -> Result<(), StoreError> {
         let r = sqlx::query("DELETE FROM ring_groups WHERE number = ?").bind(number).execute(&self.pool).await?;
         if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound(number.to_string()));
+            return Err(StoreError::NotFound(format!("ring group {number}")));
         }
         Ok(())
     }
@@ -356,7 +356,7 @@ impl SqliteStore {
     pub async fn remove_trunk(&self, name: &str) -> Result<(), StoreError> {
         let r = sqlx::query("DELETE FROM trunks WHERE name = ?").bind(name).execute(&self.pool).await?;
         if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound(name.to_string()));
+            return Err(StoreError::NotFound(format!("trunk {name}")));
         }
         Ok(())
     }
@@ -405,7 +405,7 @@ impl SqliteStore {
     pub async fn remove_did(&self, number: &str) -> Result<(), StoreError> {
         let r = sqlx::query("DELETE FROM dids WHERE number = ?").bind(number).execute(&self.pool).await?;
         if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound(number.to_string()));
+            return Err(StoreError::NotFound(format!("number {number}")));
         }
         Ok(())
     }

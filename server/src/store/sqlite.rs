@@ -158,7 +158,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let r = sqlx::query("DELETE FROM users WHERE extension = ?").bind(extension).execute(&self.pool).await?;
             if r.rows_affected() == 0 {
-                return Err(StoreError::NotFound(extension.to_string()));
+                return Err(StoreError::NotFound(format!("extension {extension}")));
             }
             Ok(())
         })
