@@ -102,3 +102,63 @@ fn reliable_ringing_then_session_timer_expiry_ends_both_legs() {
         String::from_utf8_lossy(&out.stdout).lines().nth(1).filter(|l| l.contains(",session-expired,")).map(str::to_string)
     });
 }
+
+/// A caller without telephone-event (it only does SIP INFO) and a baresip
+/// that only does RFC 4733: digits cross both ways, translated.
+#[test]
+fn dtmf_is_translated_between_sip_info_and_rfc4733() {
+    let sb = Sandbox::new("dtmf-info");
+    let s = Server::start(&sb);
+    for ext in ["1001", "1002"] {
+        s.cli(&["user", "add", ext, "--password", PASSWORD]);
+    }
+    let mut callee = Baresip::builder(&sb, "callee")
+        .account(Account::new("1002", PASSWORD, s.sip_addr()))
+        .answer(AnswerMode::Auto)
+        .codecs(&["PCMU"])
+        .source(AudioSource::Echo)
+        .start();
+    callee.registered(Duration::from_secs(10));
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut caller = RawCaller { sip: UdpSocket::bind("127.0.0.1:0").unwrap(), server: s.sip_addr(), call_id: unique("dtmf-"), from_tag: unique("ft"), to_tag: None, cseq: 0 };
+    // PCMU only: no telephone-event, so this leg gets digits as SIP INFO.
+    let sdp = format!("v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\n", rtp.local_addr().unwrap().port());
+    caller.invite("1002", &sdp, None);
+    let challenge = caller.final_response(Duration::from_secs(5));
+    caller.in_dialog_ack_for_failure(&challenge);
+    let auth = digest(challenge.header("proxy-authenticate").unwrap(), &format!("sip:1002@{}", s.sip_addr()), PASSWORD);
+    caller.invite("1002", &sdp, Some(auth));
+    let ok = caller.final_response(Duration::from_secs(10));
+    assert_eq!(ok.status(), Some(200), "{}", ok.text());
+    assert!(!String::from_utf8_lossy(&ok.body).contains("telephone-event"), "the caller did not offer telephone-event");
+    caller.to_tag = tag_of(&ok);
+    let invite_cseq = caller.cseq;
+    caller.in_dialog("ACK", invite_cseq, "1002");
+    callee.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+
+    // INFO from the caller: answered by the PBX, played to baresip as RFC 4733.
+    caller.cseq += 1;
+    let info_cseq = caller.cseq;
+    caller.in_dialog_body("INFO", info_cseq, "1002", "application/dtmf-relay", "Signal=7\r\nDuration=160\r\n");
+    let info_ok = wait_for("200 for INFO", Duration::from_secs(5), || {
+        let m = caller.recv(Duration::from_secs(5));
+        (m.cseq_method() == Some("INFO")).then_some(m)
+    });
+    assert_eq!(info_ok.status(), Some(200));
+    let d = callee.wait_event("CALL_DTMF_START", Duration::from_secs(5));
+    assert_eq!(d.param, "7", "{d}");
+
+    // RFC 4733 from baresip: the caller gets it as SIP INFO.
+    callee.send_dtmf("9");
+    let info = wait_for("INFO from the PBX", Duration::from_secs(5), || {
+        let m = caller.recv(Duration::from_secs(5));
+        m.start_line.starts_with("INFO ").then_some(m)
+    });
+    caller.respond_200(&info);
+    let body = String::from_utf8_lossy(&info.body).into_owned();
+    assert!(info.header("content-type").is_some_and(|c| c.contains("dtmf-relay")), "{}", info.text());
+    assert!(body.contains("Signal=9"), "{body}");
+    caller.cseq += 1;
+    caller.in_dialog("BYE", caller.cseq, "1002");
+    callee.wait_event("CALL_CLOSED", Duration::from_secs(10));
+}

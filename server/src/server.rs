@@ -54,7 +54,7 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
     let transports = Transports::new(udp, limits);
     let endpoint = Endpoint::new(transports.clone(), TimerConfig::default());
     transports.set_endpoint(&endpoint, Some(tls::connector(cfg.tls.trunk_ca.as_deref(), &cert)?));
-    let core = Arc::new(Core { registrar: registrar.clone(), policy: uas_policy(), services: std::sync::OnceLock::new() });
+    let core = Arc::new(Core { registrar: registrar.clone(), policy: uas_policy(), in_dialog_policy: in_dialog_policy(), services: std::sync::OnceLock::new() });
     endpoint.set_handler(core.clone());
     let (records_tx, records_rx) = tokio::sync::mpsc::unbounded_channel();
     let record_writer = tokio::spawn(crate::calls::records::run_record_writer(sqlite.clone(), records_rx));
@@ -116,6 +116,26 @@ fn uas_policy() -> UasPolicy {
     let mut p = UasPolicy::default();
     p.supported_extensions.push("timer".into());
     p.supported_extensions.push("100rel".into());
+    p
+}
+
+/// In-dialog requests passed across the B2BUA may carry these bodies.
+fn in_dialog_policy() -> UasPolicy {
+    let mut p = uas_policy();
+    p.accepted_body_types.extend(
+        [
+            "application/dtmf-relay",
+            "application/dtmf",
+            "text/plain",
+            "message/sipfrag",
+            "application/json",
+            "application/xml",
+            "application/pidf+xml",
+            "application/media_control+xml",
+            "application/simple-message-summary",
+        ]
+        .map(String::from),
+    );
     p
 }
 

@@ -72,10 +72,12 @@ Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
 
     /// An in-dialog request with extra header lines (each ending in CRLF).
     pub fn in_dialog_with(&mut self, method: &str, cseq: u32, to: &str, extra: &str) {
+        // A body (and its length) may come with `extra`.
+        let tail = if extra.contains("Content-Length:") { "" } else { "Content-Length: 0\r\n\r\n" };
         let local = self.sip.local_addr().unwrap();
         let msg = format!(
             "{method} sip:{to}@{srv} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={br};rport\r\nMax-Forwards: 70\r\n\
-From: <sip:1001@{srv}>;tag={ft}\r\nTo: <sip:{to}@{srv}>;tag={tt}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\n{extra}Content-Length: 0\r\n\r\n",
+From: <sip:1001@{srv}>;tag={ft}\r\nTo: <sip:{to}@{srv}>;tag={tt}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\n{extra}{tail}",
             srv = self.server,
             br = unique("z9hG4bK"),
             ft = self.from_tag,
@@ -119,6 +121,11 @@ impl RawCaller {
 }
 
 impl RawCaller {
+    /// An in-dialog request with a body.
+    pub fn in_dialog_body(&mut self, method: &str, cseq: u32, to: &str, content_type: &str, body: &str) {
+        self.in_dialog_with(method, cseq, to, &format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+    }
+
     /// Answer a request from the server (a BYE) with 200.
     pub fn respond_200(&self, req: &SipMsg) {
         let mut msg = String::from("SIP/2.0 200 OK\r\n");

@@ -18,6 +18,8 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK,
 pub struct Core {
     pub registrar: Arc<Registrar>,
     pub policy: UasPolicy,
+    /// For requests inside a dialog that are passed to the other leg.
+    pub in_dialog_policy: UasPolicy,
     /// Calls (set once the endpoint they need exists).
     pub services: std::sync::OnceLock<Arc<Services>>,
 }
@@ -42,7 +44,11 @@ impl RequestHandler for Core {
             return;
         }
         metrics::counter!("tsunagu_sip_requests_total", "method" => metric_method(&req.method)).increment(1);
-        if let Err(rej) = check_request(&req, &self.policy) {
+        // In a dialog the B2BUA passes bodies across (INFO with DTMF,
+        // MESSAGE, NOTIFY): more body types are acceptable there.
+        let in_dialog_passthrough = req.core.to.tag.is_some() && !matches!(req.method.as_str(), "INVITE" | "UPDATE" | "PRACK");
+        let policy = if in_dialog_passthrough { &self.in_dialog_policy } else { &self.policy };
+        if let Err(rej) = check_request(&req, policy) {
             tracing::info!(source = %peer.addr, method = %req.method, call_id = %req.core.call_id, code = rej.code, reason = %rej.reason, "request refused");
             return responder.respond(key, rejection_response(&req, &rej));
         }
