@@ -310,7 +310,20 @@ async fn seed_demo(cfg: &Config) -> Result<(), BoxError> {
         users.push(new_user(&realm, ext, &password, &format!("Demo {}", i + 1)));
     }
     store.add_users(users).await?;
-    println!("SIP: {} (UDP/TCP), TLS {}; realm {realm}", cfg.sip.listen, cfg.tls_listen());
+    let group = crate::store::RingGroup {
+        number: "3000".into(),
+        name: "Demo group".into(),
+        strategy: crate::store::Strategy::Simultaneous,
+        members: ["1001", "1002", "1003"].iter().map(|e| crate::store::Dest::User(e.to_string())).collect(),
+        member_timeout_secs: 15,
+        timeout_secs: 60,
+        overflow: None,
+        skip_busy: false,
+        rr_next: 0,
+    };
+    store.put_ring_group(&group).await?;
+    println!("ring group 3000 rings 1001, 1002 and 1003 at once");
+    println!("SIP: {} (UDP/TCP), TLS {}; realm {realm}; media on {}", cfg.sip.listen, cfg.tls_listen(), cfg.media_address());
     use std::io::Write;
     let _ = std::io::stdout().flush();
     Ok(())
