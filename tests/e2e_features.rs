@@ -1,0 +1,109 @@
+//! Internal call routing with scripted phones (tests/common/phone.rs): every
+//! device of an extension rings and the first answer wins, busy answers and
+//! forwarding on busy, ring groups that skip members already on a call and
+//! that rotate (round robin), and the call records of each.
+
+mod common;
+
+use common::phone::{Behaviour, Phone};
+use common::{wait_for, Sandbox, Server};
+use std::time::Duration;
+
+const PW: &str = "secret-pass-1";
+
+fn pbx(sb: &Sandbox, exts: &[&str]) -> Server {
+    let s = Server::start(sb);
+    for e in exts {
+        s.cli(&["user", "add", e, "--password", PW]);
+    }
+    s
+}
+
+fn phone(s: &Server, ext: &str, b: Behaviour) -> Phone {
+    Phone::register(s.sip_addr(), ext, PW, b)
+}
+
+/// Call records as (caller, callee, result, answered_by), once `n` have ended.
+fn records(s: &Server, n: usize) -> Vec<(String, String, String, String, String)> {
+    wait_for("call records", Duration::from_secs(10), || {
+        let out = s.cli(&["calls", "--csv"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let rows: Vec<Vec<String>> = text.lines().skip(1).map(|l| l.split(',').map(str::to_string).collect()).collect();
+        (rows.len() >= n && rows.iter().all(|r| !r[8].is_empty()))
+            .then(|| rows.into_iter().map(|r| (r[2].clone(), r[3].clone(), r[10].clone(), r[11].clone(), r[12].clone())).collect())
+    })
+}
+
+#[test]
+fn every_device_of_an_extension_rings_and_the_first_answer_wins() {
+    let sb = Sandbox::new("feat-devices");
+    let s = pbx(&sb, &["1001", "1002"]);
+    let desk = phone(&s, "1002", Behaviour::Ring);
+    let mobile = phone(&s, "1002", Behaviour::AnswerAfter(Duration::from_millis(300)));
+    let caller = phone(&s, "1001", Behaviour::Busy);
+    let call = caller.dial("1002", Duration::from_secs(10));
+    assert_eq!(call.status(), 200);
+    let d = desk.wait_invites(1, Duration::from_secs(5));
+    let m = mobile.wait_invites(1, Duration::from_secs(5));
+    let gap = if d[0].at > m[0].at { d[0].at - m[0].at } else { m[0].at - d[0].at };
+    assert!(gap < Duration::from_millis(200), "both devices ring at once ({gap:?} apart)");
+    // The device that did not answer is cancelled.
+    desk.wait_request_in("CANCEL", d[0].call_id(), Duration::from_secs(5));
+    caller.hangup(&call);
+    mobile.wait_request_in("BYE", m[0].call_id(), Duration::from_secs(5));
+    let r = records(&s, 1);
+    assert_eq!((r[0].2.as_str(), r[0].3.as_str()), ("answered", "1002"));
+    assert!(!r[0].4.is_empty(), "the record names the device that answered");
+}
+
+#[test]
+fn busy_callee_gives_486_and_forward_on_busy_takes_the_call() {
+    let sb = Sandbox::new("feat-busy");
+    let s = pbx(&sb, &["1001", "1002", "1003"]);
+    let _busy = phone(&s, "1002", Behaviour::Busy);
+    let caller = phone(&s, "1001", Behaviour::Busy);
+    assert_eq!(caller.dial("1002", Duration::from_secs(10)).status(), 486);
+
+    // With forwarding on busy to 1003, the same call is answered there.
+    s.cli(&["forward", "1002", "--busy", "user:1003"]);
+    let fwd = phone(&s, "1003", Behaviour::AnswerAfter(Duration::from_millis(50)));
+    let call = caller.dial("1002", Duration::from_secs(10));
+    assert_eq!(call.status(), 200);
+    assert_eq!(fwd.invites().len(), 1);
+    caller.hangup(&call);
+    let r = records(&s, 2);
+    assert_eq!((r[0].2.as_str(), r[1].2.as_str(), r[1].3.as_str()), ("busy", "answered", "1003"), "{r:?}");
+}
+
+#[test]
+fn groups_skip_members_on_a_call_and_round_robin_rotates() {
+    let sb = Sandbox::new("feat-groups");
+    let s = pbx(&sb, &["1001", "1002", "1003", "1004"]);
+    let m2 = phone(&s, "1002", Behaviour::AnswerAfter(Duration::from_millis(50)));
+    let m3 = phone(&s, "1003", Behaviour::AnswerAfter(Duration::from_millis(50)));
+    let caller = phone(&s, "1001", Behaviour::Busy);
+    let other = phone(&s, "1004", Behaviour::Busy);
+
+    // Round robin: each call starts one member further.
+    s.cli(&["group", "add", "3200", "--members", "1002,1003", "--strategy", "round-robin", "--member-timeout", "3"]);
+    for _ in 0..2 {
+        let c = caller.dial("3200", Duration::from_secs(10));
+        assert_eq!(c.status(), 200);
+        caller.hangup(&c);
+    }
+    assert_eq!((m2.invites().len(), m3.invites().len()), (1, 1), "first call to 1002, second to 1003");
+
+    // 1002 is on a call; a skip-busy group passes it by.
+    s.cli(&["group", "add", "3100", "--members", "1002,1003", "--strategy", "sequential", "--skip-busy", "--member-timeout", "3"]);
+    let busy_call = other.dial("1002", Duration::from_secs(10));
+    assert_eq!(busy_call.status(), 200);
+    let before = m2.invites().len();
+    let c = caller.dial("3100", Duration::from_secs(10));
+    assert_eq!(c.status(), 200);
+    assert_eq!(m2.invites().len(), before, "1002, already on a call, was not rung");
+    assert_eq!(m3.invites().len(), 2, "1003 took the group call");
+    caller.hangup(&c);
+    other.hangup(&busy_call);
+    let r = records(&s, 4);
+    assert_eq!(r.iter().filter(|x| x.2 == "answered").count(), 4, "{r:?}");
+}
