@@ -191,6 +191,7 @@ pub fn take_answer(leg: &mut LegSdp, answer: &Sdp, raw: &[u8]) -> Result<(), Neg
 /// The answer we send leg `to` for the offer it sent (`offer`), now that
 /// the other leg chose `other_codec`. The same codec when `to` offered it
 /// (passed through), else the first codec of its offer we can transcode.
+#[allow(clippy::too_many_arguments)]
 pub fn make_answer(offer: &Sdp, to: &mut LegSdp, other_codec: Option<(Codec, u8)>, other_te: bool, direction: Direction, addr: IpAddr, port: u16, rtcp_port: u16) -> Result<Vec<u8>, NegotiationError> {
     let idx = offer.audio_index().ok_or(NegotiationError::NoAudio)?;
     let m = &offer.media[idx];

@@ -8,6 +8,7 @@ use crate::store::{CallRecord, SqliteStore};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+#[allow(clippy::large_enum_variant)] // one message per call state change: not worth a box
 pub enum RecordMsg {
     Put(CallRecord),
     /// Answered once everything sent before it is written.

@@ -474,7 +474,7 @@ pub async fn calls(a: CallsArgs) -> Result<(), BoxError> {
         print!("{}", calls_csv(&records));
         return Ok(());
     }
-    println!("{:<20} {:<9} {:<14} {:<14} {:<12} {:>6} {:<11} {:<12} {}", "start", "direction", "caller", "callee", "did", "secs", "result", "answered_by", "trunk");
+    println!("{:<20} {:<9} {:<14} {:<14} {:<12} {:>6} {:<11} {:<12} trunk", "start", "direction", "caller", "callee", "did", "secs", "result", "answered_by");
     for c in &records {
         println!(
             "{:<20} {:<9} {:<14} {:<14} {:<12} {:>6} {:<11} {:<12} {}",

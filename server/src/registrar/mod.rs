@@ -142,6 +142,7 @@ impl Registrar {
     /// Proxy-Authenticate). Ok gives the extension; Err the response to
     /// send. Users come from the cache (kept current by the users watcher).
     /// The same brute-force guard as for REGISTER applies.
+    #[allow(clippy::result_large_err)] // the error is the response to send
     pub fn authenticate_request(&self, req: &Request, peer: &Peer) -> Result<String, Response> {
         let now = unix_now();
         let realm = self.verifier.lock().map(|v| v.realm().to_string()).unwrap_or_default();
