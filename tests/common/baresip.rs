@@ -23,7 +23,11 @@
 //! the control connection is made (e.g. a quick REGISTER_OK) are not
 //! replayed, hence [`Baresip::registered`] also polls `reginfo`; `sndfile`
 //! names its files by the second, so two calls of one instance within the
-//! same second write the same file.
+//! same second write the same file; `connect()` to ctrl_tcp succeeds before
+//! baresip has accepted the connection, and events before the accept are
+//! lost (so `start` waits for one command round trip).
+//!
+//! `E2E_BARESIP_CTRL_DEBUG=1` prints every control message received.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -1240,10 +1244,7 @@ fn ctrl_reader(mut s: TcpStream, tx: mpsc::Sender<CtrlMsg>) {
     let mut tmp = [0u8; 8192];
     loop {
         // Take every complete netstring out of the buffer.
-        loop {
-            let Some(colon) = buf.iter().position(|&b| b == b':') else {
-                break;
-            };
+        while let Some(colon) = buf.iter().position(|&b| b == b':') {
             let Some(len) = std::str::from_utf8(&buf[..colon])
                 .ok()
                 .and_then(|t| t.trim().parse::<usize>().ok())

@@ -345,7 +345,7 @@ impl Linphonec {
                 };
                 let i = CODECS
                     .iter()
-                    .position(|(m, r, _, _)| m.eq_ignore_ascii_case(name) && rate.map_or(true, |x| x == *r))
+                    .position(|(m, r, _, _)| m.eq_ignore_ascii_case(name) && rate.is_none_or(|x| x == *r))
                     .unwrap_or_else(|| panic!("linphonec: unknown codec {want:?}"));
                 order.push((i, true));
             }
@@ -769,7 +769,7 @@ impl Linphonec {
             .lines()
             .filter(|l| l.contains("-->MSFileRec") && l.contains(" to rate ["))
             .filter_map(|l| Some((after(l, " to rate [")?, after(l, " to channel [")? as u16)))
-            .last()
+            .next_back()
     }
 
     /// Seconds of audio in the current record file: from its header once
