@@ -145,3 +145,42 @@ fn srtp_phone_reaches_a_phone_without_srtp() {
     assert!(a.srtp_enabled(), "the caller's leg is SRTP");
     assert!(!b.srtp_enabled(), "the callee's leg is plain RTP");
 }
+
+#[test]
+fn linphonec_and_baresip_call_each_other_through_the_pbx() {
+    use common::linphone::{LinphoneAccount, Linphonec};
+    let sb = Sandbox::new("calls-linphonec");
+    let s = server(&sb);
+    let mut l = Linphonec::builder(&sb, "lin").account(LinphoneAccount::new("1001", "secret-pass-1", s.sip_addr())).tone(TONE_A).codecs(&["PCMU"]).auto_answer(false).start();
+    l.registered(Duration::from_secs(15));
+    let mut b = phone(&sb, &s, "1002", TONE_B, AnswerMode::Auto, &["PCMU"], None);
+    // linphonec calls baresip; digits cross; both hear the other; linphonec
+    // hangs up (its BYE is routed by its GRUU contact through the PBX).
+    l.call(&format!("sip:1002@{}", s.sip_addr()));
+    b.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    l.wait_connected(Duration::from_secs(10));
+    l.send_dtmf("4");
+    b.try_wait_event_where(Duration::from_secs(10), |e| e.kind == "CALL_DTMF_START" && e.param == "4").expect("baresip got DTMF 4 from linphonec");
+    let l_heard = l.wait_heard(2.0, Duration::from_secs(10));
+    let b_heard = b.wait_heard(2.0, Duration::from_secs(10));
+    l.terminate();
+    l.wait_ended(Duration::from_secs(10));
+    b.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    assert_hears(&l_heard, TONE_B, &[TONE_A]);
+    assert_hears(&b_heard, TONE_A, &[TONE_B]);
+
+    // baresip calls linphonec, which answers; baresip hangs up.
+    let rec = l.record_next();
+    b.dial(&format!("sip:1001@{}", s.sip_addr()));
+    l.wait_incoming(Duration::from_secs(10));
+    l.answer();
+    l.wait_connected(Duration::from_secs(10));
+    let heard = l.wait_heard(2.0, Duration::from_secs(10));
+    assert_eq!(heard, rec);
+    b.hangup();
+    l.wait_ended(Duration::from_secs(10));
+    assert_hears(&heard, TONE_B, &[TONE_A]);
+    let out = s.cli(&["calls", "--csv"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(text.lines().filter(|l| l.contains(",answered,")).count(), 2, "{text}");
+}
