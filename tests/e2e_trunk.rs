@@ -1639,3 +1639,35 @@ fn trunk_status_failed_when_nothing_answers() {
         trunk_status_text(&data)
     );
 }
+
+/// A trunk that registers with credentials: the carrier's 401 is answered
+/// with digest, the second REGISTER is accepted, and the state is
+/// `registered`.
+#[test]
+fn trunk_registers_with_credentials() {
+    let sb = Sandbox::new("trunk-register");
+    let data = sb.data();
+    let port = free_udp_port_on(CARRIER_IP);
+    cli(
+        &data,
+        &[
+            "trunk",
+            "add",
+            "carrier",
+            "--host",
+            &format!("{CARRIER_IP}:{port}"),
+            "--username",
+            "city-hall",
+            "--password",
+            "trunk-secret",
+            "--register",
+        ],
+    );
+    let mut sipp = Sipp::start(&sb, "register", "register_challenge.xml", CARRIER_IP, port, None, 1, &[]);
+    sipp.wait_listening();
+    let _server = Server::start_with_env(&sb, SERVER_ENV);
+    wait_trunk_state(&data, "carrier", "registered", Duration::from_secs(10));
+    let run = sipp.finish();
+    run.assert_success();
+    assert_eq!(run.received_requests("REGISTER").len(), 2, "{}", run.summary());
+}
