@@ -107,3 +107,29 @@ fn groups_skip_members_on_a_call_and_round_robin_rotates() {
     let r = records(&s, 4);
     assert_eq!(r.iter().filter(|x| x.2 == "answered").count(), 4, "{r:?}");
 }
+
+#[test]
+fn did_csv_import_is_all_or_nothing_with_line_numbers() {
+    let sb = Sandbox::new("feat-dids");
+    let s = pbx(&sb, &["1001"]);
+    let bad = sb.file("bad.csv");
+    std::fs::write(&bad, "number,destination,label\n0312345678,user:1001,Main\n03x,user:1001,\n0312345679,nowhere:1,\n").unwrap();
+    let out = common::cli_unchecked(&sb.data(), &["did", "import", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("line 3") && err.contains("line 4") && !err.contains("line 2"), "{err}");
+    let listed = String::from_utf8_lossy(&s.cli(&["did", "list"]).stdout).into_owned();
+    assert!(listed.trim().is_empty(), "nothing imported from a bad file: {listed}");
+    // 185 numbers at once, as the city has.
+    let good = sb.file("good.csv");
+    let mut text = String::from("number,destination,label\n");
+    for n in 0..185 {
+        text.push_str(&format!("+8131234{n:04},group:3000,DID {n}\n"));
+    }
+    std::fs::write(&good, text).unwrap();
+    let out = s.cli(&["did", "import", good.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 185"));
+    let listed = String::from_utf8_lossy(&s.cli(&["did", "list"]).stdout).into_owned();
+    assert_eq!(listed.lines().count(), 185);
+    assert!(listed.lines().next().unwrap().starts_with("0312340000\tgroup:3000"), "numbers stored in national form: {listed}");
+}

@@ -1671,3 +1671,33 @@ fn trunk_registers_with_credentials() {
     run.assert_success();
     assert_eq!(run.received_requests("REGISTER").len(), 2, "{}", run.summary());
 }
+
+/// An outside call over a TCP trunk: the PBX opens the connection itself,
+/// pings and calls over it, and the call is answered.
+#[test]
+fn outbound_call_over_a_tcp_trunk() {
+    let sb = Sandbox::new("trunk-tcp");
+    let data = sb.data();
+    let port = free_udp_port_on(CARRIER_IP);
+    cli(&data, &["trunk", "add", "carrier", "--host", &format!("{CARRIER_IP}:{port}"), "--transport", "tcp"]);
+    cli(&data, &["user", "add", "1001", "--password", &password("1001")]);
+    cli(&data, &["setting", "set", "main_number", "0312340000"]);
+    // The later -t wins: SIPp listens on TCP.
+    let carrier = Sipp::start(&sb, "tcp", "carrier_uas.xml", CARRIER_IP, port, None, 2, &["-t", "t1"]);
+    wait_for("SIPp listening on TCP", Duration::from_secs(10), || {
+        std::net::TcpListener::bind((CARRIER_IP, port)).is_err().then_some(())
+    });
+    let server = Server::start_with_env(&sb, SERVER_ENV);
+    wait_trunk_state(&data, "carrier", "up", Duration::from_secs(10));
+    let p1 = phone(&server, "1001", Behaviour::Ring);
+    let call = p1.dial("009012345678", Duration::from_secs(10));
+    assert_eq!(call.status(), 200, "{}", call.response.text());
+    p1.hangup(&call);
+    let recs = wait_records_ended(&data, 1, Duration::from_secs(5));
+    assert_record(&recs[0], &[("direction", "outbound"), ("trunk", "carrier"), ("result", "answered")]);
+    let run = carrier.finish();
+    run.assert_success();
+    assert_eq!(run.received_invites().len(), 1, "{}", run.summary());
+    let log = fs::read_to_string(sb.file("sipp-tcp").join("messages.log")).unwrap_or_default();
+    assert!(log.contains("TCP message received"), "the carrier saw TCP traffic");
+}
