@@ -145,19 +145,25 @@ async fn run(a: LegSockets, b: LegSockets, mut control: mpsc::UnboundedReceiver<
             },
             r = a.rtp.recv_from(&mut buf_a) => if let Ok((n, from)) = r {
                 last_packet = Instant::now();
-                forward(&mut rtp, &mut pipes[0], LegSide::A, from, &buf_a[..n], &b.rtp, &mut out, &events).await;
+                forward(&mut rtp, &mut pipes[0], LegSide::A, from, &buf_a[..n], &b.rtp, &mut out, &events);
+                // Under load packets queue up: take what is already there
+                // before going back to the scheduler (one wake-up, many packets).
+                drain(&a, &b, &mut rtp, &mut pipes, &mut buf_a, &mut buf_b, &mut out, &events);
             },
             r = b.rtp.recv_from(&mut buf_b) => if let Ok((n, from)) = r {
                 last_packet = Instant::now();
-                forward(&mut rtp, &mut pipes[1], LegSide::B, from, &buf_b[..n], &a.rtp, &mut out, &events).await;
+                forward(&mut rtp, &mut pipes[1], LegSide::B, from, &buf_b[..n], &a.rtp, &mut out, &events);
+                // Under load packets queue up: take what is already there
+                // before going back to the scheduler (one wake-up, many packets).
+                drain(&a, &b, &mut rtp, &mut pipes, &mut buf_a, &mut buf_b, &mut out, &events);
             },
             r = a.rtcp.recv_from(&mut buf_ac) => if let Ok((n, from)) = r {
                 last_packet = Instant::now();
-                forward_rtcp(&mut rtcp, &mut pipes[0], LegSide::A, from, &buf_ac[..n], &b.rtcp).await;
+                forward_rtcp(&mut rtcp, &mut pipes[0], LegSide::A, from, &buf_ac[..n], &b.rtcp);
             },
             r = b.rtcp.recv_from(&mut buf_bc) => if let Ok((n, from)) = r {
                 last_packet = Instant::now();
-                forward_rtcp(&mut rtcp, &mut pipes[1], LegSide::B, from, &buf_bc[..n], &a.rtcp).await;
+                forward_rtcp(&mut rtcp, &mut pipes[1], LegSide::B, from, &buf_bc[..n], &a.rtcp);
             },
             _ = sleep_until(dtmf_queue.front().map(|(at, _, _)| *at)) => {
                 let now = Instant::now();
@@ -219,6 +225,50 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// Packets taken per wake-up beyond the first.
+const DRAIN: usize = 32;
+
+/// Take the RTP already queued on both legs' sockets, in turns, without
+/// going back to the scheduler: under load one wake-up then carries many
+/// packets, both directions.
+#[allow(clippy::too_many_arguments)]
+fn drain(
+    a: &LegSockets,
+    b: &LegSockets,
+    rtp: &mut Relay,
+    pipes: &mut [Pipeline; 2],
+    buf_a: &mut [u8],
+    buf_b: &mut [u8],
+    out: &mut Vec<Vec<u8>>,
+    events: &mpsc::UnboundedSender<MediaEvent>,
+) {
+    for _ in 0..DRAIN {
+        let mut got = false;
+        if let Ok((n, from)) = a.rtp.try_recv_from(buf_a) {
+            forward(rtp, &mut pipes[0], LegSide::A, from, &buf_a[..n], &b.rtp, out, events);
+            got = true;
+        }
+        if let Ok((n, from)) = b.rtp.try_recv_from(buf_b) {
+            forward(rtp, &mut pipes[1], LegSide::B, from, &buf_b[..n], &a.rtp, out, events);
+            got = true;
+        }
+        if !got {
+            break;
+        }
+    }
+}
+
+/// Send without waiting: a UDP send on a full socket buffer would block for
+/// a moment; dropping that one packet (counted) is what a media relay
+/// should do rather than delay every later one.
+fn send(sock: &UdpSocket, bytes: &[u8], to: SocketAddr) {
+    if let Err(e) = sock.try_send_to(bytes, to) {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            metrics::counter!("tsunagu_media_send_dropped_total").increment(1);
+        }
+    }
+}
+
 fn idx(side: LegSide) -> usize {
     match side {
         LegSide::A => 0,
@@ -240,7 +290,7 @@ fn report(ev: &RelayEvent, events: &mpsc::UnboundedSender<MediaEvent>) {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn forward(
+fn forward(
     relay: &mut Relay,
     pipe: &mut Pipeline,
     side: LegSide,
@@ -254,7 +304,7 @@ async fn forward(
     if pipe.is_passthrough() {
         match relay.route(now, side, from, packet) {
             Ok(to) => {
-                let _ = out_sock.send_to(packet, to).await;
+                send(out_sock, packet, to);
             }
             Err(reason) => tracing::trace!(leg = ?side, ?reason, "media packet dropped"),
         }
@@ -277,7 +327,7 @@ async fn forward(
         }
         tracing::trace!(leg = ?side, out = out.len(), "media packet processed");
         for p in out.iter() {
-            let _ = out_sock.send_to(p, to).await;
+            send(out_sock, p, to);
         }
     }
     while let Some(ev) = relay.poll_event() {
@@ -285,18 +335,18 @@ async fn forward(
     }
 }
 
-async fn forward_rtcp(relay: &mut Relay, pipe: &mut Pipeline, side: LegSide, from: SocketAddr, packet: &[u8], out_sock: &UdpSocket) {
+fn forward_rtcp(relay: &mut Relay, pipe: &mut Pipeline, side: LegSide, from: SocketAddr, packet: &[u8], out_sock: &UdpSocket) {
     let now = Instant::now();
     if pipe.is_passthrough() {
         if let Ok(to) = relay.route(now, side, from, packet) {
-            let _ = out_sock.send_to(packet, to).await;
+            send(out_sock, packet, to);
         }
         return;
     }
     let Some(plain) = pipe.open_rtcp(packet) else { return };
     if let Ok(to) = relay.route(now, side, from, &plain) {
         if let Some(sealed) = pipe.seal_rtcp(&plain) {
-            let _ = out_sock.send_to(&sealed, to).await;
+            send(out_sock, &sealed, to);
         }
     }
 }
