@@ -705,7 +705,7 @@ relay_step() {
 		ok = (why == "") ? "PASS" : "FAIL"
 		# Not a failure of the server by itself, but say so: the generator fell behind.
 		if (num(late) > 2000) why = why sprintf("generator-late(p99=%dus);", late)
-		if (num(baselate) > 2000) why = why sprintf("generator-limited(alone p99 late %dus);", baselate)
+		if (num(baselate) > 2000) why = why sprintf("generator-limited(alone:late99=%dus);", baselate)
 		if (why == "") why = "-"
 		sub(/;$/, "", why)
 		printf "%-8s %5d %5s %5s %8s %8s %5s %7s %7s %8s %8s %8s %6s%% %6s%% %7s %6d %7s %4s %s dup=%s\n",
@@ -734,7 +734,7 @@ relay_baseline() {
 }
 
 measure_relay() { # measure_relay PEER
-	local peer=$1 n best="" best0="" fail="" prev=0 rc ref="" lastpass=0 firstfail=0
+	local peer=$1 n best="" best0="" fail="" prev=0 rc ref="" lastpass=0 firstfail=0 latfail=0
 	start_peer "$peer" "$SERVER_CPU"
 	log "$peer: relay, server on CPU $SERVER_CPU, generator on CPU $GEN_CPU, ${RELAY_SECONDS}s counted per step, calls: $RELAY_CALLS"
 	echo "$RELAY_HEADER" >&2
@@ -748,28 +748,36 @@ measure_relay() { # measure_relay PEER
 		((n == RELAY_REF_CALLS)) && ref=$STEP_LINE
 		case $rc in
 		0) best=$STEP_LINE; best0=$STEP_LINE; lastpass=$n ;;
-		2) best0=$STEP_LINE; [[ -n $fail ]] || fail=$STEP_LINE ;;
-		*) fail=$STEP_LINE; firstfail=$n ;;
+		2) best0=$STEP_LINE; [[ -n $fail ]] || fail=$STEP_LINE; ((latfail)) || latfail=$n ;;
+		*) [[ -n $fail ]] || fail=$STEP_LINE; firstfail=$n ;;
 		esac
 		check_alive "$peer" || break
 		((rc == 1)) && break
 		sleep 3
 	done
-	if ((RELAY_REFINE)) && ((firstfail > 0)) && check_alive "$peer"; then
-		local lo hi mid
-		lo=$(awk '{print $2}' <<<"${best0:-x 0}")
-		hi=$firstfail
-		mid=$(((lo + hi) / 2 / 50 * 50))
-		if ((mid > lo && mid < hi)); then
-			sleep 3
-			rc=0
-			relay_step "$peer" "$mid" || rc=$?
-			echo "$STEP_LINE" >&2
-			RELAY_LINES+=("$STEP_LINE")
-			((rc == 0)) && best=$STEP_LINE
-			((rc == 0 || rc == 2)) && best0=$STEP_LINE
+	# Refine once halfway at each boundary: last pass .. first latency failure,
+	# and last step without loss .. first step with loss.
+	local lo hi mid b
+	for b in pass loss; do
+		((RELAY_REFINE)) && check_alive "$peer" || break
+		if [[ $b == pass ]]; then
+			lo=$(awk '{print $2}' <<<"${best:-x 0}")
+			hi=$latfail
+		else
+			lo=$(awk '{print $2}' <<<"${best0:-x 0}")
+			hi=$firstfail
 		fi
-	fi
+		((hi > 0)) || continue
+		mid=$(((lo + hi) / 2 / 50 * 50))
+		((mid > lo && mid < hi)) || continue
+		sleep 3
+		rc=0
+		relay_step "$peer" "$mid" || rc=$?
+		echo "$STEP_LINE" >&2
+		RELAY_LINES+=("$STEP_LINE")
+		if ((rc == 0)) && ((mid > $(awk '{print $2+0}' <<<"${best:-x 0}"))); then best=$STEP_LINE; fi
+		if ((rc == 0 || rc == 2)) && ((mid > $(awk '{print $2+0}' <<<"${best0:-x 0}"))); then best0=$STEP_LINE; fi
+	done
 	if [[ -z $ref ]] && check_alive "$peer"; then
 		sleep 3
 		rc=0
@@ -901,6 +909,18 @@ field() { awk -v f="$2" '{ print $f }' <<<"$1"; }
 				printf "ratio tsunagu/kamailio+rtpengine: max 0-loss calls %s, at %d calls: p99 %.2f, relay CPU %.2f, memory %.2f\n",
 					(k0 > 0 ? sprintf("%.2f", t0 / k0) : "-"), n, (b[9] > 0 ? a[9] / b[9] : 0),
 					(b[13] + 0 > 0 ? (a[13] + 0) / (b[13] + 0) : 0), (b[16] > 0 ? a[16] / b[16] : 0) }'
+			# The same load for both: the highest N both passed (0 loss, p99 within the limit),
+			# where neither relay is saturated, so its CPU per call means something.
+			printf '%s\n' "${RELAY_LINES[@]}" | awk '
+				$18 == "PASS" { line[$1, $2] = $0; if ($1 == "tsunagu") t[$2] = 1; if ($1 == "kamailio") k[$2] = 1 }
+				END {
+					best = 0
+					for (r in t) if ((r in k) && r + 0 > best) best = r + 0
+					if (!best) exit
+					split(line["tsunagu", best], a, " +"); split(line["kamailio", best], b, " +")
+					printf "at the same load, %d calls (highest both passed): p99 %s / %s us = %.2f, relay CPU %s / %s = %.2f (%.3f / %.3f %% of a core per call), memory %s / %s MB = %.2f\n",
+						best, a[9], b[9], (b[9] > 0 ? a[9] / b[9] : 0), a[13], b[13], (b[13] + 0 > 0 ? (a[13] + 0) / (b[13] + 0) : 0),
+						(a[13] + 0) / best, (b[13] + 0) / best, a[16], b[16], (b[16] > 0 ? a[16] / b[16] : 0) }'
 		fi
 	fi
 	if [[ -n $TSU_SKIP && " $PEERS " == *" tsunagu "* ]]; then
