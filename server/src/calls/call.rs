@@ -68,7 +68,8 @@ struct Fork {
     sent_at: Instant,
     got_response: bool,
     offer: Vec<u8>,
-    ack: Option<Bytes>,
+    /// The INVITE's extra headers, sent again when it is re-sent.
+    headers: Vec<(&'static str, String)>,
     /// Our side of this fork's SDP (its key; SRTP or not).
     sdp: LegSdp,
     /// Already offered the other media profile (RTP/AVP vs RTP/SAVP) after
@@ -506,7 +507,7 @@ impl Call {
         self.send_invite(dialog, ForkTarget::Trunk { trunk, number, rest }, &extra).await
     }
 
-    async fn send_invite(&mut self, dialog: Dialog, target: ForkTarget, extra: &[(&str, String)]) -> bool {
+    async fn send_invite(&mut self, dialog: Dialog, target: ForkTarget, extra: &[(&'static str, String)]) -> bool {
         // All forks share leg B's ports; devices get SRTP when the caller
         // used it, carriers plain RTP (closed carrier networks rarely do
         // SDES). Only one fork will answer.
@@ -522,7 +523,7 @@ impl Call {
                 return false;
             }
         };
-        let mut headers: Vec<(&str, String)> = vec![
+        let mut headers: Vec<(&'static str, String)> = vec![
             ("Supported", "100rel, timer".to_string()),
             ("Session-Expires", format!("{};refresher=uac", self.session_expires())),
             ("Min-SE", self.min_se().to_string()),
@@ -548,7 +549,7 @@ impl Call {
             sent_at: Instant::now(),
             got_response: false,
             offer,
-            ack: None,
+            headers,
             sdp,
             profile_retried: false,
         });
@@ -744,9 +745,7 @@ impl Call {
                 // The other leg has no telephone-event: send it SIP INFO.
                 let to = from.other();
                 let (ctype, body) = tsunagu_media::dtmf::info_body(digit, duration_ms);
-                let extra = [("Content-Type", ctype.to_string())];
-                let _ = extra;
-                self.send_in_dialog(to, "INFO", &[], Some((ctype, body.as_bytes())), None);
+                self.send_in_dialog(to, "INFO", Some((ctype, body.as_bytes())));
             }
             MediaEvent::Latched { side, addr } => {
                 tracing::debug!(call = %self.record.id, leg = ?side, %addr, "media latched");
@@ -899,7 +898,7 @@ impl Call {
         if unchanged {
             // Refresh: answer with what we said last.
             let mut r = response_to(&req, 200, None);
-            let transport = req_transport(&req, self.dialog_mut(side).map(|d| d.peer));
+            let transport = self.dialog_mut(side).map_or(tsunagu_sip::TransportKind::Udp, |d| d.peer.transport);
             r.headers.insert(Name::CONTACT, self.svc.local.contact(transport));
             if let Some(secs) = self.a_session_secs.filter(|_| side == LegSide::A) {
                 r.headers.insert(Name::SESSION_EXPIRES, format!("{secs};refresher=uac"));
@@ -923,9 +922,7 @@ impl Call {
         let Ok(new_offer) = make_offer(&offer, to_sdp, addr, ports.rtp, ports.rtcp) else {
             return responder.respond(key, response_to(&req, 488, None));
         };
-        let method = req.method.clone();
         self.pass_request(side, req, key, responder, Some((offer, new_offer)));
-        let _ = method;
     }
 
     /// Send `req` (from `side`) on to the other leg; its answer comes back
@@ -964,11 +961,11 @@ impl Call {
     }
 
     /// Send a request of our own in a connected leg's dialog.
-    fn send_in_dialog(&mut self, side: LegSide, method: &str, extra: &[(&str, String)], body: Option<(&str, &[u8])>, _why: Option<&str>) {
+    fn send_in_dialog(&mut self, side: LegSide, method: &str, body: Option<(&str, &[u8])>) {
         let token = self.token;
         let local = self.svc.local;
         let Some(d) = self.dialog_mut(side) else { return };
-        if let Some(req) = d.request(&local, token, method, None, extra, body) {
+        if let Some(req) = d.request(&local, token, method, None, &[], body) {
             let peer = d.peer;
             self.svc.endpoint.send_request(req, peer);
         }
@@ -1091,7 +1088,7 @@ impl Call {
 
     fn answer_a(&mut self, direction: Direction) -> Result<Vec<u8>, NegotiationError> {
         let ports = self.media.a;
-        make_answer(&self.a_offer, &mut self.a_sdp, self.b_sdp.media.codec, self.b_sdp.media.telephone_event.is_some(), direction, self.media.address, ports.rtp, ports.rtcp)
+        make_answer(&self.a_offer, &mut self.a_sdp, self.b_sdp.media.codec, direction, self.media.address, ports.rtp, ports.rtcp)
     }
 
     fn push_media(&self) {
@@ -1122,7 +1119,6 @@ impl Call {
             return;
         }
         self.forks[i].dialog = d;
-        self.forks[i].ack = ack;
         self.forks[i].state = ForkState::Answered;
         self.winner = Some(i);
         self.step_deadline = None;
@@ -1284,47 +1280,39 @@ impl Call {
         let mut sdp = LegSdp::new(false);
         sdp.session_id = self.forks[i].sdp.session_id;
         let Ok(offer) = make_offer(&self.a_offer, &mut sdp, self.media.address, self.media.b.rtp, self.media.b.rtcp) else { return false };
+        tracing::info!(call = %self.record.id, "SRTP offer refused (488); offering plain RTP");
+        let f = &mut self.forks[i];
+        f.profile_retried = true;
+        f.sdp = sdp;
+        f.offer = offer;
+        self.resend_invite(i, None)
+    }
+
+    fn retry_with_auth(&mut self, i: usize, resp: &Response, user: &str, pass: &str) -> bool {
+        let name = if resp.code == 407 { Name::PROXY_AUTHENTICATE } else { Name::WWW_AUTHENTICATE };
+        let Some(ch) = resp.headers.get_raw(&name).find_map(|v| parse_challenge(v)) else { return false };
+        let cnonce = format!("{:016x}", rand::random::<u64>());
+        let Some(auth) = answer_challenge(&ch, "INVITE", &self.forks[i].invite_uri, user, pass, &cnonce, 1) else { return false };
+        let hname = if resp.code == 407 { "Proxy-Authorization" } else { "Authorization" };
+        self.forks[i].auth_tried = true;
+        self.resend_invite(i, Some((hname, auth)))
+    }
+
+    /// Send a fork's INVITE again as a new transaction of the same dialog
+    /// attempt (next CSeq, new branch), with its headers and current offer,
+    /// plus `auth` when answering a challenge.
+    fn resend_invite(&mut self, i: usize, auth: Option<(&'static str, String)>) -> bool {
         let token = self.token;
         let f = &mut self.forks[i];
-        tracing::info!(call = %self.record.id, srtp = sdp.savp, "media profile refused (488); offering the other one");
-        f.profile_retried = true;
         f.dialog.local_cseq += 1;
         f.invite_cseq = f.dialog.local_cseq;
         f.branch = new_branch(token);
         f.state = ForkState::Calling;
         f.dialog.remote_tag = None;
         f.dialog.remote_target = f.invite_uri.clone();
-        f.sdp = sdp;
-        f.offer = offer;
-        let extra = [("Supported", "100rel, timer".to_string())];
-        let Some(req) = f.dialog.build(&self.svc.local, &f.branch, "INVITE", f.invite_cseq, &extra, Some(("application/sdp", &f.offer))) else { return false };
-        self.svc.endpoint.send_request(req, f.dialog.peer);
-        true
-    }
-
-    fn retry_with_auth(&mut self, i: usize, resp: &Response, user: &str, pass: &str) -> bool {
-        let name = if resp.code == 407 { Name::PROXY_AUTHENTICATE } else { Name::WWW_AUTHENTICATE };
-        let Some(ch) = resp.headers.get_raw(&name).find_map(|v| parse_challenge(v)) else { return false };
-        let f = &mut self.forks[i];
-        let cnonce = format!("{:016x}", rand::random::<u64>());
-        let Some(auth) = answer_challenge(&ch, "INVITE", &f.invite_uri, user, pass, &cnonce, 1) else { return false };
-        let hname = if resp.code == 407 { "Proxy-Authorization" } else { "Authorization" };
-        f.auth_tried = true;
-        f.dialog.local_cseq += 1;
-        f.invite_cseq = f.dialog.local_cseq;
-        f.branch = new_branch(self.token);
-        f.state = ForkState::Calling;
-        f.dialog.remote_tag = None;
-        f.dialog.remote_target = f.invite_uri.clone();
-        let (cid, withhold) = self.outbound_cid.clone();
-        let mut extra = vec![(hname, auth), ("Supported", "100rel, timer".to_string())];
-        if !cid.is_empty() {
-            extra.push(("P-Asserted-Identity", format!("<sip:{cid}@{}>", self.svc.local.sip)));
-        }
-        if withhold {
-            extra.push(("Privacy", "id".to_string()));
-        }
-        let Some(req) = f.dialog.build(&self.svc.local, &f.branch, "INVITE", f.invite_cseq, &extra, Some(("application/sdp", &f.offer))) else { return false };
+        let mut headers = f.headers.clone();
+        headers.extend(auth);
+        let Some(req) = f.dialog.build(&self.svc.local, &f.branch, "INVITE", f.invite_cseq, &headers, Some(("application/sdp", &f.offer))) else { return false };
         self.svc.endpoint.send_request(req, f.dialog.peer);
         true
     }
@@ -1407,7 +1395,7 @@ impl Call {
                     let ports = self.media.ports(p.from);
                     let other = self.leg_sdp(to).media.clone();
                     let from_sdp = if p.from == LegSide::A { &mut self.a_sdp } else { &mut self.b_sdp };
-                    match make_answer(offer, from_sdp, other.codec, other.telephone_event.is_some(), dir, self.media.address, ports.rtp, ports.rtcp) {
+                    match make_answer(offer, from_sdp, other.codec, dir, self.media.address, ports.rtp, ports.rtcp) {
                         Ok(ans) => {
                             r.headers.insert(Name::CONTENT_TYPE, "application/sdp");
                             r.body = Bytes::from(ans);
@@ -1420,7 +1408,7 @@ impl Call {
                 }
                 Err(_) => r = response_to(&p.request, 488, None),
             }
-            let transport = p.request.headers.get_raw(&Name::VIA).next().map(|_| ()).and(self.dialog_mut(p.from).map(|d| d.peer.transport));
+            let transport = self.dialog_mut(p.from).map(|d| d.peer.transport);
             if let Some(t) = transport {
                 r.headers.insert(Name::CONTACT, self.svc.local.contact(t));
             }
@@ -1444,7 +1432,7 @@ impl Call {
         }
         for side in [LegSide::A, LegSide::B] {
             if Some(side) != from {
-                self.send_in_dialog(side, "BYE", &[], None, None);
+                self.send_in_dialog(side, "BYE", None);
             }
         }
         if result != "answered" {
@@ -1471,11 +1459,6 @@ impl Call {
 enum Leg {
     A,
     Fork(usize),
-}
-
-fn req_transport(req: &Request, peer: Option<Peer>) -> tsunagu_sip::TransportKind {
-    let _ = req;
-    peer.map(|p| p.transport).unwrap_or(tsunagu_sip::TransportKind::Udp)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

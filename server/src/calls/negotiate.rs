@@ -192,7 +192,7 @@ pub fn take_answer(leg: &mut LegSdp, answer: &Sdp, raw: &[u8]) -> Result<(), Neg
 /// the other leg chose `other_codec`. The same codec when `to` offered it
 /// (passed through), else the first codec of its offer we can transcode.
 #[allow(clippy::too_many_arguments)]
-pub fn make_answer(offer: &Sdp, to: &mut LegSdp, other_codec: Option<(Codec, u8)>, other_te: bool, direction: Direction, addr: IpAddr, port: u16, rtcp_port: u16) -> Result<Vec<u8>, NegotiationError> {
+pub fn make_answer(offer: &Sdp, to: &mut LegSdp, other_codec: Option<(Codec, u8)>, direction: Direction, addr: IpAddr, port: u16, rtcp_port: u16) -> Result<Vec<u8>, NegotiationError> {
     let idx = offer.audio_index().ok_or(NegotiationError::NoAudio)?;
     let m = &offer.media[idx];
     let maps = m.rtpmaps();
@@ -205,7 +205,6 @@ pub fn make_answer(offer: &Sdp, to: &mut LegSdp, other_codec: Option<(Codec, u8)
         (None, Some(_)) => return Err(NegotiationError::NoCodec),
     };
     let te = maps.iter().find(|r| is_te(r)).cloned();
-    let _ = other_te;
     to.media.codec = known_codec(&chosen).map(|c| (c, chosen.pt));
     to.media.telephone_event = te.as_ref().map(|t| t.pt);
 
@@ -297,7 +296,7 @@ m=video 5000 RTP/SAVP 96\r\na=rtpmap:96 VP8/90000\r\n";
         assert_eq!(b.media.codec, Some((Codec::Pcmu, 0)));
         assert_eq!(b.media.telephone_event, Some(101));
 
-        let a_answer = make_answer(&offer, &mut a, b.media.codec, true, Direction::SendRecv, addr(), 20002, 20003).unwrap();
+        let a_answer = make_answer(&offer, &mut a, b.media.codec, Direction::SendRecv, addr(), 20002, 20003).unwrap();
         let text = String::from_utf8(a_answer).unwrap();
         // The caller keeps Opus (no G.711 offered): the server transcodes.
         assert!(text.contains("m=audio 20002 RTP/SAVP 111 101\r\n"), "{text}");
@@ -325,7 +324,7 @@ m=video 5000 RTP/SAVP 96\r\na=rtpmap:96 VP8/90000\r\n";
         let ans = Sdp::parse(ans_text.as_bytes()).unwrap();
         take_answer(&mut b, &ans, ans_text.as_bytes()).unwrap();
         assert_eq!(audio_direction(&ans), Direction::RecvOnly);
-        let a_ans = String::from_utf8(make_answer(&offer, &mut a, b.media.codec, false, Direction::RecvOnly, addr(), 20002, 20003).unwrap()).unwrap();
+        let a_ans = String::from_utf8(make_answer(&offer, &mut a, b.media.codec, Direction::RecvOnly, addr(), 20002, 20003).unwrap()).unwrap();
         assert!(a_ans.contains("m=audio 20002 RTP/AVP 0\r\n"), "{a_ans}");
         assert!(a_ans.contains("a=recvonly"));
         assert_eq!(a.media.codec, b.media.codec);
@@ -344,6 +343,6 @@ m=video 5000 RTP/SAVP 96\r\na=rtpmap:96 VP8/90000\r\n";
         // Passed through as offered; the answer may still pick it.
         let b_offer = String::from_utf8(make_offer(&offer, &mut b, addr(), 20000, 20001).unwrap()).unwrap();
         assert!(b_offer.contains("SPEEX"));
-        assert_eq!(make_answer(&offer, &mut a, Some((Codec::Pcmu, 0)), false, Direction::SendRecv, addr(), 1, 2), Err(NegotiationError::NoCodec));
+        assert_eq!(make_answer(&offer, &mut a, Some((Codec::Pcmu, 0)), Direction::SendRecv, addr(), 1, 2), Err(NegotiationError::NoCodec));
     }
 }

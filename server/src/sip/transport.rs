@@ -83,7 +83,11 @@ impl Transports {
             let stream = match connect {
                 Ok(Ok(s)) => s,
                 other => {
-                    tracing::warn!(to = %peer.addr, transport = peer.transport.via_name(), error = ?other.err().map(|_| "timeout"), "cannot connect");
+                    let error = match other {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "timed out after 5 s".to_string(),
+                    };
+                    tracing::warn!(to = %peer.addr, transport = peer.transport.via_name(), %error, "cannot connect");
                     this.close_flow(flow);
                     if let Ok(mut o) = this.outbound.lock() {
                         o.remove(&(peer.addr, peer.transport));
