@@ -133,3 +133,69 @@ fn did_csv_import_is_all_or_nothing_with_line_numbers() {
     assert_eq!(listed.lines().count(), 185);
     assert!(listed.lines().next().unwrap().starts_with("0312340000\tgroup:3000"), "numbers stored in national form: {listed}");
 }
+
+/// Admission control: a server at its call limit refuses the next call at
+/// once with 503 and Retry-After (the caller or carrier tries later or
+/// elsewhere), and takes calls again when one ends.
+#[test]
+fn a_server_at_its_call_limit_answers_503_with_retry_after_then_recovers() {
+    let sb = Sandbox::new("feat-limit");
+    let s = Server::start_with_env(&sb, &[("TSUNAGU_CALLS_MAX_CALLS", "1")]);
+    refuses_a_second_call_then_recovers(&s, "too many calls");
+}
+
+/// Admission control on media ports: with a range of three port pairs (a
+/// call takes two), a second call gets 503 at once instead of the server
+/// scanning for ports, and the ports are reusable as soon as the first
+/// call ends.
+#[test]
+fn a_used_up_media_port_range_answers_503_then_recovers() {
+    let sb = Sandbox::new("feat-ports");
+    let min = free_even_port_run(6);
+    let (lo, hi) = (min.to_string(), (min + 5).to_string());
+    let s = Server::start_with_env(&sb, &[("TSUNAGU_MEDIA_PORT_MIN", lo.as_str()), ("TSUNAGU_MEDIA_PORT_MAX", hi.as_str())]);
+    refuses_a_second_call_then_recovers(&s, "no media ports");
+}
+
+/// With room for one call: 1001 calls 1002 (answered); 1003's call is
+/// refused with 503, Retry-After and a Warning containing `why`, and never
+/// rings 1002; once the first call ends, 1003's next call goes through.
+fn refuses_a_second_call_then_recovers(s: &Server, why: &str) {
+    for e in ["1001", "1002", "1003"] {
+        s.cli(&["user", "add", e, "--password", PW]);
+    }
+    let callee = phone(s, "1002", Behaviour::AnswerAfter(Duration::from_millis(50)));
+    let caller = phone(s, "1001", Behaviour::Busy);
+    let other = phone(s, "1003", Behaviour::Busy);
+    let first = caller.dial("1002", Duration::from_secs(10));
+    assert_eq!(first.status(), 200);
+    let refused = other.dial("1002", Duration::from_secs(10));
+    assert_eq!(refused.status(), 503, "{:?}", refused.response);
+    assert!(refused.response.header("Retry-After").is_some_and(|v| v.trim().parse::<u32>().is_ok()), "{:?}", refused.response);
+    assert!(refused.response.header("Warning").is_some_and(|w| w.contains(why)), "{:?}", refused.response);
+    assert_eq!(callee.invites().len(), 1, "the refused call never reached the callee");
+    caller.hangup(&first);
+    // The first call's task ends shortly after its BYE; then calls go through again.
+    let again = wait_for("a call after the first ended", Duration::from_secs(10), || {
+        let c = other.dial("1002", Duration::from_secs(10));
+        (c.status() == 200).then_some(c)
+    });
+    other.hangup(&again);
+}
+
+/// `n` consecutive free UDP ports on 127.0.0.1 starting at an even one.
+fn free_even_port_run(n: u16) -> u16 {
+    for _ in 0..200 {
+        let start = 30000 + (rand_u16() % 5000) * 2;
+        let socks: Vec<_> = (start..start + n).filter_map(|p| std::net::UdpSocket::bind(("127.0.0.1", p)).ok()).collect();
+        if socks.len() == n as usize {
+            return start;
+        }
+    }
+    panic!("no run of {n} free UDP ports");
+}
+
+fn rand_u16() -> u16 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (t.subsec_nanos() ^ std::process::id().rotate_left(7)) as u16
+}

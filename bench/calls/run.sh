@@ -83,6 +83,7 @@ EXT=1001
 MAX_FAIL_PCT=1
 MAX_RETRANS_PCT=1
 MIN_ACHIEVED_PCT=95
+MIN_MEDIA_PCT=95
 SERVER_LIFETIME=10800 # every server is started under `timeout`: 3 h at most
 LOCK=/tmp/cargo.lock
 PY=/usr/bin/python3
@@ -291,6 +292,20 @@ EOF
 	esac
 }
 
+# Tsunagu's own count of media packets it refused or could not send
+# (tsunagu_media_packets_dropped_total, tsunagu_media_send_dropped_total).
+relay_drops() {
+	[[ $1 == tsunagu ]] || { echo -; return; }
+	curl -sf -m 2 "http://127.0.0.1:$TSU_HTTP_PORT/metrics" 2>/dev/null |
+		awk '/^tsunagu_media_packets_dropped_total/ { d += $NF } /^tsunagu_media_send_dropped_total/ { s += $NF }
+			END { printf "refused %.0f, send-dropped %.0f\n", d, s }' || echo -
+}
+
+# Host-wide UDP counters (this benchmark is all the UDP traffic there is).
+udp_counters() {
+	awk '/^Udp:/ { if (!h) { for (i = 2; i <= NF; i++) k[i] = $i; h = 1 } else { for (i = 2; i <= NF; i++) printf "%s=%s ", k[i], $i } }' /proc/net/snmp
+}
+
 # ---------------------------------------------------------------- files
 PASSWORD=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 prepare_files() {
@@ -400,6 +415,7 @@ start_tsunagu() { # start_tsunagu PIN
 	TSUNAGU_SIP_LISTEN=127.0.0.1:$TSU_SIP_PORT TSUNAGU_HTTP_LISTEN=127.0.0.1:$TSU_HTTP_PORT \
 		TSUNAGU_MEDIA_PORT_MIN=$MEDIA_PORT_MIN TSUNAGU_MEDIA_PORT_MAX=$MEDIA_PORT_MAX \
 		TSUNAGU_MEDIA_ADDRESS=127.0.0.1 TSUNAGU_LOG=${TSUNAGU_LOG:-warn} \
+		TSUNAGU_MEDIA_RELAY_THREADS=$([[ $pin == - ]] && echo 0 || echo 1) \
 		spawn_bounded "$WORK/tsunagu.log" "$pin" "$TSUNAGU_BIN" serve --data "$data"
 	TSU_PID=$SPAWNED
 	for ((i = 0; i < 300; i++)); do
@@ -492,7 +508,8 @@ caps_step() {
 	local uas_sub=$!
 	BG_PIDS=("$uas_sub")
 	sleep 0.5
-	local srv0 rtpe0 t0 t1 host0
+	local srv0 rtpe0 t0 t1 host0 udp0
+	udp0=$(udp_counters)
 	host0=$(host_ticks)
 	srv0=$(cpu_ticks "${SRV_PIDS[@]}")
 	rtpe0=$(cpu_ticks "$RELAY_PID")
@@ -534,7 +551,11 @@ caps_step() {
 	if kill -0 "$uas_sub" 2>/dev/null; then stop_tree "$uas_sub"; fi
 	wait "$uas_sub" 2>/dev/null || true
 	BG_PIDS=()
-	echo "RTP packets that reached the callee SIPp: $media_rx; relayed packets as the server counts them now: $(relayed_packets "$peer")" >"$dir/media.txt"
+	{
+		echo "RTP packets that reached the callee SIPp: $media_rx; relayed packets as the server counts them now: $(relayed_packets "$peer") ($(relay_drops "$peer"))"
+		echo "host UDP counters before: $udp0"
+		echo "host UDP counters after:  $(udp_counters)"
+	} >"$dir/media.txt"
 
 	[[ -s $dir/uac/stat.csv ]] || { tail -5 "$dir/uac/screen.log" >&2; die "SIPp (caller) wrote no statistics, see $dir"; }
 	local uac uas
@@ -563,7 +584,7 @@ caps_step() {
 		-v srv="$((srv1 - srv0))" -v rtpe="$((rtpe1 - rtpe0))" -v peerkind="$peer" -v hz="$CLK_TCK" \
 		-v host0="$host0" -v host1="$host1" -v ncpu="$(nproc)" -v pss="$pss" -v sippcpu="$sipp_cpu" \
 		-v media_rx="$media_rx" -v media_s="$CAPS_MEDIA_SECONDS" \
-		-v maxfail="$MAX_FAIL_PCT" -v maxre="$MAX_RETRANS_PCT" -v minach="$MIN_ACHIEVED_PCT" '
+		-v maxfail="$MAX_FAIL_PCT" -v maxre="$MAX_RETRANS_PCT" -v minach="$MIN_ACHIEVED_PCT" -v minmedia="$MIN_MEDIA_PCT" '
 	BEGIN {
 		wall = t1 - t0
 		failpct = 100 * (calls - succ) / calls
@@ -581,6 +602,7 @@ caps_step() {
 		if (100 * uas_failed / calls >= maxfail) why = why sprintf("callee-failed=%d;", uas_failed)
 		if (repct >= maxre) why = why sprintf("retrans=%.2f%%;", repct)
 		if (achieved < rate * minach / 100) why = why sprintf("achieved<%d%%;", minach)
+		if (media != "-" && media + 0 < minmedia) why = why sprintf("media=%s%%<%d%%;", media, minmedia)
 		ok = (why == "") ? "PASS" : "FAIL"
 		if (why == "") why = "-"
 		sub(/;$/, "", why)
@@ -843,7 +865,7 @@ field() { awk -v f="$2" '{ print $f }' <<<"$1"; }
 		echo
 		echo "== CAPS: call setups per second with media anchored (servers not pinned, SIPp on the same 2 CPUs)"
 		echo "call = INVITE -> 100/180/200 -> ACK, ${CAPS_MEDIA_SECONDS}s of G.711 RTP both ways through the relay, BYE -> 200; ${CAPS_STEP_SECONDS}s per rate"
-		echo "pass = <${MAX_FAIL_PCT}% failed calls, <${MAX_RETRANS_PCT} retransmission (caller+callee) per 100 calls, achieved >= ${MIN_ACHIEVED_PCT}% of offered"
+		echo "pass = <${MAX_FAIL_PCT}% failed calls, <${MAX_RETRANS_PCT} retransmission (caller+callee) per 100 calls, achieved >= ${MIN_ACHIEVED_PCT}% of offered, media% >= ${MIN_MEDIA_PCT}"
 		echo "p50/p99 = INVITE sent -> 200 received (SIPp rtd); byep99 = BYE -> 200; media% = RTP packets that reached the callee through the relay / (calls x ${CAPS_MEDIA_SECONDS}s x 50)"
 		echo "srvCPU = all server processes (Kamailio+rtpengine / Tsunagu), rtpeCPU = rtpengine's share, % of one core; srvs/1k = server CPU s per 1,000 calls"
 		echo

@@ -33,11 +33,14 @@ pub struct CallsConfig {
     pub media_timeout_secs: u64,
     /// How long a trunk may stay silent before the next trunk is tried.
     pub trunk_response_timeout_ms: u64,
+    /// Calls at once (ringing or connected); a new call beyond this gets
+    /// 503 with Retry-After. 0: no limit but the media ports.
+    pub max_calls: u32,
 }
 
 impl Default for CallsConfig {
     fn default() -> Self {
-        Self { session_expires_secs: 1800, min_session_expires_secs: 90, media_timeout_secs: 120, trunk_response_timeout_ms: 4000 }
+        Self { session_expires_secs: 1800, min_session_expires_secs: 90, media_timeout_secs: 120, trunk_response_timeout_ms: 4000, max_calls: 4000 }
     }
 }
 
@@ -52,11 +55,13 @@ pub struct MediaConfig {
     /// RTP port range (even ports for RTP, the next odd one for RTCP).
     pub port_min: u16,
     pub port_max: u16,
+    /// Threads relaying media; 0: one per CPU (up to 8).
+    pub relay_threads: usize,
 }
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        Self { address: None, port_min: 20000, port_max: 29999 }
+        Self { address: None, port_min: 20000, port_max: 29999, relay_threads: 0 }
     }
 }
 
@@ -213,6 +218,8 @@ impl Config {
         env!("TSUNAGU_CALLS_TRUNK_RESPONSE_TIMEOUT_MS", self.calls.trunk_response_timeout_ms);
         env!("TSUNAGU_MEDIA_PORT_MIN", self.media.port_min);
         env!("TSUNAGU_MEDIA_PORT_MAX", self.media.port_max);
+        env!("TSUNAGU_MEDIA_RELAY_THREADS", self.media.relay_threads);
+        env!("TSUNAGU_CALLS_MAX_CALLS", self.calls.max_calls);
         if let Some(v) = get("TSUNAGU_MEDIA_ADDRESS") {
             self.media.address = Some(parse("TSUNAGU_MEDIA_ADDRESS", v)?);
         }

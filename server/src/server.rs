@@ -4,7 +4,7 @@
 use crate::calls::dialog::LocalAddrs;
 use crate::calls::Services;
 use crate::config::Config;
-use crate::media::PortPool;
+use crate::media::{PortPool, Relays};
 use crate::trunk::run_trunks;
 use crate::http::{router, HttpState};
 use crate::registrar::{run_persister, Registrar};
@@ -63,6 +63,7 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
         registrar: registrar.clone(),
         store: sqlite.clone(),
         ports: Arc::new(PortPool::new(cfg.media_address(), cfg.media.port_min, cfg.media.port_max)),
+        relays: Relays::start(cfg.media.relay_threads)?,
         local: LocalAddrs { sip: advertised(cfg.sip.listen, cfg.media_address()), tls: advertised(tls_addr, cfg.media_address()) },
         presence: Default::default(),
         calls: Default::default(),

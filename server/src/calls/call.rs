@@ -155,7 +155,11 @@ struct Retransmit {
 
 /// Start a call for a new INVITE (the 100 Trying is already sent).
 pub fn start(svc: Arc<Services>, req: Request, key: TxKey, peer: Peer, responder: Responder, origin: Origin) {
+    // Counted from here, not from inside the task: the next INVITE's
+    // admission check must see this call even if the task has not run yet.
+    let running = svc.calls.running();
     tokio::spawn(async move {
+        let _running = running;
         let token: u64 = rand::random::<u64>() >> 4;
         let (tx, rx) = mpsc::unbounded_channel();
         svc.calls.register_token(token, tx.clone());
@@ -216,7 +220,7 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
     }
 
     let (media_tx, media_rx) = mpsc::unbounded_channel();
-    let media = match MediaSession::start(&svc.ports, Duration::from_secs(svc.config.calls.media_timeout_secs), media_tx).await {
+    let media = match MediaSession::start(&svc.relays, &svc.ports, Duration::from_secs(svc.config.calls.media_timeout_secs), media_tx) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "no media ports");

@@ -11,12 +11,13 @@ pub mod negotiate;
 pub mod records;
 
 use crate::config::Config;
-use crate::media::PortPool;
+use crate::media::{PortPool, Relays};
 use crate::registrar::Registrar;
 use crate::sip::endpoint::{Endpoint, Responder};
 use crate::store::{SqliteStore, Trunk};
 use dialog::{token_of_branch, LocalAddrs};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -74,6 +75,7 @@ pub struct Services {
     pub registrar: Arc<Registrar>,
     pub store: Arc<SqliteStore>,
     pub ports: Arc<PortPool>,
+    pub relays: Relays,
     pub local: LocalAddrs,
     pub presence: Presence,
     pub calls: Calls,
@@ -90,6 +92,18 @@ pub struct Services {
 pub struct Calls {
     by_call_id: Mutex<HashMap<String, mpsc::UnboundedSender<SipEvent>>>,
     by_token: Mutex<HashMap<u64, mpsc::UnboundedSender<SipEvent>>>,
+    /// Call tasks running (the trunk task also has a token, so the maps
+    /// cannot say this).
+    running: Arc<AtomicUsize>,
+}
+
+/// Counts a call in [`Calls::active`] while it lives.
+pub struct RunningCall(Arc<AtomicUsize>);
+
+impl Drop for RunningCall {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Calls {
@@ -113,8 +127,14 @@ impl Calls {
             }
         }
     }
+    /// Calls in progress: set up, ringing, connected or draining forks.
     pub fn active(&self) -> usize {
-        self.by_token.lock().map(|m| m.len()).unwrap_or(0)
+        self.running.load(Ordering::Relaxed)
+    }
+
+    pub fn running(&self) -> RunningCall {
+        self.running.fetch_add(1, Ordering::Relaxed);
+        RunningCall(self.running.clone())
     }
     pub fn knows_call_id(&self, call_id: &str) -> bool {
         self.by_call_id.lock().map(|m| m.contains_key(call_id)).unwrap_or(false)
@@ -150,7 +170,32 @@ impl Calls {
     }
 }
 
+/// Why a new call is refused before it starts.
+pub struct Refusal {
+    /// For the `tsunagu_calls_refused_total` label.
+    pub metric: &'static str,
+    pub text: &'static str,
+}
+
 impl Services {
+    /// Whether a new call may start now: under the call limit, with a
+    /// relay thread that keeps up, and media ports for both legs. Checked
+    /// before any work is spent on the INVITE, so an overload is answered
+    /// with cheap 503s.
+    pub fn admission(&self) -> Option<Refusal> {
+        let max = self.config.calls.max_calls as usize;
+        if max > 0 && self.calls.active() >= max {
+            return Some(Refusal { metric: "max_calls", text: "too many calls in progress" });
+        }
+        if self.relays.overloaded() {
+            return Some(Refusal { metric: "media_relay_busy", text: "media relay at capacity" });
+        }
+        if self.ports.free_pairs() < 2 {
+            return Some(Refusal { metric: "media_ports", text: "no media ports free" });
+        }
+        None
+    }
+
     /// The trunk an inbound request comes from: its exact address, else
     /// its IP address unless a registered device sends from that very
     /// address (a phone on the carrier's network, or everything on one

@@ -109,6 +109,16 @@ impl Core {
             // The same call again on another path (a fork loop, RFC 3261 §8.2.2.2).
             return responder.respond(key, response_to(&req, 482, Some(&new_tag())));
         }
+        if let Some(why) = svc.admission() {
+            // Refused before any work is spent on it; a carrier or phone
+            // tries again later (or its next server).
+            metrics::counter!("tsunagu_calls_refused_total", "reason" => why.metric).increment(1);
+            tracing::warn!(call_id = %req.core.call_id, reason = why.text, "call refused: server at its limit");
+            let mut resp = response_to(&req, 503, Some(&new_tag()));
+            resp.headers.insert(Name::RETRY_AFTER, "5".to_string());
+            resp.headers.insert(Name::WARNING, format!("399 tsunagu \"{}\"", why.text));
+            return responder.respond(key, resp);
+        }
         let origin = match svc.trunk_for_source(peer.addr) {
             Some(t) => Origin::Trunk(t),
             None => match self.registrar.authenticate_request(&req, &peer) {
