@@ -108,6 +108,33 @@ fn groups_skip_members_on_a_call_and_round_robin_rotates() {
     assert_eq!(r.iter().filter(|x| x.2 == "answered").count(), 4, "{r:?}");
 }
 
+/// Longest-idle groups ring first the member whose last call ended
+/// longest ago (never-called members before anyone).
+#[test]
+fn longest_idle_group_rings_the_member_idle_longest_first() {
+    let sb = Sandbox::new("feat-idle");
+    let s = pbx(&sb, &["1001", "1002", "1003"]);
+    let m2 = phone(&s, "1002", Behaviour::AnswerAfter(Duration::from_millis(50)));
+    let m3 = phone(&s, "1003", Behaviour::AnswerAfter(Duration::from_millis(50)));
+    let caller = phone(&s, "1001", Behaviour::Busy);
+    s.cli(&["group", "add", "3300", "--members", "1002,1003", "--strategy", "longest-idle", "--member-timeout", "3"]);
+    // 1002 has just had a call; 1003 has never had one.
+    let direct = caller.dial("1002", Duration::from_secs(10));
+    assert_eq!(direct.status(), 200);
+    caller.hangup(&direct);
+    records(&s, 1);
+    let c = caller.dial("3300", Duration::from_secs(10));
+    assert_eq!(c.status(), 200);
+    assert_eq!((m2.invites().len(), m3.invites().len()), (1, 1), "1003 (never called) was rung, not 1002");
+    caller.hangup(&c);
+    records(&s, 2);
+    // Now 1002's last call ended before 1003's.
+    let c = caller.dial("3300", Duration::from_secs(10));
+    assert_eq!(c.status(), 200);
+    assert_eq!((m2.invites().len(), m3.invites().len()), (2, 1), "1002, idle longer, was rung first");
+    caller.hangup(&c);
+}
+
 #[test]
 fn did_csv_import_is_all_or_nothing_with_line_numbers() {
     let sb = Sandbox::new("feat-dids");

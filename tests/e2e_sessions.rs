@@ -162,3 +162,36 @@ fn dtmf_is_translated_between_sip_info_and_rfc4733() {
     caller.in_dialog("BYE", caller.cseq, "1002");
     callee.wait_event("CALL_CLOSED", Duration::from_secs(10));
 }
+
+/// RFC 4028 §9: an INVITE asking for a session interval below the PBX's
+/// minimum is refused with 422 and the PBX's Min-SE, so the caller can
+/// retry with a larger one; a malformed Session-Expires gets 400.
+#[test]
+fn a_session_interval_below_min_se_gets_422_with_min_se() {
+    let sb = Sandbox::new("sessions-422");
+    let s = Server::start_with_env(&sb, &[("TSUNAGU_CALLS_MIN_SESSION_EXPIRES_SECS", "90")]);
+    for ext in ["1001", "1002"] {
+        s.cli(&["user", "add", ext, "--password", PASSWORD]);
+    }
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sdp = format!(
+        "v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        rtp.local_addr().unwrap().port()
+    );
+    for (se, want) in [("30;refresher=uac", 422), ("soon", 400)] {
+        let mut caller = RawCaller { sip: UdpSocket::bind("127.0.0.1:0").unwrap(), server: s.sip_addr(), call_id: unique("se-"), from_tag: unique("ft"), to_tag: None, cseq: 0 };
+        let extra = format!("Supported: timer\r\nSession-Expires: {se}\r\n");
+        caller.invite_with("1002", &sdp, None, &extra);
+        let challenge = caller.final_response(Duration::from_secs(5));
+        assert_eq!(challenge.status(), Some(407));
+        caller.in_dialog_ack_for_failure(&challenge);
+        let auth = digest(challenge.header("proxy-authenticate").unwrap(), &format!("sip:1002@{}", s.sip_addr()), PASSWORD);
+        caller.invite_with("1002", &sdp, Some(auth), &extra);
+        let r = caller.final_response(Duration::from_secs(5));
+        assert_eq!(r.status(), Some(want), "Session-Expires: {se}: {}", r.text());
+        if want == 422 {
+            assert_eq!(r.header("min-se").map(str::trim), Some("90"), "{}", r.text());
+        }
+        caller.in_dialog_ack_for_failure(&r);
+    }
+}

@@ -708,7 +708,7 @@ fn inbound_did_rings_simultaneous_group() {
         ok.text()
     );
 
-    let recs = wait_records_ended(&data, 1, Duration::from_secs(5));
+    let recs = wait_records_ended(&data, 1, Duration::from_secs(15));
     assert_eq!(recs.len(), 1, "{recs:#?}");
     assert_record(
         &recs[0],
@@ -809,7 +809,7 @@ fn inbound_sequential_group_overflows() {
         );
     }
 
-    let recs = wait_records_ended(&data, 1, Duration::from_secs(5));
+    let recs = wait_records_ended(&data, 1, Duration::from_secs(15));
     assert_record(
         &recs[0],
         &[
@@ -885,7 +885,7 @@ fn inbound_forward_on_no_answer() {
     );
     p2.wait_request_in("BYE", i2.call_id(), ms(3000));
 
-    let recs = wait_records_ended(&data, 1, Duration::from_secs(5));
+    let recs = wait_records_ended(&data, 1, Duration::from_secs(15));
     assert_record(
         &recs[0],
         &[
@@ -939,7 +939,7 @@ fn inbound_cancel_while_ringing() {
         p.wait_request_in("ACK", inv.call_id(), ms(2000));
         assert!(p.open_dialogs().is_empty());
     }
-    let recs = wait_records_ended(&data, 1, Duration::from_secs(5));
+    let recs = wait_records_ended(&data, 1, Duration::from_secs(15));
     assert_record(
         &recs[0],
         &[
@@ -1008,7 +1008,7 @@ fn inbound_cancel_crossing_the_answer() {
     let i2 = p2.wait_invites(1, ms(100)).remove(0);
     p2.wait_request_in("CANCEL", i2.call_id(), ms(2000));
 
-    let recs = wait_records_ended(&data, 1, Duration::from_secs(5));
+    let recs = wait_records_ended(&data, 1, Duration::from_secs(15));
     assert_record(
         &recs[0],
         &[("direction", "inbound"), ("result", "cancelled")],
@@ -1077,7 +1077,9 @@ fn inbound_cancel_racing_the_answer() {
         }
     }
     eprintln!("[e2e] race outcomes (answer delay us, phone final, carrier final): {outcomes:?}");
-    let recs = wait_records_ended(&data, outcomes.len(), Duration::from_secs(5));
+    // Records are written by a batching writer with fsync: under a busy disk
+    // (a build next to the tests) that can take seconds.
+    let recs = wait_records_ended(&data, outcomes.len(), Duration::from_secs(20));
     for (n, (r, (_, _, carrier))) in recs.iter().zip(&outcomes).enumerate() {
         let want = if *carrier == 200 {
             "answered"
@@ -1320,7 +1322,7 @@ fn outbound_trunk_failover() {
     let call = p1.dial("009012345678", Duration::from_secs(10));
     assert_eq!(call.status(), 200, "{}", call.response.text());
     p1.hangup(&call);
-    let recs = wait_records_ended(&data, 1, Duration::from_secs(5));
+    let recs = wait_records_ended(&data, 1, Duration::from_secs(15));
 
     let prun = primary.finish();
     let brun = backup.finish();
@@ -1495,7 +1497,7 @@ fn inbound_bad_requests_are_refused() {
     let inv = p1.wait_invites(before + 1, ms(1000)).remove(before);
     p1.wait_request_in("BYE", inv.call_id(), ms(3000));
 
-    let recs = wait_records_ended(&data, 1, Duration::from_secs(5));
+    let recs = wait_records_ended(&data, 1, Duration::from_secs(15));
     let nf = recs.iter().find(|r| r["result"] == "not-found");
     assert!(
         nf.is_some_and(|r| r["did"] == "0399999999"),
@@ -1693,11 +1695,180 @@ fn outbound_call_over_a_tcp_trunk() {
     let call = p1.dial("009012345678", Duration::from_secs(10));
     assert_eq!(call.status(), 200, "{}", call.response.text());
     p1.hangup(&call);
-    let recs = wait_records_ended(&data, 1, Duration::from_secs(5));
+    let recs = wait_records_ended(&data, 1, Duration::from_secs(15));
     assert_record(&recs[0], &[("direction", "outbound"), ("trunk", "carrier"), ("result", "answered")]);
     let run = carrier.finish();
     run.assert_success();
     assert_eq!(run.received_invites().len(), 1, "{}", run.summary());
     let log = fs::read_to_string(sb.file("sipp-tcp").join("messages.log")).unwrap_or_default();
     assert!(log.contains("TCP message received"), "the carrier saw TCP traffic");
+}
+
+// ---------------------------------------------------------------------------
+// TLS trunk (SIPp has no TLS: a small rustls carrier stands in)
+// ---------------------------------------------------------------------------
+
+/// A carrier that speaks SIP over TLS on 127.0.0.2 with a certificate the
+/// PBX is told to trust (`tls.trunk_ca`): it answers OPTIONS and BYE with
+/// 200 and an INVITE with 100 then 200 (G.711 SDP), and keeps every
+/// request it received.
+struct TlsCarrier {
+    port: u16,
+    requests: std::sync::Arc<Mutex<Vec<SipMsg>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for TlsCarrier {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl TlsCarrier {
+    /// Writes the carrier's certificate to `ca_file` for the PBX to trust.
+    fn start(ca_file: &Path) -> TlsCarrier {
+        let generated = rcgen::generate_simple_self_signed(vec![CARRIER_IP.to_string()]).expect("carrier certificate");
+        fs::write(ca_file, generated.cert.pem()).unwrap();
+        let cert = rustls::pki_types::CertificateDer::from(generated.cert.der().to_vec());
+        let key = rustls::pki_types::PrivateKeyDer::try_from(generated.key_pair.serialize_der()).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        let config = std::sync::Arc::new(config);
+        let listener = std::net::TcpListener::bind((CARRIER_IP, 0)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (reqs, stopping) = (requests.clone(), stop.clone());
+        thread::spawn(move || {
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((tcp, _)) => {
+                        let (config, reqs, stopping) = (config.clone(), reqs.clone(), stopping.clone());
+                        thread::spawn(move || serve_tls_connection(tcp, config, port, reqs, stopping));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        TlsCarrier { port, requests, stop }
+    }
+
+    fn requests(&self, method: &str) -> Vec<SipMsg> {
+        self.requests.lock().unwrap().iter().filter(|m| m.start_line.starts_with(method)).cloned().collect()
+    }
+}
+
+fn serve_tls_connection(
+    tcp: std::net::TcpStream,
+    config: std::sync::Arc<rustls::ServerConfig>,
+    port: u16,
+    requests: std::sync::Arc<Mutex<Vec<SipMsg>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::io::{Read, Write};
+    let _ = tcp.set_nonblocking(false);
+    let _ = tcp.set_read_timeout(Some(Duration::from_millis(100)));
+    let Ok(conn) = rustls::ServerConnection::new(config) else { return };
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match tls.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(_) => return,
+        }
+        // Keep-alive CRLFs between messages (RFC 5626) are skipped.
+        while buf.starts_with(b"\r\n") {
+            buf.drain(..2);
+        }
+        while let Some((msg, used)) = SipMsg::parse(&buf) {
+            buf.drain(..used);
+            let method = msg.start_line.split(' ').next().unwrap_or("").to_string();
+            requests.lock().unwrap().push(msg.clone());
+            let reply = |code: &str, to_tag: bool, body: &str| {
+                let mut r = format!("SIP/2.0 {code}\r\n");
+                for v in msg.headers_named("via") {
+                    r.push_str(&format!("Via: {v}\r\n"));
+                }
+                let to = msg.header("to").unwrap_or("");
+                let to = if to_tag && !to.contains(";tag=") { format!("{to};tag=tlscarrier") } else { to.to_string() };
+                r.push_str(&format!("From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n", msg.header("from").unwrap_or(""), msg.header("call-id").unwrap_or(""), msg.header("cseq").unwrap_or("")));
+                r.push_str(&format!("Contact: <sip:carrier@{CARRIER_IP}:{port};transport=tls>\r\n"));
+                if !body.is_empty() {
+                    r.push_str("Content-Type: application/sdp\r\n");
+                }
+                r.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+                r
+            };
+            let out = match method.as_str() {
+                "INVITE" => {
+                    let sdp = format!("v=0\r\no=carrier 1 1 IN IP4 {CARRIER_IP}\r\ns=-\r\nc=IN IP4 {CARRIER_IP}\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n");
+                    reply("100 Trying", false, "") + &reply("200 OK", true, &sdp)
+                }
+                "ACK" => String::new(),
+                _ => reply("200 OK", true, ""),
+            };
+            if !out.is_empty() && tls.write_all(out.as_bytes()).and_then(|_| tls.flush()).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Outbound over a TLS trunk: the PBX opens TLS to the carrier, checks its
+/// certificate against `tls.trunk_ca`, sees the trunk up (OPTIONS), and
+/// places the call over that connection: INVITE (with a TLS Via), ACK
+/// and BYE all arrive over TLS.
+#[test]
+fn outbound_call_over_a_tls_trunk() {
+    let sb = Sandbox::new("trunk-tls");
+    let data = sb.data();
+    let ca = sb.file("carrier-ca.pem");
+    let carrier = TlsCarrier::start(&ca);
+    cli(&data, &["trunk", "add", "carrier", "--host", &format!("{CARRIER_IP}:{}", carrier.port), "--transport", "tls"]);
+    cli(&data, &["user", "add", "1001", "--password", &password("1001")]);
+    cli(&data, &["setting", "set", "main_number", "0312340000"]);
+    let ca_path = ca.to_string_lossy().into_owned();
+    let mut env = SERVER_ENV.to_vec();
+    env.push(("TSUNAGU_TLS_TRUNK_CA", ca_path.as_str()));
+    let server = Server::start_with_env(&sb, &env);
+    wait_trunk_state(&data, "carrier", "up", Duration::from_secs(10));
+    assert!(!carrier.requests("OPTIONS").is_empty(), "the trunk was checked over TLS");
+    let p1 = phone(&server, "1001", Behaviour::Ring);
+    let call = p1.dial("009012345678", Duration::from_secs(10));
+    assert_eq!(call.status(), 200, "{}", call.response.text());
+    let invites = carrier.requests("INVITE");
+    assert_eq!(invites.len(), 1);
+    assert!(invites[0].start_line.contains("09012345678"), "{}", invites[0].start_line);
+    assert!(invites[0].header("via").is_some_and(|v| v.to_ascii_uppercase().starts_with("SIP/2.0/TLS")), "{:?}", invites[0].header("via"));
+    p1.hangup(&call);
+    wait_for("BYE over TLS", Duration::from_secs(5), || (!carrier.requests("BYE").is_empty()).then_some(()));
+    assert_eq!(carrier.requests("ACK").len(), 1);
+    let recs = wait_records_ended(&data, 1, Duration::from_secs(15));
+    assert_record(&recs[0], &[("direction", "outbound"), ("trunk", "carrier"), ("result", "answered")]);
+}
+
+/// A carrier whose certificate the PBX does not trust is not used: the
+/// trunk is reported failed and an outbound call is not sent to it.
+#[test]
+fn a_tls_trunk_with_an_untrusted_certificate_is_not_used() {
+    let sb = Sandbox::new("trunk-tls-bad");
+    let data = sb.data();
+    let carrier = TlsCarrier::start(&sb.file("not-given-to-the-pbx.pem"));
+    cli(&data, &["trunk", "add", "carrier", "--host", &format!("{CARRIER_IP}:{}", carrier.port), "--transport", "tls"]);
+    cli(&data, &["user", "add", "1001", "--password", &password("1001")]);
+    let server = Server::start_with_env(&sb, SERVER_ENV);
+    wait_trunk_state(&data, "carrier", "failed", Duration::from_secs(20));
+    let p1 = phone(&server, "1001", Behaviour::Ring);
+    let call = p1.dial("009012345678", Duration::from_secs(15));
+    assert!(call.status() >= 500, "{}", call.response.text());
+    assert!(carrier.requests("INVITE").is_empty(), "nothing was sent over an unverified connection");
 }

@@ -6,12 +6,15 @@
 //! RFC 5761, RFC 7983), the symmetric, latching relay engine the B2BUA uses
 //! to anchor media (design principle 4: media follows the phone), SDES-SRTP
 //! (RFC 3711, RFC 4568), the G.711 and Opus codecs with an RTP transcoder
-//! between them, RFC 4733 DTMF and SIP INFO DTMF bodies, and WAV I/O. The
+//! between them, RFC 4733 DTMF and SIP INFO DTMF bodies, WAV I/O, and the
+//! per-direction [`Pipeline`] that chains them between two call legs
+//! (decrypt, transcode or rewrite, detect or inject digits, encrypt). The
 //! jitter buffer and mixing come with the softphone SDK and conferences.
 
 pub mod codec;
 pub mod dtmf;
 pub mod error;
+pub mod pipeline;
 pub mod relay;
 pub mod rtcp;
 pub mod rtp;
@@ -27,4 +30,5 @@ pub use rtp::{classify, is_rtcp, PacketClass, RtpHeader, RtpPacket};
 pub use srtp::{CryptoAttr, MasterKey, SrtpContext, SrtpSuite};
 pub use codec::{read_wav_pcm16, write_wav_pcm16, Codec, Decoder, Encoder};
 pub use dtmf::{DtmfDetector, DtmfEvent, DtmfGenerator};
+pub use pipeline::{LegMedia, Pipeline};
 pub use transcode::Transcoder;

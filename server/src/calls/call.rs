@@ -182,6 +182,9 @@ pub fn start(svc: Arc<Services>, req: Request, key: TxKey, peer: Peer, responder
                 if !why.is_empty() {
                     resp.headers.insert(Name::WARNING, format!("399 tsunagu \"{}\"", why.replace('"', "'")));
                 }
+                if code == 422 {
+                    resp.headers.insert(Name::from("Min-SE".to_string()), svc.config.calls.min_session_expires_secs.to_string());
+                }
                 responder.respond(a_key, resp);
             }
         }
@@ -217,6 +220,14 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
     }
     if a_offer.media.get(a_offer.audio_index().unwrap_or(0)).map(|m| m.rtpmaps().is_empty()).unwrap_or(true) {
         return Err((req, 488, "no codec offered that the PBX knows"));
+    }
+    // RFC 4028 §9: a session interval below our minimum is refused with 422
+    // and our Min-SE, and the caller retries with a larger one.
+    let asked = req.headers.get_raw(&Name::SESSION_EXPIRES).next().map(|se| se.split(';').next().and_then(|v| v.trim().parse::<u64>().ok()));
+    match asked {
+        Some(Some(secs)) if secs < svc.config.calls.min_session_expires_secs => return Err((req, 422, "Session-Expires below Min-SE")),
+        Some(None) => return Err((req, 400, "malformed Session-Expires")),
+        _ => {}
     }
 
     let (media_tx, media_rx) = mpsc::unbounded_channel();
@@ -1451,10 +1462,12 @@ impl Call {
             return;
         }
         self.record.ended_at = Some(unix_ms());
-        self.save().await;
+        // Free the extensions before the record is written, so whoever sees
+        // the ended record also sees them idle.
         for ext in self.busy_marks.drain(..) {
             self.svc.presence.end(&ext);
         }
+        self.save().await;
         tracing::info!(call = %self.record.id, result = %self.record.result, secs = self.record.duration_secs(), "call ended");
     }
 }

@@ -4,7 +4,7 @@
 //! either match the other leg (passed through) or that the server
 //! transcodes (G.711 <-> Opus).
 
-use crate::media::pipeline::LegMedia;
+use tsunagu_media::pipeline::LegMedia;
 use std::net::{IpAddr, SocketAddr};
 use tsunagu_media::codec::Codec;
 use tsunagu_media::srtp::{CryptoAttr, MasterKey, SrtpSuite};

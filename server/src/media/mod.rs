@@ -2,17 +2,16 @@
 //! ports on the server, and relay threads (`relay_thread`) move packets
 //! between the legs through tsunagu-media's latching `Relay` (the sans-IO
 //! engine; this module is only its shell: sockets, ports, threads and
-//! time). Per direction a [`pipeline::Pipeline`] may decrypt SRTP,
+//! time). Per direction a `tsunagu_media::Pipeline` may decrypt SRTP,
 //! transcode and encrypt again.
 
 mod epoll;
-pub mod pipeline;
 mod ports;
 mod relay_thread;
 
 pub use ports::PortPool;
 
-use pipeline::LegMedia;
+pub use tsunagu_media::pipeline::LegMedia;
 use relay_thread::{Command, RelayThread, Session};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -16,7 +16,6 @@
 //! silence check) are kept by the thread too.
 
 use super::epoll::{EventFd, Epoll};
-use super::pipeline::{LegMedia, Pipeline};
 use super::ports::LegSockets;
 use super::MediaEvent;
 use std::cmp::Reverse;
@@ -27,6 +26,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tsunagu_media::pipeline::{LegMedia, Pipeline};
 use tsunagu_media::{LegSide, Relay, RelayConfig, RelayEvent, RelayLeg};
 
 /// Token of the thread's own eventfd; call sockets use `id << 2 | socket`.
@@ -135,8 +135,13 @@ impl Session {
         // Both directions depend on both legs' parameters; SRTP contexts
         // are kept when only an address moved.
         if changed {
-            self.pipes[0] = Pipeline::new(&self.media[0], &self.media[1]);
-            self.pipes[1] = Pipeline::new(&self.media[1], &self.media[0]);
+            self.pipes[0] = Pipeline::new(&self.media[0], &self.media[1], rand::random());
+            self.pipes[1] = Pipeline::new(&self.media[1], &self.media[0], rand::random());
+            for p in &self.pipes {
+                if let Some(e) = p.setup_error() {
+                    tracing::warn!(error = %e, "cannot transcode between the legs' codecs; passing packets through");
+                }
+            }
         }
     }
 

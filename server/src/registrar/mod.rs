@@ -37,6 +37,26 @@ pub struct Registrar {
     persist: mpsc::UnboundedSender<BindingChange>,
 }
 
+/// How a request that starts a call fared against digest auth.
+pub enum CallAuth {
+    /// Authenticated as this extension.
+    Ok(String),
+    /// Send this (407 challenge, 403, 500).
+    Respond(Response),
+    /// Credentials for a user not in the cache: see
+    /// [`Registrar::authenticate_uncached`].
+    Uncached(DigestCredentials),
+}
+
+impl From<Result<String, Response>> for CallAuth {
+    fn from(r: Result<String, Response>) -> Self {
+        match r {
+            Ok(ext) => CallAuth::Ok(ext),
+            Err(resp) => CallAuth::Respond(resp),
+        }
+    }
+}
+
 impl Registrar {
     /// Load users and unexpired bindings from the store. The receiver takes
     /// binding changes for [`run_persister`].
@@ -139,23 +159,49 @@ impl Registrar {
 
     /// Authenticate a request that starts a call (or any request other than
     /// REGISTER) by digest, as a proxy does (RFC 3261 §22.3: 407 with
-    /// Proxy-Authenticate). Ok gives the extension; Err the response to
-    /// send. Users come from the cache (kept current by the users watcher).
-    /// The same brute-force guard as for REGISTER applies.
-    #[allow(clippy::result_large_err)] // the error is the response to send
-    pub fn authenticate_request(&self, req: &Request, peer: &Peer) -> Result<String, Response> {
-        let now = unix_now();
+    /// Proxy-Authenticate). Users come from the cache (kept current by the
+    /// users watcher); one not in it yet (added a moment ago by the CLI or
+    /// the admin API) is [`CallAuth::Uncached`], for
+    /// [`Registrar::authenticate_uncached`] to look up in the store. The same
+    /// brute-force guard as for REGISTER applies.
+    pub fn authenticate_request(&self, req: &Request, peer: &Peer) -> CallAuth {
         let realm = self.verifier.lock().map(|v| v.realm().to_string()).unwrap_or_default();
         let creds = req.headers.get_raw(&Name::PROXY_AUTHORIZATION).filter_map(|v| parse_authorization(v)).find(|c| c.realm == realm);
         let Some(creds) = creds else {
-            return Err(self.proxy_challenge(req, false));
+            return CallAuth::Respond(self.proxy_challenge(req, false));
         };
+        let user = self.users.read().ok().and_then(|u| u.get(&creds.username).cloned());
+        match user {
+            Some(u) => self.verify_call(req, peer, creds, Some(&u)).into(),
+            None => CallAuth::Uncached(creds),
+        }
+    }
+
+    /// The second half of [`Registrar::authenticate_request`] for a user
+    /// not in the cache: ask the store, cache what it says, then verify.
+    #[allow(clippy::result_large_err)] // the error is the response to send
+    pub async fn authenticate_uncached(&self, req: &Request, peer: &Peer, creds: DigestCredentials) -> Result<String, Response> {
+        let user = match self.store.get_user(&creds.username).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!(error = %e, "user lookup failed");
+                return Err(self.reply(req, 500));
+            }
+        };
+        if let (Some(u), Ok(mut cache)) = (&user, self.users.write()) {
+            cache.insert(u.extension.clone(), u.clone());
+        }
+        self.verify_call(req, peer, creds, user.as_ref())
+    }
+
+    #[allow(clippy::result_large_err)] // the error is the response to send
+    fn verify_call(&self, req: &Request, peer: &Peer, creds: DigestCredentials, user: Option<&User>) -> Result<String, Response> {
+        let now = unix_now();
         if self.guard.lock().map(|g| g.source_banned(peer.addr.ip(), now) || g.extension_banned(&creds.username, now)).unwrap_or(false) {
             return Err(self.reply(req, 403));
         }
-        let user = self.users.read().ok().and_then(|u| u.get(&creds.username).cloned());
         let verdict = match self.verifier.lock() {
-            Ok(mut v) => v.verify(now, &req.method, &creds, user.as_ref().map(|u| &u.credentials)),
+            Ok(mut v) => v.verify(now, &req.method, &creds, user.map(|u| &u.credentials)),
             Err(_) => return Err(self.reply(req, 500)),
         };
         match verdict {

@@ -7,7 +7,7 @@
 use super::endpoint::{RequestHandler, Responder};
 use crate::calls::call::{self, Origin};
 use crate::calls::Services;
-use crate::registrar::{new_tag, Registrar};
+use crate::registrar::{new_tag, CallAuth, Registrar};
 use std::sync::Arc;
 use tsunagu_sip::transaction::TxKey;
 use tsunagu_sip::validate::{check_request, UasPolicy};
@@ -122,8 +122,20 @@ impl Core {
         let origin = match svc.trunk_for_source(peer.addr) {
             Some(t) => Origin::Trunk(t),
             None => match self.registrar.authenticate_request(&req, &peer) {
-                Ok(ext) => Origin::Extension(ext),
-                Err(resp) => return responder.respond(key, resp),
+                CallAuth::Ok(ext) => Origin::Extension(ext),
+                CallAuth::Respond(resp) => return responder.respond(key, resp),
+                CallAuth::Uncached(creds) => {
+                    // A user added a moment ago: ask the store without
+                    // holding up the receiving thread.
+                    let (registrar, svc, responder) = (self.registrar.clone(), svc.clone(), responder.clone());
+                    tokio::spawn(async move {
+                        match registrar.authenticate_uncached(&req, &peer, creds).await {
+                            Ok(ext) => call::start(svc, req, key, peer, responder, Origin::Extension(ext)),
+                            Err(resp) => responder.respond(key, resp),
+                        }
+                    });
+                    return;
+                }
             },
         };
         call::start(svc.clone(), req, key, peer, responder.clone(), origin);

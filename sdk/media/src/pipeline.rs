@@ -4,12 +4,18 @@
 //! RFC 4733 digits turned into SIP INFO for a leg that has no
 //! telephone-event, and SRTP encryption with our key for the receiving leg.
 //! When none of that is needed the packet is passed through untouched.
+//!
+//! Sans-IO like the rest of the crate: the relay around it (the PBX's relay
+//! threads, later the phone SDK) owns sockets and time, and passes in the
+//! random seed for the SSRCs, sequence numbers and timestamps of streams
+//! the pipeline originates (transcoded audio, injected digits).
 
+use crate::codec::Codec;
+use crate::dtmf::{DtmfDetector, DtmfGenerator};
+use crate::error::MediaError;
+use crate::srtp::{MasterKey, SrtpContext, SrtpSuite};
+use crate::transcode::Transcoder;
 use std::net::SocketAddr;
-use tsunagu_media::codec::Codec;
-use tsunagu_media::dtmf::{DtmfDetector, DtmfGenerator};
-use tsunagu_media::srtp::{MasterKey, SrtpContext, SrtpSuite};
-use tsunagu_media::transcode::Transcoder;
 
 /// One leg's media as its SDP (and ours to it) says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,6 +63,11 @@ pub struct Pipeline {
     detector: Option<(u8, DtmfDetector)>,
     /// For digits injected towards `to` (it sent INFO on the other side).
     inject: Option<Inject>,
+    /// Why the legs' codecs could not be transcoded (packets then pass
+    /// through as they are).
+    setup_error: Option<MediaError>,
+    /// Packets the transcoder could not take (malformed payloads).
+    transcode_errors: u64,
 }
 
 struct Inject {
@@ -67,8 +78,32 @@ struct Inject {
     ts: u32,
 }
 
+/// Values for stream identifiers, drawn from a caller-supplied seed
+/// (SplitMix64), so the crate itself needs no random source.
+struct Seeds(u64);
+
+impl Seeds {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn u32(&mut self) -> u32 {
+        self.next() as u32
+    }
+    fn u16(&mut self) -> u16 {
+        self.next() as u16
+    }
+}
+
 impl Pipeline {
-    pub fn new(from: &LegMedia, to: &LegMedia) -> Pipeline {
+    /// The processing for packets from `from` to `to`. `seed` should be
+    /// random: it picks the SSRC, first sequence number and timestamp of
+    /// the streams this pipeline originates (RFC 3550 §5.1).
+    pub fn new(from: &LegMedia, to: &LegMedia, seed: u64) -> Pipeline {
+        let mut seeds = Seeds(seed);
         let mut p = Pipeline {
             srtp_in: from.srtp_recv.as_ref().map(|(s, k)| SrtpContext::new(*s, k)),
             srtp_in_rtcp: from.srtp_recv.as_ref().map(|(s, k)| SrtpContext::new(*s, k)),
@@ -78,9 +113,9 @@ impl Pipeline {
         };
         if let (Some((fc, fpt)), Some((tc, tpt))) = (from.codec, to.codec) {
             if fc != tc {
-                match Transcoder::new(fc, fpt, tc, tpt, rand::random()) {
-                    Ok(t) => p.transcoder = Some(t.with_initial(rand::random(), rand::random()).with_telephone_event(from.telephone_event, to.telephone_event)),
-                    Err(e) => tracing::warn!(error = %e, from = ?fc, to = ?tc, "cannot transcode; passing packets through"),
+                match Transcoder::new(fc, fpt, tc, tpt, seeds.u32()) {
+                    Ok(t) => p.transcoder = Some(t.with_initial(seeds.u16(), seeds.u32()).with_telephone_event(from.telephone_event, to.telephone_event)),
+                    Err(e) => p.setup_error = Some(e),
                 }
             } else if fpt != tpt {
                 p.pt_map.push((fpt, tpt));
@@ -93,9 +128,19 @@ impl Pipeline {
         }
         if let Some(pt) = to.telephone_event {
             let clock = to.codec.map(|(c, _)| if c == Codec::Opus { 48000 } else { 8000 }).unwrap_or(8000);
-            p.inject = Some(Inject { pt, clock, ssrc: rand::random(), seq: rand::random(), ts: rand::random() });
+            p.inject = Some(Inject { pt, clock, ssrc: seeds.u32(), seq: seeds.u16(), ts: seeds.u32() });
         }
         p
+    }
+
+    /// Why transcoding could not be set up, if it could not.
+    pub fn setup_error(&self) -> Option<&MediaError> {
+        self.setup_error.as_ref()
+    }
+
+    /// Packets the transcoder dropped (payloads it could not decode).
+    pub fn transcode_errors(&self) -> u64 {
+        self.transcode_errors
     }
 
     /// Nothing to do but copy bytes.
@@ -124,8 +169,8 @@ impl Pipeline {
         let mut produced = Vec::new();
         match &mut self.transcoder {
             Some(t) => {
-                if let Err(e) = t.push(plain, &mut produced) {
-                    tracing::debug!(error = %e, "transcoder dropped a packet");
+                if t.push(plain, &mut produced).is_err() {
+                    self.transcode_errors += 1;
                 }
             }
             None => {
@@ -185,5 +230,93 @@ impl Pipeline {
             out.push((u64::from(p.send_after_ms), bytes));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rtp(pt: u8, seq: u16, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, pt, 0, 0, 0, 0, 0, 0, 0x11, 0x22, 0x33, 0x44];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn leg(codec: Codec, pt: u8, te: Option<u8>) -> LegMedia {
+        LegMedia { rtp_addr: Some("127.0.0.1:4000".parse().unwrap()), codec: Some((codec, pt)), telephone_event: te, ..Default::default() }
+    }
+
+    fn key(b: u8) -> MasterKey {
+        MasterKey::from_bytes(&[b; 30])
+    }
+
+    #[test]
+    fn same_codec_same_numbers_is_a_plain_copy() {
+        let a = leg(Codec::Pcmu, 0, Some(101));
+        let p = Pipeline::new(&a, &a.clone(), 1);
+        assert!(p.is_passthrough());
+        assert!(p.setup_error().is_none());
+    }
+
+    #[test]
+    fn different_payload_type_numbers_are_rewritten() {
+        let mut p = Pipeline::new(&leg(Codec::Pcmu, 0, Some(101)), &leg(Codec::Pcmu, 0, Some(96)), 1);
+        assert!(!p.is_passthrough());
+        let mut out = Vec::new();
+        let digit = rtp(101 | 0x80, 7, &[5, 0x0a, 0, 160]);
+        assert_eq!(p.process(&digit, &mut out), None);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0][1], 96 | 0x80, "PT 101 -> 96, marker kept");
+        assert_eq!(&out[0][2..], &digit[2..], "nothing else changes");
+    }
+
+    #[test]
+    fn srtp_is_opened_with_the_senders_key_and_sealed_with_ours() {
+        let mut from = leg(Codec::Pcmu, 0, None);
+        from.srtp_recv = Some((SrtpSuite::AesCm128HmacSha1_80, key(1)));
+        let mut to = leg(Codec::Pcmu, 0, None);
+        to.srtp_send = Some((SrtpSuite::AesCm128HmacSha1_80, key(2)));
+        let mut p = Pipeline::new(&from, &to, 1);
+        let plain = rtp(0, 1, &[0xff; 160]);
+        let sent = SrtpContext::new(SrtpSuite::AesCm128HmacSha1_80, &key(1)).protect_rtp(&plain).unwrap();
+        let opened = p.open(&sent).expect("authenticated with the sender's key");
+        assert_eq!(opened, plain);
+        let mut out = Vec::new();
+        p.process(&opened, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_ne!(out[0], sent, "re-encrypted, not copied");
+        let received = SrtpContext::new(SrtpSuite::AesCm128HmacSha1_80, &key(2)).unprotect_rtp(&out[0]).unwrap();
+        assert_eq!(received, plain);
+        // A packet under any other key fails authentication.
+        let forged = SrtpContext::new(SrtpSuite::AesCm128HmacSha1_80, &key(3)).protect_rtp(&rtp(0, 2, &[0; 160])).unwrap();
+        assert!(p.open(&forged).is_none());
+    }
+
+    #[test]
+    fn g711_is_transcoded_to_opus_with_the_opus_payload_type() {
+        let mut p = Pipeline::new(&leg(Codec::Pcmu, 0, None), &leg(Codec::Opus, 111, None), 1);
+        assert!(p.setup_error().is_none());
+        let mut out = Vec::new();
+        for seq in 0..5 {
+            p.process(&rtp(0, seq, &[0xff; 160]), &mut out);
+        }
+        assert!(!out.is_empty());
+        assert!(out.iter().all(|o| o[1] & 0x7f == 111), "Opus payload type");
+    }
+
+    #[test]
+    fn injected_digits_are_seeded_by_the_caller() {
+        let to = leg(Codec::Pcmu, 0, Some(101));
+        let from = leg(Codec::Pcmu, 0, None);
+        let a = Pipeline::new(&from, &to, 42).dtmf_packets('5', 100);
+        let b = Pipeline::new(&from, &to, 42).dtmf_packets('5', 100);
+        let c = Pipeline::new(&from, &to, 43).dtmf_packets('5', 100);
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "same seed, same stream");
+        assert_ne!(a[0].1[8..12], c[0].1[8..12], "another seed, another SSRC");
+        assert!(a.iter().all(|(_, p)| p[1] & 0x7f == 101));
     }
 }
