@@ -12,6 +12,7 @@
 //! make it panic.
 
 use crate::error::MediaError;
+use crate::plc::G711Plc;
 
 /// The PCM sample rate every encoder takes and every decoder produces.
 pub const PCM_RATE: u32 = 8000;
@@ -197,11 +198,14 @@ fn opus_err(e: opus::Error) -> MediaError {
 /// Turns one RTP payload of a given codec into 8 kHz PCM.
 ///
 /// The Opus variant holds libopus state (the decoder needs the previous
-/// frames for its prediction and its loss concealment), so one `Decoder`
-/// belongs to one incoming stream.
+/// frames for its prediction and its loss concealment), and the G.711 ones
+/// the recent audio their loss concealment replays, so one `Decoder` belongs
+/// to one incoming stream.
 pub struct Decoder {
     codec: Codec,
     opus: Option<opus::Decoder>,
+    /// G.711 Appendix I-style concealment; `None` for Opus, which has its own.
+    plc: Option<Box<G711Plc>>,
     /// Samples in the last decoded payload; the size of a concealment frame
     /// when the caller does not know how much audio went missing.
     last_samples: usize,
@@ -216,11 +220,12 @@ impl std::fmt::Debug for Decoder {
 impl Decoder {
     /// A decoder for `codec`, producing 8 kHz mono PCM.
     pub fn new(codec: Codec) -> Result<Self, MediaError> {
-        let opus = match codec {
-            Codec::Opus => Some(opus::Decoder::new(PCM_RATE, opus::Channels::Mono).map_err(opus_err)?),
-            Codec::Pcmu | Codec::Pcma => None,
+        let (opus, plc) = match codec {
+            Codec::Opus => (Some(opus::Decoder::new(PCM_RATE, opus::Channels::Mono).map_err(opus_err)?), None),
+            // Boxed: the history is most of a kilobyte, and decoders move.
+            Codec::Pcmu | Codec::Pcma => (None, Some(Box::default())),
         };
-        Ok(Self { codec, opus, last_samples: FRAME_SAMPLES })
+        Ok(Self { codec, opus, plc, last_samples: FRAME_SAMPLES })
     }
 
     pub fn codec(&self) -> Codec {
@@ -251,6 +256,7 @@ impl Decoder {
     /// Decodes one RTP payload, appending the PCM to `out`; returns the number
     /// of samples appended. On error nothing is appended.
     pub fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<usize, MediaError> {
+        let start = out.len();
         let n = match self.codec {
             Codec::Pcmu => {
                 out.extend(payload.iter().map(|&b| ulaw_decode(b)));
@@ -270,6 +276,11 @@ impl Decoder {
                 n
             }
         };
+        if let (Some(plc), Some(pcm)) = (self.plc.as_mut(), out.get_mut(start..)) {
+            // G.711 audio is the concealment's history, and right after a
+            // loss its start is cross-faded from the concealment.
+            plc.good_frame(pcm);
+        }
         if n > 0 {
             self.last_samples = n;
         }
@@ -287,10 +298,17 @@ impl Decoder {
     ///
     /// Opus uses libopus packet-loss concealment, and when `next` (the payload
     /// that arrived right after the gap) is given, its in-band FEC data
-    /// (RFC 6716 §2.1.7) for the last frame of the gap. G.711 has no state to
-    /// extrapolate from, so it conceals with silence, which is what most
-    /// gateways do without G.711 Appendix I.
+    /// (RFC 6716 §2.1.7) for the last frame of the gap. G.711 has no state of
+    /// its own to extrapolate from, so it uses [`G711Plc`] (after G.711
+    /// Appendix I): the last pitch periods decoded are replayed, fading to
+    /// silence over 60 ms, and the next decoded payload is cross-faded in;
+    /// `next` is not used. With less than 35 ms decoded so far there is no
+    /// pitch to replay, and the concealment is silence.
     pub fn conceal(&mut self, samples: usize, next: Option<&[u8]>, out: &mut Vec<i16>) -> Result<usize, MediaError> {
+        if let Some(plc) = self.plc.as_mut() {
+            plc.conceal(out, samples);
+            return Ok(samples);
+        }
         let Some(dec) = self.opus.as_mut() else {
             out.resize(out.len() + samples, 0);
             return Ok(samples);

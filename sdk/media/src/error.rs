@@ -71,4 +71,8 @@ pub enum MediaError {
     /// this implementation does not do.
     #[error("bad a=crypto attribute: {0}")]
     BadCryptoAttr(&'static str),
+
+    /// A resampler asked for rates it does not convert between.
+    #[error("unsupported sample rate conversion: {0}")]
+    BadSampleRate(&'static str),
 }

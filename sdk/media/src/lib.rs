@@ -6,19 +6,29 @@
 //! RFC 5761, RFC 7983), the symmetric, latching relay engine the B2BUA uses
 //! to anchor media (design principle 4: media follows the phone), SDES-SRTP
 //! (RFC 3711, RFC 4568), the G.711 and Opus codecs with an RTP transcoder
-//! between them, RFC 4733 DTMF and SIP INFO DTMF bodies, WAV I/O, and the
+//! between them, RFC 4733 DTMF and SIP INFO DTMF bodies, WAV I/O, the
 //! per-direction [`Pipeline`] that chains them between two call legs
-//! (decrypt, transcode or rewrite, detect or inject digits, encrypt). The
-//! jitter buffer and mixing come with the softphone SDK and conferences.
+//! (decrypt, transcode or rewrite, detect or inject digits, encrypt), and
+//! the receive side of a phone: an adaptive [`JitterBuffer`], G.711 loss
+//! concealment ([`G711Plc`]; Opus conceals in libopus), a [`Resampler`]
+//! to the sound card's rate, and RTCP sender/receiver reports with loss,
+//! jitter and round-trip figures ([`stats`]). Mixing comes with
+//! conferences.
 
 pub mod codec;
 pub mod dtmf;
 pub mod error;
+pub mod jitter;
 pub mod pipeline;
+pub mod plc;
 pub mod relay;
+pub mod resample;
 pub mod rtcp;
 pub mod rtp;
 pub mod srtp;
+pub mod stats;
+#[cfg(test)]
+mod test_support;
 pub mod transcode;
 
 pub use error::MediaError;
@@ -31,4 +41,8 @@ pub use srtp::{CryptoAttr, MasterKey, SrtpContext, SrtpSuite};
 pub use codec::{read_wav_pcm16, write_wav_pcm16, Codec, Decoder, Encoder};
 pub use dtmf::{DtmfDetector, DtmfEvent, DtmfGenerator};
 pub use pipeline::{LegMedia, Pipeline};
+pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
+pub use plc::G711Plc;
+pub use resample::Resampler;
+pub use stats::{ReceiverStats, ReportBlock, RtcpError, RtcpPacket, SenderStats};
 pub use transcode::Transcoder;

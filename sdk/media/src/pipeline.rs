@@ -56,6 +56,10 @@ pub struct Pipeline {
     srtp_in_rtcp: Option<SrtpContext>,
     srtp_out: Option<SrtpContext>,
     srtp_out_rtcp: Option<SrtpContext>,
+    /// The keys those contexts were made from, to keep them (rollover
+    /// counters, replay windows) when the pipeline is rebuilt.
+    in_key: Option<(SrtpSuite, MasterKey)>,
+    out_key: Option<(SrtpSuite, MasterKey)>,
     transcoder: Option<Transcoder>,
     /// Same codec, different payload type numbers: rewrite the PT byte.
     pt_map: Vec<(u8, u8)>,
@@ -109,6 +113,8 @@ impl Pipeline {
             srtp_in_rtcp: from.srtp_recv.as_ref().map(|(s, k)| SrtpContext::new(*s, k)),
             srtp_out: to.srtp_send.as_ref().map(|(s, k)| SrtpContext::new(*s, k)),
             srtp_out_rtcp: to.srtp_send.as_ref().map(|(s, k)| SrtpContext::new(*s, k)),
+            in_key: from.srtp_recv.clone(),
+            out_key: to.srtp_send.clone(),
             ..Default::default()
         };
         if let (Some((fc, fpt)), Some((tc, tpt))) = (from.codec, to.codec) {
@@ -129,6 +135,25 @@ impl Pipeline {
         if let Some(pt) = to.telephone_event {
             let clock = to.codec.map(|(c, _)| if c == Codec::Opus { 48000 } else { 8000 }).unwrap_or(8000);
             p.inject = Some(Inject { pt, clock, ssrc: seeds.u32(), seq: seeds.u16(), ts: seeds.u32() });
+        }
+        p
+    }
+
+    /// Like [`Pipeline::new`] for a re-INVITE or UPDATE that changed one
+    /// leg: SRTP contexts whose key did not change are carried over, so
+    /// their rollover counters and replay windows go on. A fresh context
+    /// would restart at ROC 0 and fail to authenticate a phone whose stream
+    /// had already wrapped (which, from a random first sequence number,
+    /// can happen within seconds).
+    pub fn rebuilt(mut old: Pipeline, from: &LegMedia, to: &LegMedia, seed: u64) -> Pipeline {
+        let mut p = Pipeline::new(from, to, seed);
+        if p.in_key.is_some() && p.in_key == old.in_key {
+            p.srtp_in = old.srtp_in.take();
+            p.srtp_in_rtcp = old.srtp_in_rtcp.take();
+        }
+        if p.out_key.is_some() && p.out_key == old.out_key {
+            p.srtp_out = old.srtp_out.take();
+            p.srtp_out_rtcp = old.srtp_out_rtcp.take();
         }
         p
     }
@@ -293,6 +318,30 @@ mod tests {
         // A packet under any other key fails authentication.
         let forged = SrtpContext::new(SrtpSuite::AesCm128HmacSha1_80, &key(3)).protect_rtp(&rtp(0, 2, &[0; 160])).unwrap();
         assert!(p.open(&forged).is_none());
+    }
+
+    #[test]
+    fn a_rebuild_keeps_the_srtp_state_of_an_unchanged_key() {
+        let mut from = leg(Codec::Pcmu, 0, None);
+        from.srtp_recv = Some((SrtpSuite::AesCm128HmacSha1_80, key(1)));
+        let to = leg(Codec::Pcmu, 0, None);
+        let mut sender = SrtpContext::new(SrtpSuite::AesCm128HmacSha1_80, &key(1));
+        let mut p = Pipeline::new(&from, &to, 1);
+        // The phone's stream wraps its sequence number (ROC 0 -> 1).
+        for seq in [65534u16, 65535, 0, 1] {
+            let sent = sender.protect_rtp(&rtp(0, seq, &[1; 160])).unwrap();
+            assert!(p.open(&sent).is_some(), "seq {seq}");
+        }
+        // A re-INVITE moves the other leg to Opus: the pipeline is rebuilt.
+        let p2 = Pipeline::rebuilt(p, &from, &leg(Codec::Opus, 111, None), 2);
+        let mut p2 = p2;
+        let sent = sender.protect_rtp(&rtp(0, 2, &[1; 160])).unwrap();
+        assert!(p2.open(&sent).is_some(), "still authenticated after the wrap");
+        // A new key gets a new context.
+        let mut changed = from.clone();
+        changed.srtp_recv = Some((SrtpSuite::AesCm128HmacSha1_80, key(5)));
+        let mut p3 = Pipeline::rebuilt(p2, &changed, &to, 3);
+        assert!(p3.open(&sent).is_none(), "the old key's packets no longer open");
     }
 
     #[test]

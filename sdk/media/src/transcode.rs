@@ -7,7 +7,7 @@
 //! timestamps): it decodes each input packet to 8 kHz PCM, keeps a PCM queue,
 //! and encodes whole 20 ms frames out of it. The output timeline follows the
 //! input's: a loss (a gap in the input sequence numbers) is filled with
-//! concealment (Opus PLC/FEC, silence for G.711) so that output timestamps
+//! concealment (Opus PLC/FEC, G.711 pitch repetition in plc.rs) so that output timestamps
 //! and sequence numbers stay continuous; a pause in the input timestamps
 //! without a loss (silence suppression, DTX, comfort noise) becomes the same
 //! pause in the output timestamps. RFC 4733 telephone-events are passed

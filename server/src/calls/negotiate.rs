@@ -41,11 +41,10 @@ impl LegSdp {
             // Same key for the life of the leg (its rollover counter goes on).
             Some((t, s, _)) if *s == suite => *t = tag,
             _ => {
-                let mut raw = [0u8; 30];
-                for b in raw.iter_mut() {
-                    *b = rand::random();
-                }
-                self.our_key = Some((tag, suite, MasterKey::from_bytes(&raw)));
+                // As long as the suite's key: 30 bytes for AES-CM, 28 or 44
+                // for a phone's AEAD_AES_128_GCM or AEAD_AES_256_GCM offer.
+                let key = MasterKey::generate(suite, |raw| raw.iter_mut().for_each(|b| *b = rand::random()));
+                self.our_key = Some((tag, suite, key));
             }
         }
         if let Some((_, suite, key)) = &self.our_key {

@@ -132,11 +132,12 @@ impl Session {
         self.rtcp.set_sdp_addr(side, m.rtcp_addr());
         let changed = !self.media[i].same_processing(&m);
         self.media[i] = m;
-        // Both directions depend on both legs' parameters; SRTP contexts
-        // are kept when only an address moved.
+        // Both directions depend on both legs' parameters. SRTP contexts
+        // are kept when only an address moved, and carried over into the
+        // rebuilt pipelines when their key did not change.
         if changed {
-            self.pipes[0] = Pipeline::new(&self.media[0], &self.media[1], rand::random());
-            self.pipes[1] = Pipeline::new(&self.media[1], &self.media[0], rand::random());
+            let [ab, ba] = std::mem::take(&mut self.pipes);
+            self.pipes = [Pipeline::rebuilt(ab, &self.media[0], &self.media[1], rand::random()), Pipeline::rebuilt(ba, &self.media[1], &self.media[0], rand::random())];
             for p in &self.pipes {
                 if let Some(e) = p.setup_error() {
                     tracing::warn!(error = %e, "cannot transcode between the legs' codecs; passing packets through");

@@ -1,0 +1,15 @@
+//! tsunagu-client is the softphone SDK the city's smartphone app and PC
+//! seats run. It owns the phone's side of SIP: an account's registration
+//! with the PBX (digest, RFC 5626 outbound flows, RFC 8599 push
+//! parameters), and the tokio driver that gives those sans-IO engines a
+//! socket and a clock. It shares tsunagu-sip with the PBX.
+//!
+//! Built so far: [`registration`] (the engine) and [`account`] (its driver,
+//! over UDP). Calls, media (on tsunagu-media), handover on a network change
+//! and the uniffi-shaped `Phone` façade come next (issue 4).
+
+pub mod account;
+pub mod registration;
+
+pub use account::{Account, AccountEvent};
+pub use registration::{Flow, PushParams, RegEvent, RegState, Registration, RegistrationConfig};
