@@ -3,7 +3,8 @@
 //! binding the PBX stores says so), a wrong password is reported as such,
 //! a network change re-registers over a new flow that replaces the old
 //! binding, the PBX reaches the app over its registered flow, and closing
-//! removes the binding.
+//! removes the binding; the same over TCP and TLS, and a TLS account
+//! refuses a PBX certificate it was not told to trust.
 
 mod common;
 
@@ -11,7 +12,7 @@ use common::phone::{Behaviour, Phone};
 use common::{wait_for, Sandbox, Server};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
-use tsunagu_client::{Account, AccountEvent, PushParams, RegEvent, RegistrationConfig};
+use tsunagu_client::{Account, AccountEvent, PushParams, RegEvent, RegistrationConfig, Transport};
 
 const PW: &str = "secret-pass-1";
 const INSTANCE: &str = "urn:uuid:6f1c2a3e-0000-4000-8000-00000000c1e7";
@@ -100,4 +101,66 @@ fn sdk_account_registers_with_push_moves_flows_is_reached_and_unregisters() {
         assert_eq!(account.state(), tsunagu_client::RegState::Unregistered);
         wait_for("the binding removed", Duration::from_secs(10), || bindings(&s).is_empty().then_some(()));
     });
+}
+
+/// The account over TCP and over TLS (trusting the PBX's development
+/// certificate): both register, each binding records its transport, a
+/// network change opens a new connection that replaces the binding, and
+/// closing removes them.
+#[test]
+fn sdk_account_registers_over_tcp_and_tls() {
+    let sb = Sandbox::new("client-tcp-tls");
+    let s = Server::start(&sb);
+    s.cli(&["user", "add", "1001", "--password", PW]);
+    let tls_addr = std::net::SocketAddr::new(s.sip_addr().ip(), s.sip_addr().port() + 1);
+    let ca = sb.data().join("tls").join("dev-cert.pem");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut tcp_cfg = config("1001", PW, &s);
+        tcp_cfg.instance_id = Some("urn:uuid:6f1c2a3e-0000-4000-8000-0000000000cc".into());
+        let (tcp, mut tcp_events) = Account::start_with(s.sip_addr(), Transport::Tcp, tcp_cfg).await.unwrap();
+        assert_eq!(next_registration(&mut tcp_events).await, RegEvent::Registered { expires: 300 });
+        let tls_cfg = config("1001", PW, &s);
+        let (tls, mut tls_events) = Account::start_with(tls_addr, Transport::Tls { ca }, tls_cfg).await.unwrap();
+        assert_eq!(next_registration(&mut tls_events).await, RegEvent::Registered { expires: 300 });
+        let both = wait_for("a TCP and a TLS binding", Duration::from_secs(10), || {
+            let b = bindings(&s);
+            (b.len() == 2 && b.iter().any(|l| l.contains("transport=tcp")) && b.iter().any(|l| l.contains("transport=tls"))).then_some(b)
+        });
+        let old_tls = both.iter().find(|l| l.contains("transport=tls")).cloned().unwrap_or_default();
+
+        // A network change: a new TLS connection (new source port) replaces
+        // the binding of that device.
+        tls.network_changed();
+        assert_eq!(next_registration(&mut tls_events).await, RegEvent::Registered { expires: 300 });
+        wait_for("the TLS binding on the new connection", Duration::from_secs(10), || {
+            let b = bindings(&s);
+            (b.len() == 2 && b.iter().any(|l| l.contains("transport=tls") && *l != old_tls)).then_some(())
+        });
+
+        tcp.close(Duration::from_secs(5)).await;
+        tls.close(Duration::from_secs(5)).await;
+        wait_for("both bindings removed", Duration::from_secs(10), || bindings(&s).is_empty().then_some(()));
+    });
+}
+
+/// A TLS account that does not trust the PBX's certificate does not
+/// connect: the error says so, and nothing is registered.
+#[test]
+fn sdk_account_refuses_an_untrusted_pbx_certificate() {
+    let sb = Sandbox::new("client-tls-bad");
+    let s = Server::start(&sb);
+    s.cli(&["user", "add", "1001", "--password", PW]);
+    let tls_addr = std::net::SocketAddr::new(s.sip_addr().ip(), s.sip_addr().port() + 1);
+    // Some other certificate, not the PBX's.
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let ca = sb.file("other-ca.pem");
+    std::fs::write(&ca, other.cert.pem()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let r = Account::start_with(tls_addr, Transport::Tls { ca }, config("1001", PW, &s)).await;
+        let err = r.err().expect("the handshake fails");
+        assert!(err.to_string().contains("cannot reach the PBX"), "{err}");
+    });
+    assert!(bindings(&s).is_empty());
 }

@@ -4,12 +4,13 @@
 //! parameters), and the tokio driver that gives those sans-IO engines a
 //! socket and a clock. It shares tsunagu-sip with the PBX.
 //!
-//! Built so far: [`registration`] (the engine) and [`account`] (its driver,
-//! over UDP). Calls, media (on tsunagu-media), handover on a network change
+//! Built so far: [`registration`] (the engine), [`keepalive`] (RFC 5626
+//! CRLF pings) and [`account`] (their driver, over UDP, TCP or TLS). Calls, media (on tsunagu-media), handover on a network change
 //! and the uniffi-shaped `Phone` façade come next (issue 4).
 
 pub mod account;
+pub mod keepalive;
 pub mod registration;
 
-pub use account::{Account, AccountEvent};
+pub use account::{Account, AccountEvent, StartError, Transport};
 pub use registration::{Flow, PushParams, RegEvent, RegState, Registration, RegistrationConfig};

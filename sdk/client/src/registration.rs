@@ -103,7 +103,7 @@ pub enum RegEvent {
 #[derive(Debug, Clone)]
 pub enum RegOutput {
     /// Send this REGISTER over the current flow (as a client transaction).
-    Send(Request),
+    Send(Box<Request>),
     Event(RegEvent),
 }
 
@@ -302,6 +302,19 @@ impl Registration {
         }
     }
 
+    /// The flow broke or a new one could not be opened, whether or not a
+    /// REGISTER was in flight: try again after the backoff.
+    pub fn flow_failed(&mut self, now: Instant, why: &str) {
+        match self.pending.take() {
+            Some(p) if p.unregister => {
+                self.state = RegState::Unregistered;
+                self.out.push_back(RegOutput::Event(RegEvent::Unregistered));
+            }
+            _ if matches!(self.state, RegState::Unregistered | RegState::Unregistering | RegState::Idle) => {}
+            _ => self.fail(now, 408, why),
+        }
+    }
+
     /// The time given by [`Registration::poll_timeout`] came.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.wake.is_some_and(|w| w <= now) && self.pending.is_none() {
@@ -406,7 +419,7 @@ impl Registration {
         match parse_message(text.as_bytes(), Framing::Datagram, &Limits::default()) {
             Ok(Message::Request(req)) => {
                 self.pending = Some(Pending { branch, cseq: self.cseq, unregister, auth_rounds });
-                self.out.push_back(RegOutput::Send(req));
+                self.out.push_back(RegOutput::Send(Box::new(req)));
             }
             _ => {
                 self.pending = None;
@@ -494,7 +507,7 @@ mod tests {
         let mut req = None;
         while let Some(o) = r.poll_output() {
             if let RegOutput::Send(q) = o {
-                req = Some(q);
+                req = Some(*q);
             }
         }
         req.expect("a REGISTER was sent")
@@ -635,6 +648,26 @@ mod tests {
         let req = sent(&mut r);
         assert!(header(&req, Name::CONTACT).contains("@192.0.2.10:40000"));
         assert!(header(&req, Name::VIA).contains("192.0.2.10:40000"));
+    }
+
+    #[test]
+    fn a_lost_flow_while_registered_schedules_a_retry() {
+        let t0 = Instant::now();
+        let mut r = Registration::new(config(), 5).unwrap();
+        let mut reg = Registrar::new("pw-1001");
+        r.register(t0, flow(5060));
+        let req = sent(&mut r);
+        r.handle_response(t0, &reg.answer(&req));
+        let req = sent(&mut r);
+        r.handle_response(t0, &reg.answer(&req));
+        events(&mut r);
+        r.flow_failed(t0 + Duration::from_secs(5), "connection closed");
+        let ev = events(&mut r);
+        assert!(matches!(ev[..], [RegEvent::Failed { code: 408, .. }]), "{ev:?}");
+        let retry = r.poll_timeout().unwrap();
+        assert!(retry > t0 + Duration::from_secs(5) && retry <= t0 + Duration::from_secs(15));
+        r.handle_timeout(retry);
+        let _ = sent(&mut r);
     }
 
     #[test]
