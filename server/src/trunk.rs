@@ -5,7 +5,7 @@
 //! and publish each trunk's state in the store (`tsunagu trunk status`)
 //! and in /metrics (`tsunagu_trunk_up`).
 
-use crate::calls::dialog::{new_branch, Dialog};
+use crate::calls::dialog::{self, new_branch, Dialog, DialogExt, LocalAddress};
 use crate::calls::{Services, SipEvent};
 use crate::store::{Trunk, TrunkTransport};
 use std::collections::HashMap;
@@ -133,7 +133,7 @@ async fn reload(svc: &Arc<Services>, runs: &mut HashMap<String, TrunkRun>) {
         if changed {
             let user = t.username.clone().unwrap_or_else(|| "tsunagu".into());
             let aor = format!("<sip:{user}@{}>", t.host);
-            let dialog = Dialog::outgoing(aor.clone(), aor, format!("sip:{}", t.host), peer_of(t));
+            let dialog = dialog::outgoing(aor.clone(), aor, format!("sip:{}", t.host), peer_of(t));
             runs.insert(
                 t.name.clone(),
                 TrunkRun { trunk: t.clone(), dialog, next_at: Instant::now(), branch: None, method: if t.register { "REGISTER" } else { "OPTIONS" }, auth_tried: false, state: t.state.clone(), sent_at: Instant::now() },
@@ -170,7 +170,7 @@ fn send(svc: &Arc<Services>, token: u64, run: &mut TrunkRun, challenge: Option<(
             }
         }
     }
-    let Some(req) = run.dialog.build(&svc.local, &branch, run.method, run.dialog.local_cseq, &extra, None) else { return };
+    let Some(req) = run.dialog.build_or_log(&svc.local, &branch, run.method, run.dialog.local_cseq, &extra, None) else { return };
     run.branch = Some(branch);
     run.sent_at = Instant::now();
     run.next_at = Instant::now() + RETRY_INTERVAL;

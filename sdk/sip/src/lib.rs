@@ -5,6 +5,7 @@
 //! sockets, no clock, no runtime; callers pass in bytes and the time, and
 //! take out bytes to send and when to wake up.
 
+pub mod dialog;
 pub mod digest;
 pub mod error;
 pub mod framing;

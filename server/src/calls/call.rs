@@ -10,7 +10,7 @@
 //! rewritten for the other leg, INFO) until one side hangs up, a session
 //! timer runs out, or the media has been silent for too long.
 
-use super::dialog::{contact_uri, new_branch, Dialog};
+use super::dialog::{self, contact_uri, new_branch, Dialog, DialogExt, LocalAddress};
 use super::negotiate::{audio_direction, is_unchanged, make_answer, make_offer, take_answer, take_offer, LegSdp, NegotiationError};
 use super::{Services, SipEvent};
 use crate::media::{MediaEvent, MediaSession};
@@ -239,7 +239,7 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
         }
     };
     let local_tag = crate::registrar::new_tag();
-    let a = Dialog::from_incoming(&req, peer, local_tag);
+    let a = dialog::incoming(&req, peer, local_tag);
     let dialled_raw = req.uri.user.clone().or_else(|| req.core.to.user()).unwrap_or_default();
     let now_ms = unix_ms();
     let mut record = CallRecord {
@@ -472,7 +472,7 @@ impl Call {
                         continue;
                     }
                     let to = format!("<sip:{ext}@{}>", self.svc.local.sip);
-                    let dialog = Dialog::outgoing(self.b_from.clone(), to, b.contact.uri.clone(), b.flow);
+                    let dialog = dialog::outgoing(self.b_from.clone(), to, b.contact.uri.clone(), b.flow);
                     if self.send_invite(dialog, ForkTarget::Device { ext: ext.clone(), device: b.device_key.clone() }, &[]).await {
                         n += 1;
                     }
@@ -510,7 +510,7 @@ impl Call {
             format!("<sip:{cid}@{}>", self.svc.local.sip)
         };
         let uri = format!("sip:{number}@{}", trunk.host);
-        let dialog = Dialog::outgoing(from, format!("<{uri}>"), uri, peer);
+        let dialog = dialog::outgoing(from, format!("<{uri}>"), uri, peer);
         let mut extra = Vec::new();
         if !cid.is_empty() {
             extra.push(("P-Asserted-Identity", format!("<sip:{cid}@{}>", self.svc.local.sip)));
@@ -547,7 +547,7 @@ impl Call {
         headers.extend(extra.iter().cloned());
         let branch = new_branch(self.token);
         let cseq = dialog.local_cseq;
-        let Some(req) = dialog.build(&self.svc.local, &branch, "INVITE", cseq, &headers, Some(("application/sdp", &offer))) else { return false };
+        let Some(req) = dialog.build_or_log(&self.svc.local, &branch, "INVITE", cseq, &headers, Some(("application/sdp", &offer))) else { return false };
         let invite_uri = dialog.remote_target.clone();
         self.svc.calls.register_call_id(&dialog.call_id, self.inbox.clone());
         self.call_ids.push(dialog.call_id.clone());
@@ -588,7 +588,7 @@ impl Call {
         d.remote_tag = None;
         d.remote_target = f.invite_uri.clone();
         d.route_set.clear();
-        if let Some(req) = d.build(&self.svc.local, &f.branch, "CANCEL", f.invite_cseq, &[], None) {
+        if let Some(req) = d.build_or_log(&self.svc.local, &f.branch, "CANCEL", f.invite_cseq, &[], None) {
             self.svc.endpoint.send_request(req, f.dialog.peer);
         }
     }
@@ -965,7 +965,7 @@ impl Call {
             return responder.respond(key, response_to(&req, 481, None));
         };
         let body_ref = body.as_deref().zip(ctype.as_deref()).map(|(b, c)| (c, b));
-        let Some(out) = dialog.request(&local, token, &req.method, None, &extra, body_ref) else {
+        let Some(out) = dialog.request_for(&local, token, &req.method, None, &extra, body_ref) else {
             return responder.respond(key, response_to(&req, 500, None));
         };
         let peer = dialog.peer;
@@ -980,7 +980,7 @@ impl Call {
         let token = self.token;
         let local = self.svc.local;
         let Some(d) = self.dialog_mut(side) else { return };
-        if let Some(req) = d.request(&local, token, method, None, &[], body) {
+        if let Some(req) = d.request_for(&local, token, method, None, &[], body) {
             let peer = d.peer;
             self.svc.endpoint.send_request(req, peer);
         }
@@ -995,7 +995,7 @@ impl Call {
         let token = self.token;
         let local = self.svc.local;
         let Some(d) = self.dialog_mut(LegSide::B) else { return };
-        if let Some(req) = d.request(&local, token, "UPDATE", None, &extra, Some(("application/sdp", &sdp))) {
+        if let Some(req) = d.request_for(&local, token, "UPDATE", None, &extra, Some(("application/sdp", &sdp))) {
             let peer = d.peer;
             let branch = req.core.top_branch().unwrap_or_default().to_string();
             self.pending_refresh.insert(branch);
@@ -1050,7 +1050,7 @@ impl Call {
                 let token = self.token;
                 let local = self.svc.local;
                 let d = &mut self.forks[i].dialog;
-                if let Some(req) = d.request(&local, token, "PRACK", None, &[("RAck", rack)], None) {
+                if let Some(req) = d.request_for(&local, token, "PRACK", None, &[("RAck", rack)], None) {
                     self.svc.endpoint.send_request(req, d.peer);
                 }
             }
@@ -1115,7 +1115,7 @@ impl Call {
         // ACK every 2xx (retransmissions too), from the dialog it creates.
         let mut d = self.forks[i].dialog.clone();
         d.confirm_from_response(&resp);
-        let ack = d.ack_bytes(&self.svc.local, self.token, resp.core.cseq.seq, None);
+        let ack = d.ack_for(&self.svc.local, self.token, resp.core.cseq.seq, None);
         if let Some(ack) = &ack {
             self.svc.endpoint.send_raw(d.peer, ack.clone());
         }
@@ -1128,7 +1128,7 @@ impl Call {
             self.forks[i].state = ForkState::Done;
             let token = self.token;
             let local = self.svc.local;
-            if let Some(bye) = self.forks[i].dialog.request(&local, token, "BYE", None, &[], None) {
+            if let Some(bye) = self.forks[i].dialog.request_for(&local, token, "BYE", None, &[], None) {
                 self.svc.endpoint.send_request(bye, self.forks[i].dialog.peer);
             }
             return;
@@ -1168,7 +1168,7 @@ impl Call {
                 self.forks[i].state = ForkState::Done;
                 let token = self.token;
                 let local = self.svc.local;
-                if let Some(bye) = self.forks[i].dialog.request(&local, token, "BYE", None, &[], None) {
+                if let Some(bye) = self.forks[i].dialog.request_for(&local, token, "BYE", None, &[], None) {
                     self.svc.endpoint.send_request(bye, self.forks[i].dialog.peer);
                 }
                 self.fail(488, "no common codec").await;
@@ -1327,7 +1327,7 @@ impl Call {
         f.dialog.remote_target = f.invite_uri.clone();
         let mut headers = f.headers.clone();
         headers.extend(auth);
-        let Some(req) = f.dialog.build(&self.svc.local, &f.branch, "INVITE", f.invite_cseq, &headers, Some(("application/sdp", &f.offer))) else { return false };
+        let Some(req) = f.dialog.build_or_log(&self.svc.local, &f.branch, "INVITE", f.invite_cseq, &headers, Some(("application/sdp", &f.offer))) else { return false };
         self.svc.endpoint.send_request(req, f.dialog.peer);
         true
     }
@@ -1390,7 +1390,7 @@ impl Call {
                 if let Some(t) = contact_uri(&resp.headers) {
                     d.remote_target = t;
                 }
-                if let Some(ack) = d.ack_bytes(&local, token, resp.core.cseq.seq, None) {
+                if let Some(ack) = d.ack_for(&local, token, resp.core.cseq.seq, None) {
                     endpoint.send_raw(d.peer, ack);
                 }
             }
