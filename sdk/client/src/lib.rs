@@ -5,12 +5,16 @@
 //! socket and a clock. It shares tsunagu-sip with the PBX.
 //!
 //! Built so far: [`registration`] (the engine), [`keepalive`] (RFC 5626
-//! CRLF pings) and [`account`] (their driver, over UDP, TCP or TLS). Calls, media (on tsunagu-media), handover on a network change
+//! CRLF pings) and [`account`] (their driver, over UDP, TCP or TLS), and
+//! the sans-IO [`call`] engine (outgoing and incoming calls on a shared
+//! `tsunagu_sip` dialog), not yet driven by the account. Calls, media (on tsunagu-media), handover on a network change
 //! and the uniffi-shaped `Phone` façade come next (issue 4).
 
 pub mod account;
+pub mod call;
 pub mod keepalive;
 pub mod registration;
 
 pub use account::{Account, AccountEvent, StartError, Transport};
+pub use call::{Call, CallEvent, CallOutput, CallState, Credentials, PhoneAddress};
 pub use registration::{Flow, PushParams, RegEvent, RegState, Registration, RegistrationConfig};

@@ -1,0 +1,613 @@
+//! One call of the phone, as a sans-IO engine over a `tsunagu_sip` dialog
+//! (RFC 3261 §12–§15): an outgoing call (INVITE, digest answer to 407/401,
+//! ringing, answer, ACK; CANCEL before an answer, BYE after) or an
+//! incoming one (180, 200 with our SDP retransmitted until the ACK
+//! arrives, reject; BYE either way). The driver runs the transactions and
+//! the sockets; SDP comes from and goes to the media session.
+//!
+//! Not yet here: re-INVITE/UPDATE (hold, resume, a new address after a
+//! network change), session timers, REFER transfers and 100rel: the next
+//! steps of issue 4.
+
+use crate::registration::Flow;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use tsunagu_sip::dialog::{Dialog, LocalAddress};
+use tsunagu_sip::digest::{answer_challenge, parse_challenge, Challenge};
+use tsunagu_sip::transaction::TxKey;
+use tsunagu_sip::{response_to, Name, Peer, Request, Response, TransportKind};
+
+/// How the phone names itself in Via and Contact on its flow.
+#[derive(Debug, Clone)]
+pub struct PhoneAddress {
+    pub user: String,
+    pub flow: Flow,
+}
+
+impl LocalAddress for PhoneAddress {
+    fn via(&self, t: TransportKind, branch: &str) -> String {
+        format!("SIP/2.0/{} {};branch={branch};rport", t.via_name(), self.flow.local)
+    }
+    fn contact(&self, t: TransportKind) -> String {
+        match t {
+            TransportKind::Udp => format!("<sip:{}@{}>", self.user, self.flow.local),
+            TransportKind::Tcp => format!("<sip:{}@{};transport=tcp>", self.user, self.flow.local),
+            TransportKind::Tls => format!("<sip:{}@{};transport=tls>", self.user, self.flow.local),
+            TransportKind::Ws => format!("<sip:{}@{};transport=ws>", self.user, self.flow.local),
+        }
+    }
+    fn user_agent(&self) -> String {
+        concat!("Tsunagu-SDK/", env!("CARGO_PKG_VERSION")).to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallState {
+    /// Outgoing, INVITE sent.
+    Calling,
+    /// Outgoing, the far end rings (180/183).
+    Ringing,
+    /// Incoming, not answered yet.
+    Incoming,
+    Connected,
+    /// Hanging up (CANCEL or BYE sent).
+    Ending,
+    Ended { code: u16, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallEvent {
+    Ringing,
+    /// Early media: the SDP answer in a 183.
+    EarlyMedia { sdp: Bytes },
+    /// Outgoing: answered, with the SDP answer. Incoming: our answer was
+    /// ACKed.
+    Connected { sdp: Option<Bytes> },
+    Ended { code: u16, reason: String },
+}
+
+#[derive(Debug, Clone)]
+pub enum CallOutput {
+    /// Send as a client transaction (INVITE, CANCEL, BYE).
+    Request(Box<Request>),
+    /// Answer through the server transaction `key`.
+    Response { key: TxKey, response: Box<Response> },
+    /// Send as they are over the flow: ACKs for 2xx, retransmitted 2xx.
+    Raw(Bytes),
+    Event(CallEvent),
+}
+
+/// Credentials to answer a proxy's challenge with.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+pub struct Call {
+    dialog: Dialog,
+    local: PhoneAddress,
+    state: CallState,
+    outgoing: bool,
+    creds: Option<Credentials>,
+    rng: u64,
+    /// Outgoing: the INVITE in flight (for CANCEL) and its offer.
+    invite: Option<Request>,
+    offer: Bytes,
+    auth_tries: u8,
+    /// Incoming: the INVITE's server transaction and our 2xx until ACKed.
+    uas_key: Option<TxKey>,
+    uas_invite: Option<Request>,
+    ok_retransmit: Option<(Bytes, Instant, Duration, Instant)>,
+    out: VecDeque<CallOutput>,
+}
+
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+
+impl Call {
+    /// Start an outgoing call to `target` (a number or extension) at the
+    /// PBX `domain`, offering `sdp`.
+    pub fn dial(local: PhoneAddress, peer: Peer, domain: &str, target: &str, sdp: Bytes, creds: Option<Credentials>, seed: u64) -> Call {
+        let mut rng = seed | 1;
+        let call_id = format!("{:016x}{:016x}", next(&mut rng), next(&mut rng));
+        let tag = format!("{:012x}", next(&mut rng) >> 16);
+        let from = format!("<sip:{}@{domain}>", local.user);
+        let to = format!("<sip:{target}@{domain}>");
+        let dialog = Dialog::outgoing(from, to, format!("sip:{target}@{domain}"), peer, call_id, tag);
+        let mut c = Call {
+            dialog,
+            local,
+            state: CallState::Calling,
+            outgoing: true,
+            creds,
+            rng,
+            invite: None,
+            offer: sdp,
+            auth_tries: 0,
+            uas_key: None,
+            uas_invite: None,
+            ok_retransmit: None,
+            out: VecDeque::new(),
+        };
+        c.send_invite(None);
+        c
+    }
+
+    /// An incoming call from the INVITE the transaction layer passed up.
+    /// Sends 180 at once.
+    pub fn incoming(local: PhoneAddress, invite: Request, key: TxKey, peer: Peer, seed: u64) -> Call {
+        let mut rng = seed | 1;
+        let tag = format!("{:012x}", next(&mut rng) >> 16);
+        let dialog = Dialog::from_incoming(&invite, peer, tag, (next(&mut rng) as u16) as u32 + 1);
+        let mut c = Call {
+            dialog,
+            local,
+            state: CallState::Incoming,
+            outgoing: false,
+            creds: None,
+            rng,
+            invite: None,
+            offer: invite.body.clone(),
+            auth_tries: 0,
+            uas_key: Some(key),
+            uas_invite: Some(invite),
+            ok_retransmit: None,
+            out: VecDeque::new(),
+        };
+        c.respond(180, None);
+        c
+    }
+
+    pub fn state(&self) -> &CallState {
+        &self.state
+    }
+
+    pub fn call_id(&self) -> &str {
+        &self.dialog.call_id
+    }
+
+    /// The SDP offer of an incoming call.
+    pub fn remote_offer(&self) -> &Bytes {
+        &self.offer
+    }
+
+    /// Answer an incoming call with our SDP.
+    pub fn answer(&mut self, now: Instant, sdp: Bytes) {
+        if self.state != CallState::Incoming {
+            return;
+        }
+        if let Some(bytes) = self.respond(200, Some(sdp)) {
+            self.ok_retransmit = Some((bytes, now + T1, T1, now + 64 * T1));
+        }
+    }
+
+    /// Refuse an incoming call (486 busy, 603 decline, …).
+    pub fn reject(&mut self, code: u16) {
+        if self.state == CallState::Incoming {
+            self.respond(code, None);
+            self.end(code, "rejected");
+        }
+    }
+
+    /// Hang up: CANCEL before an answer, BYE after.
+    pub fn hangup(&mut self) {
+        match self.state {
+            CallState::Calling | CallState::Ringing => {
+                if let Some(inv) = &self.invite {
+                    let text = cancel_for(inv);
+                    if let Ok(tsunagu_sip::Message::Request(c)) = tsunagu_sip::parse_message(text.as_bytes(), tsunagu_sip::Framing::Datagram, &tsunagu_sip::Limits::default()) {
+                        self.out.push_back(CallOutput::Request(Box::new(c)));
+                    }
+                }
+                self.state = CallState::Ending;
+            }
+            CallState::Connected => {
+                self.ok_retransmit = None;
+                let branch = self.branch();
+                if let Ok(bye) = self.dialog.request(&self.local, &branch, "BYE", None, &[], None) {
+                    self.out.push_back(CallOutput::Request(Box::new(bye)));
+                }
+                self.state = CallState::Ending;
+            }
+            CallState::Incoming => self.reject(603),
+            _ => {}
+        }
+    }
+
+    /// A response of a client transaction of this call.
+    pub fn handle_response(&mut self, resp: &Response) {
+        if resp.core.call_id != self.dialog.call_id {
+            return;
+        }
+        match resp.core.cseq.method.as_str() {
+            "INVITE" => self.on_invite_response(resp),
+            "BYE" if resp.code >= 200 => self.end(200, "hung up"),
+            _ => {}
+        }
+    }
+
+    /// A request in this call's dialog (ACK, BYE, CANCEL; others get 501
+    /// for now).
+    pub fn handle_request(&mut self, req: &Request, key: TxKey) {
+        match req.method.as_str() {
+            "ACK" => {
+                if self.ok_retransmit.take().is_some() && self.state == CallState::Incoming {
+                    self.state = CallState::Connected;
+                    self.out.push_back(CallOutput::Event(CallEvent::Connected { sdp: None }));
+                }
+            }
+            "BYE" => {
+                self.out.push_back(CallOutput::Response { key, response: Box::new(response_to(req, 200, None)) });
+                self.ok_retransmit = None;
+                self.end(200, "the other side hung up");
+            }
+            "CANCEL" => {
+                self.out.push_back(CallOutput::Response { key, response: Box::new(response_to(req, 200, None)) });
+                if self.state == CallState::Incoming {
+                    self.respond(487, None);
+                    self.end(487, "the caller hung up");
+                }
+            }
+            _ => self.out.push_back(CallOutput::Response { key, response: Box::new(response_to(req, 501, None)) }),
+        }
+    }
+
+    /// The INVITE's client transaction timed out, or its flow broke.
+    pub fn handle_failure(&mut self) {
+        if matches!(self.state, CallState::Calling | CallState::Ringing | CallState::Ending) {
+            self.end(408, "no answer from the PBX");
+        }
+    }
+
+    /// Our 2xx retransmissions (incoming calls).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some((bytes, at, interval, give_up)) = self.ok_retransmit.clone() else { return };
+        if now >= give_up {
+            // No ACK in 64*T1: RFC 3261 §13.3.1.4 says end the call with BYE.
+            self.ok_retransmit = None;
+            self.state = CallState::Connected;
+            self.hangup();
+            self.end(408, "no ACK for our answer");
+        } else if now >= at {
+            self.out.push_back(CallOutput::Raw(bytes.clone()));
+            let next = (interval * 2).min(T2);
+            self.ok_retransmit = Some((bytes, now + next, next, give_up));
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<CallOutput> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.ok_retransmit.as_ref().map(|(_, at, _, give_up)| (*at).min(*give_up))
+    }
+
+    fn on_invite_response(&mut self, resp: &Response) {
+        if !self.outgoing || matches!(self.state, CallState::Ended { .. }) {
+            return;
+        }
+        match resp.code {
+            100 => {}
+            101..=199 => {
+                if self.state == CallState::Calling {
+                    self.state = CallState::Ringing;
+                    self.out.push_back(CallOutput::Event(CallEvent::Ringing));
+                }
+                if resp.code == 183 && !resp.body.is_empty() {
+                    self.out.push_back(CallOutput::Event(CallEvent::EarlyMedia { sdp: resp.body.clone() }));
+                }
+            }
+            200..=299 => {
+                self.dialog.confirm_from_response(resp);
+                // ACK every 2xx, retransmissions included (RFC 3261 §13.2.2.4).
+                let branch = self.branch();
+                if let Ok(ack) = self.dialog.ack_bytes(&self.local, &branch, resp.core.cseq.seq, None) {
+                    self.out.push_back(CallOutput::Raw(ack));
+                }
+                match self.state {
+                    CallState::Calling | CallState::Ringing => {
+                        self.state = CallState::Connected;
+                        self.out.push_back(CallOutput::Event(CallEvent::Connected { sdp: Some(resp.body.clone()) }));
+                    }
+                    // Our CANCEL lost the race: the call is up, so hang it up.
+                    CallState::Ending => {
+                        self.state = CallState::Connected;
+                        self.hangup();
+                    }
+                    _ => {}
+                }
+            }
+            401 | 407 if self.auth_tries == 0 && self.state != CallState::Ending => {
+                let name = if resp.code == 401 { Name::WWW_AUTHENTICATE } else { Name::PROXY_AUTHENTICATE };
+                let challenge = resp.headers.get_raw(&name).filter_map(|v| parse_challenge(v)).find(|c| c.algorithm.as_deref().is_none_or(|a| a.eq_ignore_ascii_case("MD5") || a.eq_ignore_ascii_case("SHA-256")));
+                match (challenge, self.creds.clone()) {
+                    (Some(c), Some(creds)) => {
+                        self.auth_tries += 1;
+                        self.send_invite(Some((c, resp.code == 407, creds)));
+                    }
+                    _ => self.end(resp.code, "authentication needed"),
+                }
+            }
+            code => self.end(code, &resp.reason),
+        }
+    }
+
+    fn send_invite(&mut self, auth: Option<(Challenge, bool, Credentials)>) {
+        let uri = self.dialog.remote_target.clone();
+        let mut extra = vec![("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS".to_string())];
+        if let Some((challenge, proxy, creds)) = auth {
+            self.dialog.local_cseq = self.dialog.local_cseq.wrapping_add(1);
+            let cnonce = format!("{:016x}", next(&mut self.rng));
+            if let Some(v) = answer_challenge(&challenge, "INVITE", &uri, &creds.user, &creds.password, &cnonce, 1) {
+                extra.push((if proxy { "Proxy-Authorization" } else { "Authorization" }, v));
+            }
+        }
+        let branch = self.branch();
+        let offer = self.offer.clone();
+        match self.dialog.build(&self.local, &branch, "INVITE", self.dialog.local_cseq, &extra, Some(("application/sdp", &offer))) {
+            Ok(inv) => {
+                self.invite = Some(inv.clone());
+                self.out.push_back(CallOutput::Request(Box::new(inv)));
+            }
+            Err(_) => self.end(400, "the number cannot be dialled"),
+        }
+    }
+
+    /// Answer the incoming INVITE; returns the bytes of a 2xx for
+    /// retransmission.
+    fn respond(&mut self, code: u16, sdp: Option<Bytes>) -> Option<Bytes> {
+        let (Some(key), Some(inv)) = (self.uas_key.clone(), self.uas_invite.as_ref()) else { return None };
+        let mut r = response_to(inv, code, Some(&self.dialog.local_tag));
+        if (101..300).contains(&code) {
+            r.headers.insert(Name::CONTACT, self.local.contact(self.dialog.peer.transport));
+        }
+        if let Some(body) = sdp {
+            r.headers.insert(Name::CONTENT_TYPE, "application/sdp".to_string());
+            r.body = body;
+        }
+        let bytes = (200..300).contains(&code).then(|| r.to_bytes());
+        self.out.push_back(CallOutput::Response { key, response: Box::new(r) });
+        bytes
+    }
+
+    fn end(&mut self, code: u16, reason: &str) {
+        if matches!(self.state, CallState::Ended { .. }) {
+            return;
+        }
+        self.state = CallState::Ended { code, reason: reason.to_string() };
+        self.out.push_back(CallOutput::Event(CallEvent::Ended { code, reason: reason.to_string() }));
+    }
+
+    fn branch(&mut self) -> String {
+        format!("z9hG4bK{:016x}", next(&mut self.rng))
+    }
+}
+
+/// CANCEL for an INVITE (RFC 3261 §9.1): same Request-URI, Call-ID, From,
+/// To, CSeq number and top Via (branch included), and its Route headers.
+fn cancel_for(inv: &Request) -> String {
+    let get = |n: &Name| inv.headers.get_raw(n).next().map(|v| v.to_string()).unwrap_or_default();
+    let mut s = format!("CANCEL {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} CANCEL\r\n", inv.uri.raw, get(&Name::VIA), get(&Name::FROM), get(&Name::TO), inv.core.call_id, inv.core.cseq.seq);
+    for r in inv.headers.get_raw(&Name::ROUTE) {
+        s.push_str(&format!("Route: {r}\r\n"));
+    }
+    s.push_str("Content-Length: 0\r\n\r\n");
+    s
+}
+
+/// SplitMix64 over the caller's seed.
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+    use tsunagu_sip::digest::{Algorithm, DigestVerifier, StoredCredentials, Verdict};
+    use tsunagu_sip::{parse_message, Framing, Limits, Message};
+
+    fn me() -> PhoneAddress {
+        PhoneAddress { user: "1001".into(), flow: Flow { transport: TransportKind::Udp, local: SocketAddr::from(([192, 0, 2, 10], 5060)) } }
+    }
+
+    fn pbx() -> Peer {
+        Peer { addr: SocketAddr::from(([192, 0, 2, 1], 5060)), transport: TransportKind::Udp, flow: 0 }
+    }
+
+    fn outputs(c: &mut Call) -> Vec<CallOutput> {
+        std::iter::from_fn(|| c.poll_output()).collect()
+    }
+
+    fn request(outs: &[CallOutput], method: &str) -> Request {
+        outs.iter()
+            .find_map(|o| match o {
+                CallOutput::Request(r) if r.method == method => Some((**r).clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no {method} in {outs:?}"))
+    }
+
+    fn events(outs: &[CallOutput]) -> Vec<CallEvent> {
+        outs.iter()
+            .filter_map(|o| match o {
+                CallOutput::Event(e) => Some(e.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn raw_text(outs: &[CallOutput]) -> Vec<String> {
+        outs.iter()
+            .filter_map(|o| match o {
+                CallOutput::Raw(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn reply(req: &Request, code: u16, extra: &[(Name, &str)], body: &[u8]) -> Response {
+        let mut r = response_to(req, code, if code > 100 { Some("remote") } else { None });
+        for (n, v) in extra {
+            r.headers.insert(n.clone(), v.to_string());
+        }
+        r.body = Bytes::copy_from_slice(body);
+        r
+    }
+
+    fn parse_req(text: &str) -> Request {
+        match parse_message(text.as_bytes(), Framing::Datagram, &Limits::default()) {
+            Ok(Message::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_outgoing_call_authenticates_rings_connects_acks_and_hangs_up() {
+        let mut c = Call::dial(me(), pbx(), "pbx.example.jp", "1002", Bytes::from_static(b"v=0\r\n"), Some(Credentials { user: "1001".into(), password: "pw".into() }), 9);
+        let first = request(&outputs(&mut c), "INVITE");
+        assert_eq!(first.uri.raw, "sip:1002@pbx.example.jp");
+        assert_eq!(first.body.as_ref(), b"v=0\r\n");
+        // The PBX challenges; the second INVITE answers it.
+        let mut verifier = DigestVerifier::new("tsunagu", [1; 32], 300, vec![Algorithm::Md5]);
+        let mut challenge = reply(&first, 407, &[], b"");
+        for v in verifier.challenges(1000, [2; 16], false) {
+            challenge.headers.insert(Name::PROXY_AUTHENTICATE, v);
+        }
+        c.handle_response(&challenge);
+        let second = request(&outputs(&mut c), "INVITE");
+        assert_eq!(second.core.cseq.seq, first.core.cseq.seq + 1);
+        assert_eq!(second.core.call_id, first.core.call_id);
+        let creds = second.headers.get_raw(&Name::PROXY_AUTHORIZATION).find_map(|v| tsunagu_sip::digest::parse_authorization(v)).unwrap();
+        let stored = StoredCredentials::from_password("1001", "tsunagu", "pw");
+        assert!(matches!(verifier.verify(1000, "INVITE", &creds, Some(&stored)), Verdict::Ok));
+
+        c.handle_response(&reply(&second, 180, &[], b""));
+        assert_eq!(events(&outputs(&mut c)), vec![CallEvent::Ringing]);
+        let ok = reply(&second, 200, &[(Name::CONTACT, "<sip:1002@198.51.100.2:5070>")], b"v=0 answer\r\n");
+        c.handle_response(&ok);
+        let outs = outputs(&mut c);
+        assert_eq!(events(&outs), vec![CallEvent::Connected { sdp: Some(Bytes::from_static(b"v=0 answer\r\n")) }]);
+        let acks = raw_text(&outs);
+        assert!(acks[0].starts_with("ACK sip:1002@198.51.100.2:5070 SIP/2.0") && acks[0].contains(&format!("CSeq: {} ACK", second.core.cseq.seq)), "{acks:?}");
+        // A retransmitted 200 is ACKed again, without a second Connected.
+        c.handle_response(&ok);
+        let outs = outputs(&mut c);
+        assert_eq!(raw_text(&outs).len(), 1);
+        assert!(events(&outs).is_empty());
+
+        c.hangup();
+        let bye = request(&outputs(&mut c), "BYE");
+        assert_eq!(bye.uri.raw, "sip:1002@198.51.100.2:5070");
+        assert!(bye.core.to.tag.as_deref() == Some("remote"));
+        c.handle_response(&reply(&bye, 200, &[], b""));
+        assert!(matches!(events(&outputs(&mut c))[..], [CallEvent::Ended { code: 200, .. }]));
+    }
+
+    #[test]
+    fn a_cancel_that_loses_the_race_hangs_up_the_answered_call() {
+        let mut c = Call::dial(me(), pbx(), "pbx", "1002", Bytes::from_static(b"v=0\r\n"), None, 3);
+        let inv = request(&outputs(&mut c), "INVITE");
+        c.handle_response(&reply(&inv, 180, &[], b""));
+        outputs(&mut c);
+        c.hangup();
+        let cancel = request(&outputs(&mut c), "CANCEL");
+        assert_eq!(cancel.core.top_branch(), inv.core.top_branch(), "CANCEL matches the INVITE's transaction");
+        assert_eq!(cancel.core.cseq.seq, inv.core.cseq.seq);
+        // The 200 crosses the CANCEL: ACK it, then BYE.
+        c.handle_response(&reply(&inv, 200, &[(Name::CONTACT, "<sip:1002@198.51.100.2>")], b"v=0\r\n"));
+        let outs = outputs(&mut c);
+        assert_eq!(raw_text(&outs).len(), 1, "ACKed");
+        let _ = request(&outs, "BYE");
+    }
+
+    #[test]
+    fn a_busy_callee_ends_the_call_with_its_code() {
+        let mut c = Call::dial(me(), pbx(), "pbx", "1002", Bytes::from_static(b"v=0\r\n"), None, 4);
+        let inv = request(&outputs(&mut c), "INVITE");
+        c.handle_response(&reply(&inv, 486, &[], b""));
+        assert_eq!(events(&outputs(&mut c)), vec![CallEvent::Ended { code: 486, reason: "Busy Here".into() }]);
+        assert!(matches!(c.state(), CallState::Ended { code: 486, .. }));
+    }
+
+    fn incoming_invite() -> Request {
+        parse_req(
+            "INVITE sip:1001@192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKin1\r\nFrom: <sip:1002@pbx>;tag=caller\r\n\
+To: <sip:1001@pbx>\r\nCall-ID: in-1\r\nCSeq: 7 INVITE\r\nContact: <sip:tsunagu@192.0.2.1:5060>\r\nContent-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n",
+        )
+    }
+
+    fn key() -> TxKey {
+        TxKey { server: true, branch: "z9hG4bKin1".into(), method: "INVITE".into(), sent_by: "192.0.2.1:5060".into() }
+    }
+
+    #[test]
+    fn an_incoming_call_rings_is_answered_retransmits_until_ack_and_ends_on_bye() {
+        let t0 = Instant::now();
+        let mut c = Call::incoming(me(), incoming_invite(), key(), pbx(), 5);
+        let outs = outputs(&mut c);
+        assert!(matches!(&outs[0], CallOutput::Response { response, .. } if response.code == 180));
+        assert_eq!(c.remote_offer().as_ref(), b"v=0\r\n");
+        c.answer(t0, Bytes::from_static(b"v=0 mine\r\n"));
+        let outs = outputs(&mut c);
+        let CallOutput::Response { response, .. } = &outs[0] else { panic!("{outs:?}") };
+        assert_eq!(response.code, 200);
+        assert_eq!(response.body.as_ref(), b"v=0 mine\r\n");
+        assert!(response.headers.get_raw(&Name::CONTACT).next().is_some());
+        // No ACK yet: the 200 is sent again at T1, then 2*T1.
+        assert_eq!(c.poll_timeout(), Some(t0 + T1));
+        c.handle_timeout(t0 + T1);
+        assert_eq!(raw_text(&outputs(&mut c)).len(), 1);
+        assert_eq!(c.poll_timeout(), Some(t0 + T1 + 2 * T1));
+        let ack = parse_req("ACK sip:1001@192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKack\r\nFrom: <sip:1002@pbx>;tag=caller\r\nTo: <sip:1001@pbx>;tag=x\r\nCall-ID: in-1\r\nCSeq: 7 ACK\r\nContent-Length: 0\r\n\r\n");
+        c.handle_request(&ack, key());
+        assert_eq!(events(&outputs(&mut c)), vec![CallEvent::Connected { sdp: None }]);
+        assert_eq!(c.poll_timeout(), None, "no more retransmissions");
+        let bye = parse_req("BYE sip:1001@192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKbye\r\nFrom: <sip:1002@pbx>;tag=caller\r\nTo: <sip:1001@pbx>;tag=x\r\nCall-ID: in-1\r\nCSeq: 8 BYE\r\nContent-Length: 0\r\n\r\n");
+        c.handle_request(&bye, key());
+        let outs = outputs(&mut c);
+        assert!(matches!(&outs[0], CallOutput::Response { response, .. } if response.code == 200));
+        assert!(matches!(events(&outs)[..], [CallEvent::Ended { code: 200, .. }]));
+    }
+
+    #[test]
+    fn an_answer_never_acked_is_hung_up_after_64_t1() {
+        let t0 = Instant::now();
+        let mut c = Call::incoming(me(), incoming_invite(), key(), pbx(), 6);
+        outputs(&mut c);
+        c.answer(t0, Bytes::from_static(b"v=0\r\n"));
+        outputs(&mut c);
+        let mut now = t0;
+        let mut sent = 0;
+        while let Some(at) = c.poll_timeout() {
+            now = at;
+            c.handle_timeout(now);
+            let outs = outputs(&mut c);
+            sent += raw_text(&outs).len();
+            if outs.iter().any(|o| matches!(o, CallOutput::Request(r) if r.method == "BYE")) {
+                break;
+            }
+        }
+        assert!(now >= t0 + 64 * T1 && sent >= 7, "retransmitted {sent} times until {:?}", now - t0);
+        assert!(matches!(c.state(), CallState::Ended { code: 408, .. }));
+    }
+
+    #[test]
+    fn a_cancelled_incoming_call_gets_487_and_ends() {
+        let mut c = Call::incoming(me(), incoming_invite(), key(), pbx(), 7);
+        outputs(&mut c);
+        let cancel = parse_req("CANCEL sip:1001@192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKin1\r\nFrom: <sip:1002@pbx>;tag=caller\r\nTo: <sip:1001@pbx>\r\nCall-ID: in-1\r\nCSeq: 7 CANCEL\r\nContent-Length: 0\r\n\r\n");
+        c.handle_request(&cancel, key());
+        let outs = outputs(&mut c);
+        let codes: Vec<u16> = outs.iter().filter_map(|o| if let CallOutput::Response { response, .. } = o { Some(response.code) } else { None }).collect();
+        assert_eq!(codes, vec![200, 487]);
+        assert!(matches!(events(&outs)[..], [CallEvent::Ended { code: 487, .. }]));
+    }
+}
