@@ -10,6 +10,7 @@
 //! steps of issue 4.
 
 use crate::registration::Flow;
+use crate::seed::splitmix64 as next;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -396,15 +397,6 @@ fn cancel_for(inv: &Request) -> String {
     }
     s.push_str("Content-Length: 0\r\n\r\n");
     s
-}
-
-/// SplitMix64 over the caller's seed.
-fn next(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

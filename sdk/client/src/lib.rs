@@ -14,6 +14,7 @@ pub mod account;
 pub mod call;
 pub mod keepalive;
 pub mod registration;
+mod seed;
 
 pub use account::{Account, AccountEvent, StartError, Transport};
 pub use call::{Call, CallEvent, CallOutput, CallState, Credentials, PhoneAddress};
