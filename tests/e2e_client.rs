@@ -2,7 +2,8 @@
 //! with digest, RFC 5626 instance id and RFC 8599 push parameters (the
 //! binding the PBX stores says so), a wrong password is reported as such,
 //! a network change re-registers over a new flow that replaces the old
-//! binding, the PBX reaches the app over its registered flow, and closing
+//! binding, calls go out and come in through the PBX over the registered
+//! flow (signalling; media comes with the media session), and closing
 //! removes the binding; the same over TCP and TLS, and a TLS account
 //! refuses a PBX certificate it was not told to trust.
 
@@ -37,6 +38,17 @@ async fn next_registration(events: &mut UnboundedReceiver<AccountEvent>) -> RegE
     }
 }
 
+async fn next_call_event(events: &mut UnboundedReceiver<AccountEvent>, id: &str) -> tsunagu_client::CallEvent {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Some(AccountEvent::Call { call_id, event })) if call_id == id => return event,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the account stopped"),
+            Err(_) => panic!("no event for call {id} within 10 s"),
+        }
+    }
+}
+
 /// `tsunagu user list` lines of 1001's current bindings.
 fn bindings(s: &Server) -> Vec<String> {
     let out = s.cli(&["user", "list"]);
@@ -44,7 +56,7 @@ fn bindings(s: &Server) -> Vec<String> {
 }
 
 #[test]
-fn sdk_account_registers_with_push_moves_flows_is_reached_and_unregisters() {
+fn sdk_account_registers_with_push_moves_flows_calls_and_unregisters() {
     let sb = Sandbox::new("client");
     let s = Server::start(&sb);
     for e in ["1001", "1002"] {
@@ -79,22 +91,54 @@ fn sdk_account_registers_with_push_moves_flows_is_reached_and_unregisters() {
         });
         assert!(moved.contains(INSTANCE), "{moved}");
 
-        // The PBX reaches the app over that flow: the SDK has no calls yet
-        // and answers 480, which the caller gets.
-        let caller = tokio::task::spawn_blocking({
-            let addr = s.sip_addr();
-            move || {
-                let p = Phone::register(addr, "1002", PW, Behaviour::Busy);
-                p.dial("1001", Duration::from_secs(10)).status()
-            }
+        // Calls through the PBX. Out: the SDK calls 1002 (a scripted phone
+        // that answers), the call connects, and the SDK's hangup reaches
+        // 1002 as a BYE.
+        let sdp = bytes::Bytes::from_static(b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n");
+        let addr = s.sip_addr();
+        let callee = tokio::task::spawn_blocking(move || Phone::register(addr, "1002", PW, Behaviour::AnswerAfter(Duration::from_millis(50)))).await.unwrap();
+        let call_id = account.dial("1002", sdp.clone()).await.unwrap();
+        assert_eq!(next_call_event(&mut events, &call_id).await, tsunagu_client::CallEvent::Ringing);
+        let connected = next_call_event(&mut events, &call_id).await;
+        let tsunagu_client::CallEvent::Connected { sdp: Some(answer) } = connected else { panic!("expected Connected, got {connected:?}") };
+        assert!(String::from_utf8_lossy(&answer).contains("m=audio"), "the PBX's SDP answer");
+        account.hangup(&call_id);
+        assert!(matches!(next_call_event(&mut events, &call_id).await, tsunagu_client::CallEvent::Ended { .. }));
+        let leg = callee.invites().pop().expect("1002 was rung");
+        let leg_id = leg.call_id().to_string();
+        tokio::task::spawn_blocking(move || {
+            callee.wait_request_in("BYE", &leg_id, Duration::from_secs(5));
+        })
+        .await
+        .unwrap();
+
+        // In: a caller dials 1001; the PBX reaches the SDK over its flow, the
+        // app answers, the caller gets 200, and the caller's hangup ends the
+        // call in the SDK.
+        let caller = tokio::task::spawn_blocking(move || {
+            let p = Phone::register(addr, "1002", PW, Behaviour::Busy);
+            let c = p.dial("1001", Duration::from_secs(10));
+            (p, c)
         });
-        let status = caller.await.unwrap();
-        assert_eq!(status, 480);
-        let mut saw_invite = false;
-        while let Ok(ev) = events.try_recv() {
-            saw_invite |= ev == AccountEvent::Unhandled { method: "INVITE".into() };
-        }
-        assert!(saw_invite, "the INVITE came to the SDK's flow");
+        let incoming = loop {
+            match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+                Ok(Some(AccountEvent::IncomingCall { call_id, from, offer })) => break (call_id, from, offer),
+                Ok(Some(_)) => continue,
+                other => panic!("no incoming call: {other:?}"),
+            }
+        };
+        assert_eq!(incoming.1, "1002");
+        assert!(String::from_utf8_lossy(&incoming.2).contains("m=audio"));
+        account.answer(&incoming.0, sdp.clone());
+        let (p, c) = caller.await.unwrap();
+        assert_eq!(c.status(), 200, "the caller was answered by the SDK");
+        assert_eq!(next_call_event(&mut events, &incoming.0).await, tsunagu_client::CallEvent::Connected { sdp: None });
+        tokio::task::spawn_blocking(move || {
+            p.hangup(&c);
+        })
+        .await
+        .unwrap();
+        assert!(matches!(next_call_event(&mut events, &incoming.0).await, tsunagu_client::CallEvent::Ended { code: 200, .. }));
 
         // Closing removes the binding.
         account.close(Duration::from_secs(5)).await;

@@ -1,7 +1,10 @@
 //! The driver of one account: a flow to the PBX (UDP, TCP or TLS), the
-//! RFC 3261 transaction layer (retransmissions, timeouts) and the
-//! [`Registration`] engine, in one tokio task. The app talks to it through
-//! [`Account`] and hears from it on an event channel.
+//! RFC 3261 transaction layer (retransmissions, timeouts), the
+//! [`Registration`] engine and the account's [`Call`] engines, in one
+//! tokio task. The app talks to it through [`Account`] (register, dial,
+//! answer, reject, hang up, close) and hears from it on an event channel.
+//! Calls carry SDP the app supplies; the media session that makes and
+//! takes it comes next.
 //!
 //! UDP uses a connected socket on purpose: the kernel then picks the source
 //! address the route to the PBX takes, which is what Via and Contact must
@@ -10,7 +13,10 @@
 //! over the new one at once. [`Account::network_changed`] does the same
 //! when the app learns the device changed networks (Wi-Fi -> LTE).
 
+use crate::call::{Call, CallEvent, CallOutput, Credentials, PhoneAddress};
 use crate::keepalive::{KeepAlive, KeepAliveAction};
+use bytes::Bytes;
+use std::collections::HashMap;
 use crate::registration::{Flow, RegEvent, RegOutput, RegState, Registration, RegistrationConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,16 +54,23 @@ impl Transport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountEvent {
     Registration(RegEvent),
-    /// A request from the PBX this version does not handle yet (an INVITE
-    /// is answered 480 until calls are built).
+    /// A request from the PBX this version does not handle (answered 501).
     Unhandled { method: String },
     /// The flow to the PBX broke (closed, or no pong); a new one is opened.
     FlowLost { reason: String },
+    /// A call is coming in: answer or reject it by its Call-ID.
+    IncomingCall { call_id: String, from: String, offer: Bytes },
+    /// Something happened in a call.
+    Call { call_id: String, event: CallEvent },
 }
 
 enum Command {
     NetworkChanged,
     Close(oneshot::Sender<()>),
+    Dial { target: String, sdp: Bytes, reply: oneshot::Sender<Result<String, String>> },
+    Answer { call_id: String, sdp: Bytes },
+    Reject { call_id: String, code: u16 },
+    Hangup { call_id: String },
 }
 
 /// One account registered with one PBX. Cheap to clone; `close` ends it.
@@ -93,7 +106,7 @@ impl Account {
         transport: Transport,
         config: RegistrationConfig,
     ) -> Result<(Account, mpsc::UnboundedReceiver<AccountEvent>), StartError> {
-        let registration = Registration::new(config, rand::random())?;
+        let registration = Registration::new(config.clone(), rand::random())?;
         let tls = match &transport {
             Transport::Tls { ca } => Some(tls_connector(ca)?),
             _ => None,
@@ -103,7 +116,7 @@ impl Account {
         let (commands, rx) = mpsc::unbounded_channel();
         let (events, events_rx) = mpsc::unbounded_channel();
         let state = Arc::new(Mutex::new(RegState::Idle));
-        tokio::spawn(run(dialer, conn, registration, rx, events, state.clone()));
+        tokio::spawn(run(dialer, conn, registration, config, rx, events, state.clone()));
         Ok((Account { commands, state }, events_rx))
     }
 
@@ -114,6 +127,27 @@ impl Account {
     /// The device's network changed: register over a new flow now.
     pub fn network_changed(&self) {
         let _ = self.commands.send(Command::NetworkChanged);
+    }
+
+    /// Call `target` (an extension or a number as dialled), offering `sdp`.
+    /// Returns the call's id (its Call-ID); its progress arrives as
+    /// [`AccountEvent::Call`].
+    pub async fn dial(&self, target: &str, sdp: Bytes) -> Result<String, String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Dial { target: target.to_string(), sdp, reply }).map_err(|_| "the account is closed".to_string())?;
+        rx.await.map_err(|_| "the account is closed".to_string())?
+    }
+
+    pub fn answer(&self, call_id: &str, sdp: Bytes) {
+        let _ = self.commands.send(Command::Answer { call_id: call_id.to_string(), sdp });
+    }
+
+    pub fn reject(&self, call_id: &str, code: u16) {
+        let _ = self.commands.send(Command::Reject { call_id: call_id.to_string(), code });
+    }
+
+    pub fn hangup(&self, call_id: &str) {
+        let _ = self.commands.send(Command::Hangup { call_id: call_id.to_string() });
     }
 
     /// Unregister (waiting at most `timeout` for the PBX) and stop.
@@ -265,6 +299,7 @@ async fn run(
     dialer: Dialer,
     conn: Conn,
     mut reg: Registration,
+    config: RegistrationConfig,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<AccountEvent>,
     state: Arc<Mutex<RegState>>,
@@ -280,6 +315,8 @@ async fn run(
     if let Some(c) = &conn {
         register_over(&mut reg, c, kind);
     }
+    let mut calls = Calls::default();
+    let creds = Credentials { user: config.user.clone(), password: config.password.clone() };
     loop {
         // Drain the engines: registration -> transactions -> flow.
         loop {
@@ -320,6 +357,31 @@ async fn run(
                     }
                 }
             }
+            for (call_id, out) in calls.drain_outputs() {
+                progressed = true;
+                match out {
+                    CallOutput::Request(request) => {
+                        if let Some(b) = request.core.top_branch() {
+                            calls.by_branch.insert(b.to_string(), call_id.clone());
+                        }
+                        let peer = Peer { addr: dialer.server, transport: kind, flow: flow_id };
+                        tx.handle_input(Instant::now(), Input::SendRequest { request: *request, peer });
+                    }
+                    CallOutput::Response { key, response } => tx.handle_input(Instant::now(), Input::SendResponse { key, response: *response }),
+                    CallOutput::Raw(bytes) => {
+                        if let Some(c) = conn.as_mut() {
+                            let _ = c.send(&bytes).await;
+                        }
+                    }
+                    CallOutput::Event(event) => {
+                        let ended = matches!(event, CallEvent::Ended { .. });
+                        let _ = events.send(AccountEvent::Call { call_id: call_id.clone(), event });
+                        if ended {
+                            calls.remove(&call_id);
+                        }
+                    }
+                }
+            }
             while let Some(out) = tx.poll_output() {
                 progressed = true;
                 match out {
@@ -339,20 +401,45 @@ async fn run(
                             reg.flow_failed(Instant::now(), &why);
                         }
                     }
-                    Output::Event(TxEvent::Response { response, .. }) => reg.handle_response(Instant::now(), &response),
-                    Output::Event(TxEvent::Timeout { .. }) => reg.handle_failure(Instant::now(), "no answer from the PBX"),
-                    Output::Event(TxEvent::Request { key, request, .. }) => {
-                        // Keep-alive OPTIONS get 200; calls are not built yet.
+                    Output::Event(TxEvent::Response { response, .. }) => {
+                        if response.core.cseq.method == "REGISTER" {
+                            reg.handle_response(Instant::now(), &response);
+                        } else if let Some(call) = calls.map.get_mut(&response.core.call_id) {
+                            call.handle_response(&response);
+                        }
+                    }
+                    Output::Event(TxEvent::Timeout { key }) => match calls.by_branch.remove(&key.branch) {
+                        Some(call_id) => {
+                            if let Some(call) = calls.map.get_mut(&call_id) {
+                                call.handle_failure();
+                            }
+                        }
+                        None => reg.handle_failure(Instant::now(), "no answer from the PBX"),
+                    },
+                    Output::Event(TxEvent::Request { key, request, peer }) => {
+                        if let Some(call) = calls.map.get_mut(&request.core.call_id) {
+                            call.handle_request(&request, key);
+                            continue;
+                        }
                         let code = match request.method.as_str() {
+                            // Keep-alive OPTIONS from the PBX.
                             "OPTIONS" => 200,
                             "ACK" => continue,
+                            "INVITE" if request.core.to.tag.is_none() => {
+                                let Some(flow) = current_flow(&conn, kind) else { continue };
+                                let local = PhoneAddress { user: config.user.clone(), flow };
+                                let call_id = request.core.call_id.clone();
+                                let from = request.core.from.user().unwrap_or_default();
+                                let call = Call::incoming(local, request, key, peer, rand::random());
+                                let offer = call.remote_offer().clone();
+                                calls.map.insert(call_id.clone(), call);
+                                let _ = events.send(AccountEvent::IncomingCall { call_id, from, offer });
+                                continue;
+                            }
+                            "INVITE" | "BYE" | "CANCEL" => 481,
                             m => {
                                 let _ = events.send(AccountEvent::Unhandled { method: m.to_string() });
-                                if m == "INVITE" {
-                                    480
-                                } else {
-                                    501
-                                }
+                                501
                             }
                         };
                         let resp = response_to(&request, code, Some("sdk"));
@@ -368,7 +455,7 @@ async fn run(
         if let Ok(mut s) = state.lock() {
             *s = reg.state().clone();
         }
-        let wake = [reg.poll_timeout(), tx.poll_timeout(), keepalive.as_ref().filter(|_| conn.is_some()).map(|k| k.next_wake())].into_iter().flatten().min();
+        let wake = [reg.poll_timeout(), tx.poll_timeout(), keepalive.as_ref().filter(|_| conn.is_some()).map(|k| k.next_wake()), calls.next_timeout()].into_iter().flatten().min();
         let sleep = async {
             match wake {
                 Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
@@ -408,6 +495,9 @@ async fn run(
                 let now = Instant::now();
                 tx.handle_input(now, Input::Timeout);
                 reg.handle_timeout(now);
+                for call in calls.map.values_mut() {
+                    call.handle_timeout(now);
+                }
                 match keepalive.as_mut().and_then(|k| k.poll(now)) {
                     Some(KeepAliveAction::SendPing) => {
                         if let Some(c) = conn.as_mut() {
@@ -434,12 +524,76 @@ async fn run(
                 }
                 Some(Command::Close(done)) => {
                     closing = Some(done);
+                    for call in calls.map.values_mut() {
+                        call.hangup();
+                    }
                     reg.unregister(Instant::now());
+                }
+                Some(Command::Dial { target, sdp, reply }) => match current_flow(&conn, kind) {
+                    Some(flow) => {
+                        let local = PhoneAddress { user: config.user.clone(), flow };
+                        let peer = Peer { addr: dialer.server, transport: kind, flow: flow_id };
+                        let call = Call::dial(local, peer, &config.domain, &target, sdp, Some(creds.clone()), rand::random());
+                        let call_id = call.call_id().to_string();
+                        calls.map.insert(call_id.clone(), call);
+                        let _ = reply.send(Ok(call_id));
+                    }
+                    None => {
+                        let _ = reply.send(Err("not connected to the PBX".to_string()));
+                    }
+                },
+                Some(Command::Answer { call_id, sdp }) => {
+                    if let Some(call) = calls.map.get_mut(&call_id) {
+                        call.answer(Instant::now(), sdp);
+                    }
+                }
+                Some(Command::Reject { call_id, code }) => {
+                    if let Some(call) = calls.map.get_mut(&call_id) {
+                        call.reject(code);
+                    }
+                }
+                Some(Command::Hangup { call_id }) => {
+                    if let Some(call) = calls.map.get_mut(&call_id) {
+                        call.hangup();
+                    }
                 }
                 None => return,
             },
         }
     }
+}
+
+/// The account's calls, by Call-ID, and which call each client
+/// transaction (by branch) belongs to, for timeouts.
+#[derive(Default)]
+struct Calls {
+    map: HashMap<String, Call>,
+    by_branch: HashMap<String, String>,
+}
+
+impl Calls {
+    fn drain_outputs(&mut self) -> Vec<(String, CallOutput)> {
+        let mut out = Vec::new();
+        for (id, call) in self.map.iter_mut() {
+            while let Some(o) = call.poll_output() {
+                out.push((id.clone(), o));
+            }
+        }
+        out
+    }
+
+    fn remove(&mut self, call_id: &str) {
+        self.map.remove(call_id);
+        self.by_branch.retain(|_, c| c != call_id);
+    }
+
+    fn next_timeout(&self) -> Option<Instant> {
+        self.map.values().filter_map(|c| c.poll_timeout()).min()
+    }
+}
+
+fn current_flow(conn: &Option<Conn>, kind: TransportKind) -> Option<Flow> {
+    conn.as_ref().and_then(|c| c.local().ok()).map(|local| Flow { transport: kind, local })
 }
 
 fn register_over(reg: &mut Registration, conn: &Conn, kind: TransportKind) {
