@@ -11,11 +11,16 @@
 //! and the uniffi-shaped `Phone` façade come next (issue 4).
 
 pub mod account;
+pub mod audio;
 pub mod call;
 pub mod keepalive;
 pub mod registration;
 mod seed;
 
 pub use account::{Account, AccountEvent, StartError, Transport};
+pub use audio::{
+    pump_port, AudioBridge, AudioError, AudioFormat, AudioPort, AudioStats, BridgeConfig, Driver, NullPort, PortClock,
+    SplitPort, ToneSource, WavSink, WavSource,
+};
 pub use call::{Call, CallEvent, CallOutput, CallState, Credentials, PhoneAddress};
 pub use registration::{Flow, PushParams, RegEvent, RegState, Registration, RegistrationConfig};
