@@ -12,8 +12,10 @@
 //! the receive side of a phone: an adaptive [`JitterBuffer`], G.711 loss
 //! concealment ([`G711Plc`]; Opus conceals in libopus), a [`Resampler`]
 //! to the sound card's rate, and RTCP sender/receiver reports with loss,
-//! jitter and round-trip figures ([`stats`]). Mixing comes with
-//! conferences.
+//! jitter and round-trip figures ([`stats`]), and the phone's per-call
+//! [`MediaSession`] that ties them together (capture -> encode -> SRTP ->
+//! RTP out; RTP in -> SRTP -> jitter buffer -> decode/conceal -> playout;
+//! RTCP reports; RFC 4733 digits). Mixing comes with conferences.
 
 pub mod codec;
 pub mod dtmf;
@@ -25,6 +27,8 @@ pub mod relay;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;
+mod seeds;
+pub mod session;
 pub mod srtp;
 pub mod stats;
 #[cfg(test)]
@@ -37,6 +41,7 @@ pub use relay::{
 };
 pub use rtcp::{rtcp_compound, RtcpCompoundIter, RtcpHeader};
 pub use rtp::{classify, is_rtcp, PacketClass, RtpHeader, RtpPacket};
+pub use session::{MediaSession, SessionConfig, SessionEvent, SessionStats, Transmit as SessionTransmit, TransmitKind};
 pub use srtp::{CryptoAttr, MasterKey, SrtpContext, SrtpSuite};
 pub use codec::{read_wav_pcm16, write_wav_pcm16, Codec, Decoder, Encoder};
 pub use dtmf::{DtmfDetector, DtmfEvent, DtmfGenerator};

@@ -13,6 +13,7 @@
 use crate::codec::Codec;
 use crate::dtmf::{DtmfDetector, DtmfGenerator};
 use crate::error::MediaError;
+use crate::seeds::Seeds;
 use crate::srtp::{MasterKey, SrtpContext, SrtpSuite};
 use crate::transcode::Transcoder;
 use std::net::SocketAddr;
@@ -80,26 +81,6 @@ struct Inject {
     ssrc: u32,
     seq: u16,
     ts: u32,
-}
-
-/// Values for stream identifiers, drawn from a caller-supplied seed
-/// (SplitMix64), so the crate itself needs no random source.
-struct Seeds(u64);
-
-impl Seeds {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn u32(&mut self) -> u32 {
-        self.next() as u32
-    }
-    fn u16(&mut self) -> u16 {
-        self.next() as u16
-    }
 }
 
 impl Pipeline {
