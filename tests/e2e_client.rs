@@ -208,3 +208,88 @@ fn sdk_account_refuses_an_untrusted_pbx_certificate() {
     });
     assert!(bindings(&s).is_empty());
 }
+
+/// Two-way audio between the SDK and a real phone (baresip) through the
+/// PBX, both directions of call set-up: the SDK plays 440 Hz and records
+/// what it hears, baresip plays 1000 Hz and records; each recording must
+/// hold the other side's tone (frequency check).
+#[test]
+fn sdk_calls_and_answers_baresip_with_two_way_audio_through_the_pbx() {
+    use common::audio::assert_hears;
+    use common::baresip::{Account as BaresipAccount, AnswerMode, Baresip};
+    use std::sync::Arc;
+    use tsunagu_client::audio::{AudioFormat, AudioPort, SplitPort, ToneSource, WavSink};
+
+    let sb = Sandbox::new("client-audio");
+    let s = Server::start(&sb);
+    for e in ["1001", "1002"] {
+        s.cli(&["user", "add", e, "--password", PW]);
+    }
+    let mut phone = Baresip::builder(&sb, "p1002").account(BaresipAccount::new("1002", PW, s.sip_addr())).answer(AnswerMode::Auto).tone(1000.0).codecs(&["PCMU"]).start();
+    phone.registered(Duration::from_secs(10));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (account, mut events) = rt.block_on(Account::start(s.sip_addr(), config("1001", PW, &s))).unwrap();
+    rt.block_on(async {
+        assert_eq!(next_registration(&mut events).await, RegEvent::Registered { expires: 300 });
+    });
+    // 440 Hz out, what comes in recorded to `wav`; the test keeps the sink
+    // to close it when the call is over.
+    let port = |wav: &std::path::Path| -> (Arc<dyn AudioPort>, Arc<WavSink>) {
+        let tone = Arc::new(ToneSource::new(AudioFormat::ENGINE, 440.0, 8000).unwrap());
+        let sink = Arc::new(WavSink::create(wav, 8000).unwrap());
+        (Arc::new(SplitPort::new(tone, sink.clone()).unwrap()), sink)
+    };
+
+    // The SDK calls baresip.
+    let out_wav = sb.file("sdk-out.wav");
+    let (out_port, out_sink) = port(&out_wav);
+    let call_id = rt.block_on(account.dial_with_audio("1002", out_port)).unwrap();
+    rt.block_on(async {
+        loop {
+            match next_call_event(&mut events, &call_id).await {
+                tsunagu_client::CallEvent::Connected { .. } => break,
+                tsunagu_client::CallEvent::Ringing => continue,
+                other => panic!("{other:?}"),
+            }
+        }
+    });
+    phone.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    let heard = phone.wait_heard(2.0, Duration::from_secs(15));
+    account.hangup(&call_id);
+    rt.block_on(async { assert!(matches!(next_call_event(&mut events, &call_id).await, tsunagu_client::CallEvent::Ended { .. })) });
+    phone.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    assert_hears(&heard, 440.0, &[1000.0]);
+    assert!(out_sink.close().unwrap() > 8000, "the SDK recorded more than a second");
+    assert_hears(&out_wav, 1000.0, &[440.0]);
+
+    // baresip calls the SDK, which answers with audio.
+    let in_wav = sb.file("sdk-in.wav");
+    phone.dial(&format!("sip:1001@{}", s.sip_addr()));
+    let incoming = rt.block_on(async {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+                Ok(Some(AccountEvent::IncomingCall { call_id, .. })) => break call_id,
+                Ok(Some(_)) => continue,
+                other => panic!("no incoming call: {other:?}"),
+            }
+        }
+    });
+    let (in_port, in_sink) = port(&in_wav);
+    account.answer_with_audio(&incoming, in_port);
+    phone.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    let heard = phone.wait_heard(2.0, Duration::from_secs(15));
+    phone.hangup();
+    rt.block_on(async {
+        loop {
+            match next_call_event(&mut events, &incoming).await {
+                tsunagu_client::CallEvent::Ended { .. } => break,
+                _ => continue,
+            }
+        }
+    });
+    assert_hears(&heard, 440.0, &[1000.0]);
+    let n = in_sink.close().unwrap();
+    assert!(n > 8000, "the SDK recorded more than a second, not {n} samples");
+    assert_hears(&in_wav, 1000.0, &[440.0]);
+    rt.block_on(account.close(Duration::from_secs(5)));
+}

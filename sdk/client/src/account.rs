@@ -3,8 +3,8 @@
 //! [`Registration`] engine and the account's [`Call`] engines, in one
 //! tokio task. The app talks to it through [`Account`] (register, dial,
 //! answer, reject, hang up, close) and hears from it on an event channel.
-//! Calls carry SDP the app supplies; the media session that makes and
-//! takes it comes next.
+//! A call either carries audio through an [`AudioPort`] (the SDK makes the
+//! SDP and runs the media, see [`crate::media`]) or SDP the app supplies.
 //!
 //! UDP uses a connected socket on purpose: the kernel then picks the source
 //! address the route to the PBX takes, which is what Via and Contact must
@@ -14,7 +14,9 @@
 //! when the app learns the device changed networks (Wi-Fi -> LTE).
 
 use crate::call::{Call, CallEvent, CallOutput, Credentials, PhoneAddress};
+use crate::audio::AudioPort;
 use crate::keepalive::{KeepAlive, KeepAliveAction};
+use crate::media::{self, CallMedia, MediaSockets};
 use bytes::Bytes;
 use std::collections::HashMap;
 use crate::registration::{Flow, RegEvent, RegOutput, RegState, Registration, RegistrationConfig};
@@ -62,13 +64,18 @@ pub enum AccountEvent {
     IncomingCall { call_id: String, from: String, offer: Bytes },
     /// Something happened in a call.
     Call { call_id: String, event: CallEvent },
+    /// A call's media could not start (no common codec, no ports); the call
+    /// is hung up or rejected.
+    MediaFailed { call_id: String, reason: String },
 }
 
 enum Command {
     NetworkChanged,
     Close(oneshot::Sender<()>),
     Dial { target: String, sdp: Bytes, reply: oneshot::Sender<Result<String, String>> },
+    DialWithAudio { target: String, port: Arc<dyn AudioPort>, reply: oneshot::Sender<Result<String, String>> },
     Answer { call_id: String, sdp: Bytes },
+    AnswerWithAudio { call_id: String, port: Arc<dyn AudioPort> },
     Reject { call_id: String, code: u16 },
     Hangup { call_id: String },
 }
@@ -138,6 +145,21 @@ impl Account {
         rx.await.map_err(|_| "the account is closed".to_string())?
     }
 
+    /// Call `target` with audio: RTP on this device, the audio going to and
+    /// from `port` (a sound device, or a file or tone for tests and tools).
+    pub async fn dial_with_audio(&self, target: &str, port: Arc<dyn AudioPort>) -> Result<String, String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::DialWithAudio { target: target.to_string(), port, reply }).map_err(|_| "the account is closed".to_string())?;
+        rx.await.map_err(|_| "the account is closed".to_string())?
+    }
+
+    /// Answer an incoming call with audio through `port`. An offer with no
+    /// codec we do is rejected with 488.
+    pub fn answer_with_audio(&self, call_id: &str, port: Arc<dyn AudioPort>) {
+        let _ = self.commands.send(Command::AnswerWithAudio { call_id: call_id.to_string(), port });
+    }
+
+    /// Answer with SDP the app made itself (no media in the SDK).
     pub fn answer(&self, call_id: &str, sdp: Bytes) {
         let _ = self.commands.send(Command::Answer { call_id: call_id.to_string(), sdp });
     }
@@ -374,6 +396,22 @@ async fn run(
                         }
                     }
                     CallOutput::Event(event) => {
+                        if let CallEvent::Connected { sdp: Some(answer) } = &event {
+                            // Our offer was answered: start the media.
+                            if let Some((sockets, port)) = calls.pending_media.remove(&call_id) {
+                                match media::negotiated(answer).and_then(|m| CallMedia::start(sockets, m, port)) {
+                                    Ok(m) => {
+                                        calls.media.insert(call_id.clone(), m);
+                                    }
+                                    Err(e) => {
+                                        let _ = events.send(AccountEvent::MediaFailed { call_id: call_id.clone(), reason: e.to_string() });
+                                        if let Some(call) = calls.map.get_mut(&call_id) {
+                                            call.hangup();
+                                        }
+                                    }
+                                }
+                            }
+                        }
                         let ended = matches!(event, CallEvent::Ended { .. });
                         let _ = events.send(AccountEvent::Call { call_id: call_id.clone(), event });
                         if ended {
@@ -542,6 +580,45 @@ async fn run(
                         let _ = reply.send(Err("not connected to the PBX".to_string()));
                     }
                 },
+                Some(Command::DialWithAudio { target, port, reply }) => match current_flow(&conn, kind) {
+                    Some(flow) => match MediaSockets::bind(flow.local.ip()).await {
+                        Ok(sockets) => {
+                            let sdp = sockets.offer(rand::random::<u32>() as u64);
+                            let local = PhoneAddress { user: config.user.clone(), flow };
+                            let peer = Peer { addr: dialer.server, transport: kind, flow: flow_id };
+                            let call = Call::dial(local, peer, &config.domain, &target, sdp, Some(creds.clone()), rand::random());
+                            let call_id = call.call_id().to_string();
+                            calls.map.insert(call_id.clone(), call);
+                            calls.pending_media.insert(call_id.clone(), (sockets, port));
+                            let _ = reply.send(Ok(call_id));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(format!("no RTP ports: {e}")));
+                        }
+                    },
+                    None => {
+                        let _ = reply.send(Err("not connected to the PBX".to_string()));
+                    }
+                },
+                Some(Command::AnswerWithAudio { call_id, port }) => {
+                    let ip = current_flow(&conn, kind).map(|f| f.local.ip());
+                    if let (Some(call), Some(ip)) = (calls.map.get_mut(&call_id), ip) {
+                        let started = match MediaSockets::bind(ip).await {
+                            Ok(sockets) => sockets.answer(call.remote_offer(), rand::random::<u32>() as u64).and_then(|(sdp, m)| CallMedia::start(sockets, m, port).map(|cm| (sdp, cm))),
+                            Err(e) => Err(media::MediaSetupError::Start(e.to_string())),
+                        };
+                        match started {
+                            Ok((sdp, cm)) => {
+                                calls.media.insert(call_id.clone(), cm);
+                                call.answer(Instant::now(), sdp);
+                            }
+                            Err(e) => {
+                                let _ = events.send(AccountEvent::MediaFailed { call_id: call_id.clone(), reason: e.to_string() });
+                                call.reject(488);
+                            }
+                        }
+                    }
+                }
                 Some(Command::Answer { call_id, sdp }) => {
                     if let Some(call) = calls.map.get_mut(&call_id) {
                         call.answer(Instant::now(), sdp);
@@ -569,6 +646,10 @@ async fn run(
 struct Calls {
     map: HashMap<String, Call>,
     by_branch: HashMap<String, String>,
+    /// Our offer's RTP sockets and the audio port, until the answer comes.
+    pending_media: HashMap<String, (MediaSockets, Arc<dyn AudioPort>)>,
+    /// Running media, stopped when dropped.
+    media: HashMap<String, CallMedia>,
 }
 
 impl Calls {
@@ -584,6 +665,8 @@ impl Calls {
 
     fn remove(&mut self, call_id: &str) {
         self.map.remove(call_id);
+        self.pending_media.remove(call_id);
+        self.media.remove(call_id);
         self.by_branch.retain(|_, c| c != call_id);
     }
 

@@ -246,7 +246,10 @@ impl Call {
             }
             "CANCEL" => {
                 self.out.push_back(CallOutput::Response { key, response: Box::new(response_to(req, 200, None)) });
-                if self.state == CallState::Incoming {
+                // After our 200 the INVITE has its final answer: a CANCEL
+                // that crossed it changes nothing (RFC 3261 §9.2); the
+                // caller will ACK and BYE.
+                if self.state == CallState::Incoming && self.ok_retransmit.is_none() {
                     self.respond(487, None);
                     self.end(487, "the caller hung up");
                 }
@@ -589,6 +592,22 @@ To: <sip:1001@pbx>\r\nCall-ID: in-1\r\nCSeq: 7 INVITE\r\nContact: <sip:tsunagu@1
         }
         assert!(now >= t0 + 64 * T1 && sent >= 7, "retransmitted {sent} times until {:?}", now - t0);
         assert!(matches!(c.state(), CallState::Ended { code: 408, .. }));
+    }
+
+    #[test]
+    fn a_cancel_after_our_answer_changes_nothing() {
+        let t0 = Instant::now();
+        let mut c = Call::incoming(me(), incoming_invite(), key(), pbx(), 8);
+        outputs(&mut c);
+        c.answer(t0, Bytes::from_static(b"v=0\r\n"));
+        outputs(&mut c);
+        let cancel = parse_req("CANCEL sip:1001@192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKin1\r\nFrom: <sip:1002@pbx>;tag=caller\r\nTo: <sip:1001@pbx>\r\nCall-ID: in-1\r\nCSeq: 7 CANCEL\r\nContent-Length: 0\r\n\r\n");
+        c.handle_request(&cancel, key());
+        let outs = outputs(&mut c);
+        let codes: Vec<u16> = outs.iter().filter_map(|o| if let CallOutput::Response { response, .. } = o { Some(response.code) } else { None }).collect();
+        assert_eq!(codes, vec![200], "only the CANCEL is answered");
+        assert!(events(&outs).is_empty());
+        assert_eq!(c.state(), &CallState::Incoming, "still waiting for the ACK");
     }
 
     #[test]

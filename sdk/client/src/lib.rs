@@ -14,6 +14,7 @@ pub mod account;
 pub mod audio;
 pub mod call;
 pub mod keepalive;
+pub mod media;
 pub mod registration;
 mod seed;
 

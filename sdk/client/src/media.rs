@@ -1,0 +1,225 @@
+//! A call's media in the SDK: the SDP the phone offers and answers, and one
+//! tokio task per call that owns the RTP and RTCP sockets, tsunagu-media's
+//! [`MediaSession`] and the audio [`Driver`] of the call's [`AudioPort`].
+//!
+//! The task's clock is the audio port's: every 20 ms frame of capture is
+//! encoded and sent, and one frame of playout is pulled from the jitter
+//! buffer, so playout never runs ahead of or behind the device. Packets are
+//! sent to the address the far end's SDP gave (the PBX anchors media, so
+//! that is its relay port).
+
+use crate::audio::{AudioPort, BridgeConfig, Driver};
+use bytes::Bytes;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tsunagu_media::codec::Codec;
+use tsunagu_media::pipeline::LegMedia;
+use tsunagu_media::{MediaSession, SessionConfig, TransmitKind};
+use tsunagu_sip::sdp::Sdp;
+
+/// The telephone-event payload type we offer (RFC 4733).
+const TELEPHONE_EVENT_PT: u8 = 101;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MediaSetupError {
+    #[error("the SDP does not parse")]
+    BadSdp,
+    #[error("no audio stream in the SDP")]
+    NoAudio,
+    #[error("no codec in common (we do PCMU, PCMA and Opus)")]
+    NoCommonCodec,
+    #[error("the SDP names no address to send media to")]
+    NoAddress,
+    #[error("cannot start the media: {0}")]
+    Start(String),
+}
+
+/// The RTP port (even) and the RTCP port above it, bound on the address the
+/// SIP flow uses.
+pub struct MediaSockets {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    ip: IpAddr,
+}
+
+impl MediaSockets {
+    pub async fn bind(ip: IpAddr) -> std::io::Result<MediaSockets> {
+        for _ in 0..32 {
+            let rtp = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+            let port = rtp.local_addr()?.port();
+            if port % 2 != 0 || port == u16::MAX {
+                continue;
+            }
+            if let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
+                return Ok(MediaSockets { rtp, rtcp, ip });
+            }
+        }
+        Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free even/odd UDP port pair for RTP"))
+    }
+
+    pub fn rtp_port(&self) -> u16 {
+        self.rtp.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Our SDP offer: G.711 µ-law and A-law and RFC 4733 digits.
+    pub fn offer(&self, session_id: u64) -> Bytes {
+        sdp_text(self.ip, self.rtp_port(), session_id, &[(0, "PCMU/8000"), (8, "PCMA/8000")], Some(TELEPHONE_EVENT_PT))
+    }
+
+    /// Our answer to `offer`, and the media it agrees on.
+    pub fn answer(&self, offer: &[u8], session_id: u64) -> Result<(Bytes, LegMedia), MediaSetupError> {
+        let media = negotiated(offer)?;
+        let Some((codec, pt)) = media.codec else { return Err(MediaSetupError::NoCommonCodec) };
+        let name = match codec {
+            Codec::Pcmu => "PCMU/8000",
+            Codec::Pcma => "PCMA/8000",
+            Codec::Opus => "opus/48000/2",
+        };
+        // Digits only when they offered them, under their payload type.
+        let text = sdp_text(self.ip, self.rtp_port(), session_id, &[(pt, name)], media.telephone_event);
+        Ok((text, media))
+    }
+}
+
+fn sdp_text(ip: IpAddr, port: u16, session_id: u64, codecs: &[(u8, &str)], digits: Option<u8>) -> Bytes {
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    let mut fmts: Vec<String> = codecs.iter().map(|(pt, _)| pt.to_string()).collect();
+    if let Some(te) = digits {
+        fmts.push(te.to_string());
+    }
+    let mut s = format!(
+        "v=0\r\no=tsunagu-sdk {session_id} 1 IN {family} {ip}\r\ns=-\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {}\r\n",
+        fmts.join(" ")
+    );
+    for (pt, name) in codecs {
+        s.push_str(&format!("a=rtpmap:{pt} {name}\r\n"));
+    }
+    if let Some(te) = digits {
+        s.push_str(&format!("a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"));
+    }
+    s.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    Bytes::from(s)
+}
+
+/// The far end's media from its SDP (an answer to ours, or an offer we
+/// answer): its address, the first codec of its list that we do, and its
+/// telephone-event type.
+pub fn negotiated(sdp: &[u8]) -> Result<LegMedia, MediaSetupError> {
+    let parsed = Sdp::parse(sdp).map_err(|_| MediaSetupError::BadSdp)?;
+    let idx = parsed.audio_index().ok_or(MediaSetupError::NoAudio)?;
+    let m = parsed.media.get(idx).ok_or(MediaSetupError::NoAudio)?;
+    let ip = parsed.media_addr(idx).or_else(|| parsed.session_addr()).ok_or(MediaSetupError::NoAddress)?;
+    let maps = m.rtpmaps();
+    let codec = maps.iter().find_map(|r| Codec::from_rtpmap(&r.encoding, r.clock_rate).map(|c| (c, r.pt))).ok_or(MediaSetupError::NoCommonCodec)?;
+    let te = maps.iter().find(|r| r.encoding.eq_ignore_ascii_case("telephone-event")).map(|r| r.pt);
+    Ok(LegMedia {
+        rtp_addr: (m.port != 0).then(|| SocketAddr::new(ip, m.port)),
+        rtcp_port: m.rtcp_port(),
+        codec: Some(codec),
+        telephone_event: te,
+        srtp_recv: None,
+        srtp_send: None,
+    })
+}
+
+/// A running call's media; dropping it stops the task and the audio port.
+pub struct CallMedia {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CallMedia {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl CallMedia {
+    pub fn start(sockets: MediaSockets, media: LegMedia, port: Arc<dyn AudioPort>) -> Result<CallMedia, MediaSetupError> {
+        let now = Instant::now();
+        let mut config = SessionConfig::new(format!("{:016x}@tsunagu-sdk", rand::random::<u64>()), rand::random());
+        config.wall_clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let session = MediaSession::new(&media, config, now).map_err(|e| MediaSetupError::Start(e.to_string()))?;
+        let driver = Driver::start(port, BridgeConfig::default(), now).map_err(|e| MediaSetupError::Start(e.to_string()))?;
+        Ok(CallMedia { task: tokio::spawn(run(sockets, session, driver)) })
+    }
+}
+
+async fn run(sockets: MediaSockets, mut session: MediaSession, mut driver: Driver) {
+    let mut buf = vec![0u8; 2048];
+    let mut rtcp_buf = vec![0u8; 2048];
+    let mut playout = Vec::with_capacity(320);
+    // Where the far end's packets really come from: used when its SDP gave
+    // no address (symmetric RTP).
+    let mut rtp_from: Option<SocketAddr> = None;
+    loop {
+        while let Some(t) = session.poll_transmit() {
+            let (sock, to) = match t.kind {
+                TransmitKind::Rtp => (&sockets.rtp, t.to.or(rtp_from)),
+                TransmitKind::Rtcp => (&sockets.rtcp, t.to),
+            };
+            if let Some(to) = to {
+                let _ = sock.send_to(&t.bytes, to).await;
+            }
+        }
+        while session.poll_event().is_some() {}
+        let wake = [Some(driver.next_deadline()), session.poll_timeout()].into_iter().flatten().min().unwrap_or_else(|| Instant::now() + Duration::from_millis(20));
+        tokio::select! {
+            r = sockets.rtp.recv_from(&mut buf) => if let Ok((n, from)) = r {
+                rtp_from.get_or_insert(from);
+                session.handle_datagram(Instant::now(), &buf[..n]);
+            },
+            r = sockets.rtcp.recv_from(&mut rtcp_buf) => if let Ok((n, _)) = r {
+                session.handle_datagram(Instant::now(), &rtcp_buf[..n]);
+            },
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
+                let now = Instant::now();
+                driver.tick(now, &mut |capture: &[i16], out: &mut [i16]| {
+                    session.push_capture(now, capture);
+                    playout.clear();
+                    session.pull_playout(now, &mut playout, out.len());
+                    let n = out.len().min(playout.len());
+                    out[..n].copy_from_slice(&playout[..n]);
+                });
+                session.handle_timeout(now);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_offer_and_its_answer_agree_on_g711_and_digits() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let a = MediaSockets::bind("127.0.0.1".parse().unwrap()).await.unwrap();
+            let b = MediaSockets::bind("127.0.0.1".parse().unwrap()).await.unwrap();
+            assert_eq!(a.rtp_port() % 2, 0);
+            let offer = a.offer(1);
+            let (answer, b_view_of_a) = b.answer(&offer, 2).unwrap();
+            assert_eq!(b_view_of_a.rtp_addr, Some(SocketAddr::new("127.0.0.1".parse().unwrap(), a.rtp_port())));
+            assert_eq!(b_view_of_a.codec, Some((Codec::Pcmu, 0)));
+            assert_eq!(b_view_of_a.telephone_event, Some(101));
+            let a_view_of_b = negotiated(&answer).unwrap();
+            assert_eq!(a_view_of_b.rtp_addr.map(|s| s.port()), Some(b.rtp_port()));
+            assert_eq!(a_view_of_b.codec, Some((Codec::Pcmu, 0)));
+        });
+    }
+
+    #[test]
+    fn an_offer_we_cannot_take_is_a_typed_error() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let s = MediaSockets::bind("127.0.0.1".parse().unwrap()).await.unwrap();
+            let g722 = b"v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 9\r\na=rtpmap:9 G722/8000\r\n";
+            assert_eq!(s.answer(g722, 1).err(), Some(MediaSetupError::NoCommonCodec));
+            assert_eq!(s.answer(b"garbage", 1).err(), Some(MediaSetupError::BadSdp));
+            let video = b"v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 4000 RTP/AVP 96\r\n";
+            assert_eq!(s.answer(video, 1).err(), Some(MediaSetupError::NoAudio));
+        });
+    }
+}
