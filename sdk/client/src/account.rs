@@ -78,6 +78,8 @@ enum Command {
     AnswerWithAudio { call_id: String, port: Arc<dyn AudioPort> },
     Reject { call_id: String, code: u16 },
     Hangup { call_id: String },
+    Dtmf { call_id: String, digits: String },
+    Mute { call_id: String, muted: bool },
 }
 
 /// One account registered with one PBX. Cheap to clone; `close` ends it.
@@ -166,6 +168,16 @@ impl Account {
 
     pub fn reject(&self, call_id: &str, code: u16) {
         let _ = self.commands.send(Command::Reject { call_id: call_id.to_string(), code });
+    }
+
+    /// Send key presses in a call with audio (RFC 4733 events, in order).
+    pub fn send_dtmf(&self, call_id: &str, digits: &str) {
+        let _ = self.commands.send(Command::Dtmf { call_id: call_id.to_string(), digits: digits.to_string() });
+    }
+
+    /// Mute or unmute our side of a call with audio.
+    pub fn mute(&self, call_id: &str, muted: bool) {
+        let _ = self.commands.send(Command::Mute { call_id: call_id.to_string(), muted });
     }
 
     pub fn hangup(&self, call_id: &str) {
@@ -627,6 +639,16 @@ async fn run(
                 Some(Command::Reject { call_id, code }) => {
                     if let Some(call) = calls.map.get_mut(&call_id) {
                         call.reject(code);
+                    }
+                }
+                Some(Command::Dtmf { call_id, digits }) => {
+                    if let Some(m) = calls.media.get(&call_id) {
+                        digits.chars().for_each(|d| m.send_dtmf(d));
+                    }
+                }
+                Some(Command::Mute { call_id, muted }) => {
+                    if let Some(m) = calls.media.get(&call_id) {
+                        m.mute(muted);
                     }
                 }
                 Some(Command::Hangup { call_id }) => {

@@ -127,7 +127,16 @@ pub fn negotiated(sdp: &[u8]) -> Result<LegMedia, MediaSetupError> {
 /// A running call's media; dropping it stops the task and the audio port.
 pub struct CallMedia {
     task: tokio::task::JoinHandle<()>,
+    control: tokio::sync::mpsc::UnboundedSender<MediaControl>,
 }
+
+enum MediaControl {
+    Dtmf(char),
+    Mute(bool),
+}
+
+/// How long each digit sounds (RFC 4733 events; the session paces them).
+const DTMF_MS: u32 = 120;
 
 impl Drop for CallMedia {
     fn drop(&mut self) {
@@ -142,11 +151,21 @@ impl CallMedia {
         config.wall_clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let session = MediaSession::new(&media, config, now).map_err(|e| MediaSetupError::Start(e.to_string()))?;
         let driver = Driver::start(port, BridgeConfig::default(), now).map_err(|e| MediaSetupError::Start(e.to_string()))?;
-        Ok(CallMedia { task: tokio::spawn(run(sockets, session, driver)) })
+        let (control, rx) = tokio::sync::mpsc::unbounded_channel();
+        Ok(CallMedia { task: tokio::spawn(run(sockets, session, driver, rx)), control })
+    }
+
+    /// Send a key press as RFC 4733 events (in order, paced by the session).
+    pub fn send_dtmf(&self, digit: char) {
+        let _ = self.control.send(MediaControl::Dtmf(digit));
+    }
+
+    pub fn mute(&self, muted: bool) {
+        let _ = self.control.send(MediaControl::Mute(muted));
     }
 }
 
-async fn run(sockets: MediaSockets, mut session: MediaSession, mut driver: Driver) {
+async fn run(sockets: MediaSockets, mut session: MediaSession, mut driver: Driver, mut control: tokio::sync::mpsc::UnboundedReceiver<MediaControl>) {
     let mut buf = vec![0u8; 2048];
     let mut rtcp_buf = vec![0u8; 2048];
     let mut playout = Vec::with_capacity(320);
@@ -172,6 +191,12 @@ async fn run(sockets: MediaSockets, mut session: MediaSession, mut driver: Drive
             },
             r = sockets.rtcp.recv_from(&mut rtcp_buf) => if let Ok((n, _)) = r {
                 session.handle_datagram(Instant::now(), &rtcp_buf[..n]);
+            },
+            Some(c) = control.recv() => match c {
+                // A digit the far end did not negotiate (no telephone-event)
+                // is dropped; SIP INFO is not sent from here yet.
+                MediaControl::Dtmf(d) => { let _ = session.send_dtmf(Instant::now(), d, DTMF_MS); }
+                MediaControl::Mute(m) => session.mute(m),
             },
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
                 let now = Instant::now();
