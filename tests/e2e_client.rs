@@ -210,7 +210,7 @@ fn sdk_account_refuses_an_untrusted_pbx_certificate() {
 }
 
 /// Two-way audio between the SDK and a real phone (baresip) through the
-/// PBX, both directions of call set-up: the SDK plays 440 Hz and records
+/// PBX, both directions of call set-up, in Opus end to end: the SDK plays 440 Hz and records
 /// what it hears, baresip plays 1000 Hz and records; each recording must
 /// hold the other side's tone (frequency check).
 #[test]
@@ -225,7 +225,10 @@ fn sdk_calls_and_answers_baresip_with_two_way_audio_through_the_pbx() {
     for e in ["1001", "1002"] {
         s.cli(&["user", "add", e, "--password", PW]);
     }
-    let mut phone = Baresip::builder(&sb, "p1002").account(BaresipAccount::new("1002", PW, s.sip_addr())).answer(AnswerMode::Auto).tone(1000.0).codecs(&["PCMU"]).start();
+    // baresip speaks Opus only: the PBX keeps Opus on both legs (no
+    // transcoding), so the SDK's own Opus encoder and decoder face a real
+    // peer's.
+    let mut phone = Baresip::builder(&sb, "p1002").account(BaresipAccount::new("1002", PW, s.sip_addr())).answer(AnswerMode::Auto).tone(1000.0).codecs(&["opus"]).start();
     phone.registered(Duration::from_secs(10));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (account, mut events) = rt.block_on(Account::start(s.sip_addr(), config("1001", PW, &s))).unwrap();
@@ -244,15 +247,18 @@ fn sdk_calls_and_answers_baresip_with_two_way_audio_through_the_pbx() {
     let out_wav = sb.file("sdk-out.wav");
     let (out_port, out_sink) = port(&out_wav);
     let call_id = rt.block_on(account.dial_with_audio("1002", out_port)).unwrap();
-    rt.block_on(async {
+    let answer = rt.block_on(async {
         loop {
             match next_call_event(&mut events, &call_id).await {
-                tsunagu_client::CallEvent::Connected { .. } => break,
+                tsunagu_client::CallEvent::Connected { sdp } => break sdp.unwrap_or_default(),
                 tsunagu_client::CallEvent::Ringing => continue,
                 other => panic!("{other:?}"),
             }
         }
     });
+    // The SDK offered Opus first; the PBX answered it in Opus.
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.contains("opus/48000"), "{answer}");
     phone.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
     let heard = phone.wait_heard(2.0, Duration::from_secs(15));
     account.hangup(&call_id);

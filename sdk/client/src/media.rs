@@ -21,6 +21,8 @@ use tsunagu_sip::sdp::Sdp;
 
 /// The telephone-event payload type we offer (RFC 4733).
 const TELEPHONE_EVENT_PT: u8 = 101;
+/// The dynamic payload type we offer Opus under.
+const OPUS_PT: u8 = 111;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MediaSetupError {
@@ -63,9 +65,10 @@ impl MediaSockets {
         self.rtp.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// Our SDP offer: G.711 µ-law and A-law and RFC 4733 digits.
+    /// Our SDP offer: Opus first (better on mobile networks: in-band FEC,
+    /// lower rate), then G.711 µ-law and A-law, and RFC 4733 digits.
     pub fn offer(&self, session_id: u64) -> Bytes {
-        sdp_text(self.ip, self.rtp_port(), session_id, &[(0, "PCMU/8000"), (8, "PCMA/8000")], Some(TELEPHONE_EVENT_PT))
+        sdp_text(self.ip, self.rtp_port(), session_id, &[(OPUS_PT, "opus/48000/2"), (0, "PCMU/8000"), (8, "PCMA/8000")], Some(TELEPHONE_EVENT_PT))
     }
 
     /// Our answer to `offer`, and the media it agrees on.
@@ -98,6 +101,11 @@ fn sdp_text(ip: IpAddr, port: u16, session_id: u64, codecs: &[(u8, &str)], digit
     }
     if let Some(te) = digits {
         s.push_str(&format!("a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"));
+    }
+    if codecs.iter().any(|(_, n)| n.starts_with("opus")) {
+        // Mono speech at a mobile-friendly rate, with in-band FEC (RFC 7587).
+        let pt = codecs.iter().find(|(_, n)| n.starts_with("opus")).map(|(p, _)| *p).unwrap_or(OPUS_PT);
+        s.push_str(&format!("a=fmtp:{pt} useinbandfec=1;stereo=0;sprop-stereo=0;maxaveragebitrate=24000\r\n"));
     }
     s.push_str("a=ptime:20\r\na=sendrecv\r\n");
     Bytes::from(s)
@@ -227,11 +235,17 @@ mod tests {
             let offer = a.offer(1);
             let (answer, b_view_of_a) = b.answer(&offer, 2).unwrap();
             assert_eq!(b_view_of_a.rtp_addr, Some(SocketAddr::new("127.0.0.1".parse().unwrap(), a.rtp_port())));
-            assert_eq!(b_view_of_a.codec, Some((Codec::Pcmu, 0)));
+            assert_eq!(b_view_of_a.codec, Some((Codec::Opus, OPUS_PT)), "Opus is offered first");
             assert_eq!(b_view_of_a.telephone_event, Some(101));
             let a_view_of_b = negotiated(&answer).unwrap();
             assert_eq!(a_view_of_b.rtp_addr.map(|s| s.port()), Some(b.rtp_port()));
-            assert_eq!(a_view_of_b.codec, Some((Codec::Pcmu, 0)));
+            assert_eq!(a_view_of_b.codec, Some((Codec::Opus, OPUS_PT)));
+            // A G.711-only offer is answered in G.711.
+            let g711 = b"v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8 0\r\n";
+            let (answer, m) = b.answer(g711, 3).unwrap();
+            assert_eq!(m.codec, Some((Codec::Pcma, 8)));
+            assert_eq!(m.telephone_event, None);
+            assert!(!String::from_utf8_lossy(&answer).contains("telephone-event"));
         });
     }
 
