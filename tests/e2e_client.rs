@@ -299,3 +299,49 @@ fn sdk_calls_and_answers_baresip_with_two_way_audio_through_the_pbx() {
     assert_hears(&in_wav, 1000.0, &[440.0]);
     rt.block_on(account.close(Duration::from_secs(5)));
 }
+
+/// Over TLS the SDK encrypts its media (SDES-SRTP, RTP/SAVP offer); the
+/// PBX keeps SRTP on the SDK's leg and plain RTP towards a phone without
+/// it, and both hear each other.
+#[test]
+fn sdk_over_tls_encrypts_its_media_and_talks_to_a_plain_phone() {
+    use common::audio::assert_hears;
+    use common::baresip::{Account as BaresipAccount, AnswerMode, Baresip};
+    use std::sync::Arc;
+    use tsunagu_client::audio::{AudioFormat, SplitPort, ToneSource, WavSink};
+
+    let sb = Sandbox::new("client-srtp");
+    let s = Server::start(&sb);
+    for e in ["1001", "1002"] {
+        s.cli(&["user", "add", e, "--password", PW]);
+    }
+    let mut phone = Baresip::builder(&sb, "p1002").account(BaresipAccount::new("1002", PW, s.sip_addr())).answer(AnswerMode::Auto).tone(1000.0).codecs(&["PCMU"]).start();
+    phone.registered(Duration::from_secs(10));
+    let tls_addr = std::net::SocketAddr::new(s.sip_addr().ip(), s.sip_addr().port() + 1);
+    let ca = sb.data().join("tls").join("dev-cert.pem");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (account, mut events) = rt.block_on(Account::start_with(tls_addr, Transport::Tls { ca }, config("1001", PW, &s))).unwrap();
+    rt.block_on(async { assert_eq!(next_registration(&mut events).await, RegEvent::Registered { expires: 300 }) });
+    let rec = sb.file("srtp.wav");
+    let sink = Arc::new(WavSink::create(&rec, 8000).unwrap());
+    let port = Arc::new(SplitPort::new(Arc::new(ToneSource::new(AudioFormat::ENGINE, 440.0, 8000).unwrap()), sink.clone()).unwrap());
+    let call_id = rt.block_on(account.dial_with_audio("1002", port)).unwrap();
+    let answer = rt.block_on(async {
+        loop {
+            match next_call_event(&mut events, &call_id).await {
+                tsunagu_client::CallEvent::Connected { sdp } => break String::from_utf8_lossy(&sdp.unwrap_or_default()).into_owned(),
+                tsunagu_client::CallEvent::Ringing => continue,
+                other => panic!("{other:?}"),
+            }
+        }
+    });
+    assert!(answer.contains("RTP/SAVP") && answer.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80"), "the PBX answered SRTP: {answer}");
+    phone.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    let heard = phone.wait_heard(2.0, Duration::from_secs(15));
+    account.hangup(&call_id);
+    rt.block_on(async { assert!(matches!(next_call_event(&mut events, &call_id).await, tsunagu_client::CallEvent::Ended { .. })) });
+    assert_hears(&heard, 440.0, &[1000.0]);
+    assert!(sink.close().unwrap() > 8000);
+    assert_hears(&rec, 1000.0, &[440.0]);
+    rt.block_on(account.close(Duration::from_secs(5)));
+}

@@ -4,7 +4,9 @@
 //! tokio task. The app talks to it through [`Account`] (register, dial,
 //! answer, reject, hang up, close) and hears from it on an event channel.
 //! A call either carries audio through an [`AudioPort`] (the SDK makes the
-//! SDP and runs the media, see [`crate::media`]) or SDP the app supplies.
+//! SDP and runs the media, see [`crate::media`]; over TLS its offers are
+//! SDES-SRTP, and an encrypted offer is always answered encrypted) or SDP
+//! the app supplies.
 //!
 //! UDP uses a connected socket on purpose: the kernel then picks the source
 //! address the route to the PBX takes, which is what Via and Contact must
@@ -411,7 +413,7 @@ async fn run(
                         if let CallEvent::Connected { sdp: Some(answer) } = &event {
                             // Our offer was answered: start the media.
                             if let Some((sockets, port)) = calls.pending_media.remove(&call_id) {
-                                match media::negotiated(answer).and_then(|m| CallMedia::start(sockets, m, port)) {
+                                match sockets.take_answer(answer).and_then(|m| CallMedia::start(sockets, m, port)) {
                                     Ok(m) => {
                                         calls.media.insert(call_id.clone(), m);
                                     }
@@ -595,6 +597,9 @@ async fn run(
                 Some(Command::DialWithAudio { target, port, reply }) => match current_flow(&conn, kind) {
                     Some(flow) => match MediaSockets::bind(flow.local.ip()).await {
                         Ok(sockets) => {
+                            // SDES keys travel in the SDP: encrypt the media
+                            // when the signalling is encrypted (TLS).
+                            let sockets = if kind == TransportKind::Tls { sockets.with_srtp() } else { sockets };
                             let sdp = sockets.offer(rand::random::<u32>() as u64);
                             let local = PhoneAddress { user: config.user.clone(), flow };
                             let peer = Peer { addr: dialer.server, transport: kind, flow: flow_id };

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tsunagu_media::codec::Codec;
 use tsunagu_media::pipeline::LegMedia;
+use tsunagu_media::srtp::{CryptoAttr, MasterKey, SrtpSuite};
 use tsunagu_media::{MediaSession, SessionConfig, TransmitKind};
 use tsunagu_sip::sdp::Sdp;
 
@@ -34,6 +35,8 @@ pub enum MediaSetupError {
     NoCommonCodec,
     #[error("the SDP names no address to send media to")]
     NoAddress,
+    #[error("encrypted media (RTP/SAVP) without a key we can use")]
+    NoCrypto,
     #[error("cannot start the media: {0}")]
     Start(String),
 }
@@ -44,6 +47,8 @@ pub struct MediaSockets {
     rtp: UdpSocket,
     rtcp: UdpSocket,
     ip: IpAddr,
+    /// Our SDES key (RFC 4568) when the call is encrypted.
+    our_key: Option<(SrtpSuite, MasterKey)>,
 }
 
 impl MediaSockets {
@@ -55,10 +60,19 @@ impl MediaSockets {
                 continue;
             }
             if let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
-                return Ok(MediaSockets { rtp, rtcp, ip });
+                return Ok(MediaSockets { rtp, rtcp, ip, our_key: None });
             }
         }
         Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free even/odd UDP port pair for RTP"))
+    }
+
+    /// Encrypt this call's media with SDES-SRTP (AES_CM_128_HMAC_SHA1_80):
+    /// offers go out as RTP/SAVP with our key. Only sensible over TLS, where
+    /// the key in the SDP is itself protected.
+    pub fn with_srtp(mut self) -> Self {
+        let suite = SrtpSuite::AesCm128HmacSha1_80;
+        self.our_key = Some((suite, MasterKey::generate(suite, |raw| raw.iter_mut().for_each(|b| *b = rand::random()))));
+        self
     }
 
     pub fn rtp_port(&self) -> u16 {
@@ -68,12 +82,40 @@ impl MediaSockets {
     /// Our SDP offer: Opus first (better on mobile networks: in-band FEC,
     /// lower rate), then G.711 µ-law and A-law, and RFC 4733 digits.
     pub fn offer(&self, session_id: u64) -> Bytes {
-        sdp_text(self.ip, self.rtp_port(), session_id, &[(OPUS_PT, "opus/48000/2"), (0, "PCMU/8000"), (8, "PCMA/8000")], Some(TELEPHONE_EVENT_PT))
+        let crypto = self.our_key.as_ref().map(|(suite, key)| (1, *suite, key.clone()));
+        sdp_text(self.ip, self.rtp_port(), session_id, &[(OPUS_PT, "opus/48000/2"), (0, "PCMU/8000"), (8, "PCMA/8000")], Some(TELEPHONE_EVENT_PT), crypto)
+    }
+
+    /// The far end's answer to our offer: its media, with the keys both
+    /// ways when we offered SRTP (an answer without a key to an RTP/SAVP
+    /// offer is refused).
+    pub fn take_answer(&self, answer: &[u8]) -> Result<LegMedia, MediaSetupError> {
+        let mut media = negotiated(answer)?;
+        if let Some((suite, key)) = &self.our_key {
+            let theirs = media.srtp_recv.clone().ok_or(MediaSetupError::NoCrypto)?;
+            if theirs.0 != *suite {
+                return Err(MediaSetupError::NoCrypto);
+            }
+            media.srtp_send = Some((*suite, key.clone()));
+        } else {
+            media.srtp_recv = None;
+        }
+        Ok(media)
     }
 
     /// Our answer to `offer`, and the media it agrees on.
     pub fn answer(&self, offer: &[u8], session_id: u64) -> Result<(Bytes, LegMedia), MediaSetupError> {
-        let media = negotiated(offer)?;
+        let mut media = negotiated(offer)?;
+        // An encrypted offer is answered encrypted, with a key of ours in
+        // its suite under its tag.
+        let crypto = match (&media.srtp_recv, crypto_tag(offer)) {
+            (Some((suite, _)), Some(tag)) => {
+                let key = MasterKey::generate(*suite, |raw| raw.iter_mut().for_each(|b| *b = rand::random()));
+                media.srtp_send = Some((*suite, key.clone()));
+                Some((tag, *suite, key))
+            }
+            _ => None,
+        };
         let Some((codec, pt)) = media.codec else { return Err(MediaSetupError::NoCommonCodec) };
         let name = match codec {
             Codec::Pcmu => "PCMU/8000",
@@ -81,19 +123,20 @@ impl MediaSockets {
             Codec::Opus => "opus/48000/2",
         };
         // Digits only when they offered them, under their payload type.
-        let text = sdp_text(self.ip, self.rtp_port(), session_id, &[(pt, name)], media.telephone_event);
+        let text = sdp_text(self.ip, self.rtp_port(), session_id, &[(pt, name)], media.telephone_event, crypto);
         Ok((text, media))
     }
 }
 
-fn sdp_text(ip: IpAddr, port: u16, session_id: u64, codecs: &[(u8, &str)], digits: Option<u8>) -> Bytes {
+fn sdp_text(ip: IpAddr, port: u16, session_id: u64, codecs: &[(u8, &str)], digits: Option<u8>, crypto: Option<(u32, SrtpSuite, MasterKey)>) -> Bytes {
     let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let mut fmts: Vec<String> = codecs.iter().map(|(pt, _)| pt.to_string()).collect();
     if let Some(te) = digits {
         fmts.push(te.to_string());
     }
     let mut s = format!(
-        "v=0\r\no=tsunagu-sdk {session_id} 1 IN {family} {ip}\r\ns=-\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {}\r\n",
+        "v=0\r\no=tsunagu-sdk {session_id} 1 IN {family} {ip}\r\ns=-\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} {} {}\r\n",
+        if crypto.is_some() { "RTP/SAVP" } else { "RTP/AVP" },
         fmts.join(" ")
     );
     for (pt, name) in codecs {
@@ -106,6 +149,9 @@ fn sdp_text(ip: IpAddr, port: u16, session_id: u64, codecs: &[(u8, &str)], digit
         // Mono speech at a mobile-friendly rate, with in-band FEC (RFC 7587).
         let pt = codecs.iter().find(|(_, n)| n.starts_with("opus")).map(|(p, _)| *p).unwrap_or(OPUS_PT);
         s.push_str(&format!("a=fmtp:{pt} useinbandfec=1;stereo=0;sprop-stereo=0;maxaveragebitrate=24000\r\n"));
+    }
+    if let Some((tag, suite, key)) = crypto {
+        s.push_str(&format!("a=crypto:{tag} {} inline:{}\r\n", suite.name(), key.to_inline()));
     }
     s.push_str("a=ptime:20\r\na=sendrecv\r\n");
     Bytes::from(s)
@@ -122,14 +168,28 @@ pub fn negotiated(sdp: &[u8]) -> Result<LegMedia, MediaSetupError> {
     let maps = m.rtpmaps();
     let codec = maps.iter().find_map(|r| Codec::from_rtpmap(&r.encoding, r.clock_rate).map(|c| (c, r.pt))).ok_or(MediaSetupError::NoCommonCodec)?;
     let te = maps.iter().find(|r| r.encoding.eq_ignore_ascii_case("telephone-event")).map(|r| r.pt);
+    // Their key, if the stream is RTP/SAVP: the first a=crypto we can use.
+    let srtp_recv = if m.proto.eq_ignore_ascii_case("RTP/SAVP") {
+        Some(m.attrs("crypto").filter_map(|v| CryptoAttr::parse(v).ok()).find(|c| c.mki.is_none() && c.check_supported().is_ok()).map(|c| (c.suite, c.key)).ok_or(MediaSetupError::NoCrypto)?)
+    } else {
+        None
+    };
     Ok(LegMedia {
         rtp_addr: (m.port != 0).then(|| SocketAddr::new(ip, m.port)),
         rtcp_port: m.rtcp_port(),
         codec: Some(codec),
         telephone_event: te,
-        srtp_recv: None,
+        srtp_recv,
         srtp_send: None,
     })
+}
+
+/// The tag of the a=crypto line `negotiated` chose from an offer.
+fn crypto_tag(sdp: &[u8]) -> Option<u32> {
+    let parsed = Sdp::parse(sdp).ok()?;
+    let m = parsed.media.get(parsed.audio_index()?)?;
+    let tag = m.attrs("crypto").filter_map(|v| CryptoAttr::parse(v).ok()).find(|c| c.mki.is_none() && c.check_supported().is_ok()).map(|c| c.tag);
+    tag
 }
 
 /// A running call's media; dropping it stops the task and the audio port.
@@ -246,6 +306,29 @@ mod tests {
             assert_eq!(m.codec, Some((Codec::Pcma, 8)));
             assert_eq!(m.telephone_event, None);
             assert!(!String::from_utf8_lossy(&answer).contains("telephone-event"));
+        });
+    }
+
+    #[test]
+    fn an_encrypted_offer_is_answered_encrypted_with_keys_both_ways() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let a = MediaSockets::bind("127.0.0.1".parse().unwrap()).await.unwrap().with_srtp();
+            let b = MediaSockets::bind("127.0.0.1".parse().unwrap()).await.unwrap();
+            let offer = a.offer(1);
+            let text = String::from_utf8_lossy(&offer).into_owned();
+            assert!(text.contains("RTP/SAVP") && text.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"), "{text}");
+            let (answer, at_b) = b.answer(&offer, 2).unwrap();
+            assert!(String::from_utf8_lossy(&answer).contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"));
+            let at_a = a.take_answer(&answer).unwrap();
+            // What A sends with, B opens with, and the other way round.
+            assert_eq!(at_a.srtp_send, at_b.srtp_recv);
+            assert_eq!(at_b.srtp_send, at_a.srtp_recv);
+            assert!(at_a.srtp_send.is_some() && at_b.srtp_send.is_some());
+            // A plain answer to an encrypted offer is refused.
+            let plain = MediaSockets::bind("127.0.0.1".parse().unwrap()).await.unwrap();
+            let plain_answer = plain.offer(3);
+            assert_eq!(a.take_answer(&plain_answer).err(), Some(MediaSetupError::NoCrypto));
         });
     }
 
