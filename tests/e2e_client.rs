@@ -345,3 +345,52 @@ fn sdk_over_tls_encrypts_its_media_and_talks_to_a_plain_phone() {
     assert_hears(&rec, 1000.0, &[440.0]);
     rt.block_on(account.close(Duration::from_secs(5)));
 }
+
+/// The far end holds and resumes (re-INVITEs that the PBX passes to the
+/// SDK as new offers): the SDK answers each with the mirrored direction,
+/// the call goes on, and media flows again after the resume.
+#[test]
+fn sdk_answers_hold_and_resume_from_the_far_end() {
+    use common::baresip::{Account as BaresipAccount, AnswerMode, Baresip};
+    use std::sync::Arc;
+    use tsunagu_client::audio::{AudioFormat, NullPort, ToneSource, SplitPort};
+
+    let sb = Sandbox::new("client-hold");
+    let s = Server::start(&sb);
+    for e in ["1001", "1002"] {
+        s.cli(&["user", "add", e, "--password", PW]);
+    }
+    let mut phone = Baresip::builder(&sb, "p1002").account(BaresipAccount::new("1002", PW, s.sip_addr())).answer(AnswerMode::Auto).tone(1000.0).codecs(&["PCMU"]).start();
+    phone.registered(Duration::from_secs(10));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (account, mut events) = rt.block_on(Account::start(s.sip_addr(), config("1001", PW, &s))).unwrap();
+    rt.block_on(async { assert_eq!(next_registration(&mut events).await, RegEvent::Registered { expires: 300 }) });
+    let port = Arc::new(SplitPort::new(Arc::new(ToneSource::new(AudioFormat::ENGINE, 440.0, 8000).unwrap()), Arc::new(NullPort::default())).unwrap());
+    let call_id = rt.block_on(account.dial_with_audio("1002", port)).unwrap();
+    phone.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    let offers = |events: &mut UnboundedReceiver<AccountEvent>, rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
+            loop {
+                match next_call_event(events, &call_id).await {
+                    tsunagu_client::CallEvent::RemoteOffer { sdp } => break String::from_utf8_lossy(&sdp).into_owned(),
+                    tsunagu_client::CallEvent::Ended { code, reason } => panic!("the call ended: {code} {reason}"),
+                    _ => continue,
+                }
+            }
+        })
+    };
+    phone.command("hold", "").expect("hold");
+    let offer = offers(&mut events, &rt);
+    assert!(offer.contains("a=sendonly"), "{offer}");
+    phone.wait_event("CALL_REMOTE_SDP", Duration::from_secs(10));
+    phone.command("resume", "").expect("resume");
+    let offer = offers(&mut events, &rt);
+    assert!(offer.contains("a=sendrecv") || !offer.contains("a=sendonly"), "{offer}");
+    phone.wait_event("CALL_REMOTE_SDP", Duration::from_secs(10));
+    let relayed = || s.metrics().lines().filter(|l| l.starts_with("tsunagu_media_packets_relayed_total")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>();
+    let before = relayed();
+    wait_for("two-way media after resume", Duration::from_secs(10), || (relayed() >= before + 150.0).then_some(()));
+    account.hangup(&call_id);
+    phone.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    rt.block_on(account.close(Duration::from_secs(5)));
+}

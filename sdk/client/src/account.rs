@@ -81,6 +81,7 @@ enum Command {
     Reject { call_id: String, code: u16 },
     Hangup { call_id: String },
     Dtmf { call_id: String, digits: String },
+    AnswerOffer { call_id: String, sdp: Option<Bytes> },
     Mute { call_id: String, muted: bool },
 }
 
@@ -170,6 +171,12 @@ impl Account {
 
     pub fn reject(&self, call_id: &str, code: u16) {
         let _ = self.commands.send(Command::Reject { call_id: call_id.to_string(), code });
+    }
+
+    /// Answer a new offer in a call without SDK media (see
+    /// [`CallEvent::RemoteOffer`]); `None` refuses it with 488.
+    pub fn answer_offer(&self, call_id: &str, sdp: Option<Bytes>) {
+        let _ = self.commands.send(Command::AnswerOffer { call_id: call_id.to_string(), sdp });
     }
 
     /// Send key presses in a call with audio (RFC 4733 events, in order).
@@ -426,6 +433,17 @@ async fn run(
                                 }
                             }
                         }
+                        if let CallEvent::RemoteOffer { sdp } = &event {
+                            // Calls with audio in the SDK answer new offers
+                            // themselves; others leave it to the app
+                            // (`Account::answer_offer`).
+                            if let Some(m) = calls.media.get_mut(&call_id) {
+                                let answer = m.answer_reoffer(sdp).ok();
+                                if let Some(call) = calls.map.get_mut(&call_id) {
+                                    call.answer_offer(Instant::now(), answer);
+                                }
+                            }
+                        }
                         let ended = matches!(event, CallEvent::Ended { .. });
                         let _ = events.send(AccountEvent::Call { call_id: call_id.clone(), event });
                         if ended {
@@ -470,7 +488,7 @@ async fn run(
                     },
                     Output::Event(TxEvent::Request { key, request, peer }) => {
                         if let Some(call) = calls.map.get_mut(&request.core.call_id) {
-                            call.handle_request(&request, key);
+                            call.handle_request(Instant::now(), &request, key);
                             continue;
                         }
                         let code = match request.method.as_str() {
@@ -644,6 +662,11 @@ async fn run(
                 Some(Command::Reject { call_id, code }) => {
                     if let Some(call) = calls.map.get_mut(&call_id) {
                         call.reject(code);
+                    }
+                }
+                Some(Command::AnswerOffer { call_id, sdp }) => {
+                    if let Some(call) = calls.map.get_mut(&call_id) {
+                        call.answer_offer(Instant::now(), sdp);
                     }
                 }
                 Some(Command::Dtmf { call_id, digits }) => {

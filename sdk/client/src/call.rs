@@ -66,6 +66,10 @@ pub enum CallEvent {
     /// ACKed.
     Connected { sdp: Option<Bytes> },
     Ended { code: u16, reason: String },
+    /// The far end sent a new offer in the call (hold, resume, a new
+    /// address or codec, RFC 3264 §8): answer it with
+    /// [`Call::answer_offer`].
+    RemoteOffer { sdp: Bytes },
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +105,10 @@ pub struct Call {
     uas_key: Option<TxKey>,
     uas_invite: Option<Request>,
     ok_retransmit: Option<(Bytes, Instant, Duration, Instant)>,
+    /// A re-INVITE or UPDATE with an offer, waiting for our answer.
+    reoffer: Option<(TxKey, Request)>,
+    /// Our last SDP, to answer a refresh that carries no offer.
+    local_sdp: Bytes,
     out: VecDeque<CallOutput>,
 }
 
@@ -130,8 +138,11 @@ impl Call {
             uas_key: None,
             uas_invite: None,
             ok_retransmit: None,
+            reoffer: None,
+            local_sdp: Bytes::new(),
             out: VecDeque::new(),
         };
+        c.local_sdp = c.offer.clone();
         c.send_invite(None);
         c
     }
@@ -155,6 +166,8 @@ impl Call {
             uas_key: Some(key),
             uas_invite: Some(invite),
             ok_retransmit: None,
+            reoffer: None,
+            local_sdp: Bytes::new(),
             out: VecDeque::new(),
         };
         c.respond(180, None);
@@ -179,6 +192,7 @@ impl Call {
         if self.state != CallState::Incoming {
             return;
         }
+        self.local_sdp = sdp.clone();
         if let Some(bytes) = self.respond(200, Some(sdp)) {
             self.ok_retransmit = Some((bytes, now + T1, T1, now + 64 * T1));
         }
@@ -231,9 +245,10 @@ impl Call {
 
     /// A request in this call's dialog (ACK, BYE, CANCEL; others get 501
     /// for now).
-    pub fn handle_request(&mut self, req: &Request, key: TxKey) {
+    pub fn handle_request(&mut self, now: Instant, req: &Request, key: TxKey) {
         match req.method.as_str() {
             "ACK" => {
+                // For our answer to the INVITE, or to a re-INVITE.
                 if self.ok_retransmit.take().is_some() && self.state == CallState::Incoming {
                     self.state = CallState::Connected;
                     self.out.push_back(CallOutput::Event(CallEvent::Connected { sdp: None }));
@@ -254,8 +269,52 @@ impl Call {
                     self.end(487, "the caller hung up");
                 }
             }
+            "INVITE" | "UPDATE" if self.state == CallState::Connected => {
+                if self.reoffer.is_some() || self.ok_retransmit.is_some() {
+                    // One offer at a time (RFC 3261 §14.2).
+                    self.out.push_back(CallOutput::Response { key, response: Box::new(response_to(req, 491, None)) });
+                } else if req.body.is_empty() {
+                    // A refresh without an offer (session timer): our SDP
+                    // again for an INVITE, nothing for an UPDATE.
+                    let sdp = (req.method == "INVITE").then(|| self.local_sdp.clone());
+                    self.respond_in_dialog(now, key, req, sdp);
+                } else {
+                    self.reoffer = Some((key, req.clone()));
+                    self.out.push_back(CallOutput::Event(CallEvent::RemoteOffer { sdp: req.body.clone() }));
+                }
+            }
+            "INVITE" | "UPDATE" => self.out.push_back(CallOutput::Response { key, response: Box::new(response_to(req, 491, None)) }),
             _ => self.out.push_back(CallOutput::Response { key, response: Box::new(response_to(req, 501, None)) }),
         }
+    }
+
+    /// Answer the far end's new offer (see [`CallEvent::RemoteOffer`]);
+    /// `None` refuses it (488) and the call goes on as it was.
+    pub fn answer_offer(&mut self, now: Instant, sdp: Option<Bytes>) {
+        let Some((key, req)) = self.reoffer.take() else { return };
+        match sdp {
+            Some(sdp) => {
+                self.local_sdp = sdp.clone();
+                self.respond_in_dialog(now, key, &req, Some(sdp));
+            }
+            None => self.out.push_back(CallOutput::Response { key, response: Box::new(response_to(&req, 488, None)) }),
+        }
+    }
+
+    /// 200 to a request in the dialog, with `sdp`; a 2xx to a re-INVITE is
+    /// retransmitted until its ACK like the first one.
+    fn respond_in_dialog(&mut self, now: Instant, key: TxKey, req: &Request, sdp: Option<Bytes>) {
+        self.dialog.remote_cseq = Some(req.core.cseq.seq);
+        let mut r = response_to(req, 200, None);
+        r.headers.insert(Name::CONTACT, self.local.contact(self.dialog.peer.transport));
+        if let Some(body) = sdp {
+            r.headers.insert(Name::CONTENT_TYPE, "application/sdp".to_string());
+            r.body = body;
+        }
+        if req.method == "INVITE" {
+            self.ok_retransmit = Some((r.to_bytes(), now + T1, T1, now + 64 * T1));
+        }
+        self.out.push_back(CallOutput::Response { key, response: Box::new(r) });
     }
 
     /// The INVITE's client transaction timed out, or its flow broke.
@@ -562,11 +621,11 @@ To: <sip:1001@pbx>\r\nCall-ID: in-1\r\nCSeq: 7 INVITE\r\nContact: <sip:tsunagu@1
         assert_eq!(raw_text(&outputs(&mut c)).len(), 1);
         assert_eq!(c.poll_timeout(), Some(t0 + T1 + 2 * T1));
         let ack = parse_req("ACK sip:1001@192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKack\r\nFrom: <sip:1002@pbx>;tag=caller\r\nTo: <sip:1001@pbx>;tag=x\r\nCall-ID: in-1\r\nCSeq: 7 ACK\r\nContent-Length: 0\r\n\r\n");
-        c.handle_request(&ack, key());
+        c.handle_request(Instant::now(), &ack, key());
         assert_eq!(events(&outputs(&mut c)), vec![CallEvent::Connected { sdp: None }]);
         assert_eq!(c.poll_timeout(), None, "no more retransmissions");
         let bye = parse_req("BYE sip:1001@192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKbye\r\nFrom: <sip:1002@pbx>;tag=caller\r\nTo: <sip:1001@pbx>;tag=x\r\nCall-ID: in-1\r\nCSeq: 8 BYE\r\nContent-Length: 0\r\n\r\n");
-        c.handle_request(&bye, key());
+        c.handle_request(Instant::now(), &bye, key());
         let outs = outputs(&mut c);
         assert!(matches!(&outs[0], CallOutput::Response { response, .. } if response.code == 200));
         assert!(matches!(events(&outs)[..], [CallEvent::Ended { code: 200, .. }]));
@@ -594,6 +653,62 @@ To: <sip:1001@pbx>\r\nCall-ID: in-1\r\nCSeq: 7 INVITE\r\nContact: <sip:tsunagu@1
         assert!(matches!(c.state(), CallState::Ended { code: 408, .. }));
     }
 
+    fn connected_incoming() -> Call {
+        let t0 = Instant::now();
+        let mut c = Call::incoming(me(), incoming_invite(), key(), pbx(), 9);
+        c.answer(t0, Bytes::from_static(b"v=0 mine\r\n"));
+        let ack = parse_req("ACK sip:1001@192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKack\r\nFrom: <sip:1002@pbx>;tag=caller\r\nTo: <sip:1001@pbx>;tag=x\r\nCall-ID: in-1\r\nCSeq: 7 ACK\r\nContent-Length: 0\r\n\r\n");
+        c.handle_request(Instant::now(), &ack, key());
+        outputs(&mut c);
+        c
+    }
+
+    fn in_dialog(method: &str, cseq: u32, body: &str) -> Request {
+        let ctype = if body.is_empty() { String::new() } else { "Content-Type: application/sdp\r\n".to_string() };
+        parse_req(&format!(
+            "{method} sip:1001@192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK{method}{cseq}\r\nFrom: <sip:1002@pbx>;tag=caller\r\nTo: <sip:1001@pbx>;tag=x\r\nCall-ID: in-1\r\nCSeq: {cseq} {method}\r\n{ctype}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+
+    #[test]
+    fn a_re_invite_with_an_offer_is_passed_up_and_answered_then_acked() {
+        let t0 = Instant::now();
+        let mut c = connected_incoming();
+        let hold = in_dialog("INVITE", 8, "v=0 hold\r\n");
+        c.handle_request(Instant::now(), &hold, key());
+        assert_eq!(events(&outputs(&mut c)), vec![CallEvent::RemoteOffer { sdp: Bytes::from_static(b"v=0 hold\r\n") }]);
+        // A second offer before we answered the first: 491.
+        c.handle_request(Instant::now(), &in_dialog("UPDATE", 9, "v=0 x\r\n"), key());
+        assert!(matches!(&outputs(&mut c)[0], CallOutput::Response { response, .. } if response.code == 491));
+        c.answer_offer(t0, Some(Bytes::from_static(b"v=0 recvonly\r\n")));
+        let outs = outputs(&mut c);
+        let CallOutput::Response { response, .. } = &outs[0] else { panic!("{outs:?}") };
+        assert_eq!((response.code, response.body.as_ref()), (200, b"v=0 recvonly\r\n".as_ref()));
+        assert!(c.poll_timeout().is_some(), "the 200 is retransmitted until the ACK");
+        c.handle_request(Instant::now(), &in_dialog("ACK", 8, ""), key());
+        assert_eq!(c.poll_timeout(), None);
+        assert_eq!(c.state(), &CallState::Connected);
+    }
+
+    #[test]
+    fn a_refresh_without_an_offer_gets_our_last_sdp_or_a_plain_200() {
+        let mut c = connected_incoming();
+        c.handle_request(Instant::now(), &in_dialog("UPDATE", 8, ""), key());
+        let outs = outputs(&mut c);
+        assert!(matches!(&outs[0], CallOutput::Response { response, .. } if response.code == 200 && response.body.is_empty()));
+        c.handle_request(Instant::now(), &in_dialog("INVITE", 9, ""), key());
+        let outs = outputs(&mut c);
+        assert!(matches!(&outs[0], CallOutput::Response { response, .. } if response.code == 200 && response.body.as_ref() == b"v=0 mine\r\n"));
+        // An offer we cannot take is refused and the call goes on.
+        c.handle_request(Instant::now(), &in_dialog("ACK", 9, ""), key());
+        c.handle_request(Instant::now(), &in_dialog("UPDATE", 10, "v=0 video only\r\n"), key());
+        outputs(&mut c);
+        c.answer_offer(Instant::now(), None);
+        assert!(matches!(&outputs(&mut c)[0], CallOutput::Response { response, .. } if response.code == 488));
+        assert_eq!(c.state(), &CallState::Connected);
+    }
+
     #[test]
     fn a_cancel_after_our_answer_changes_nothing() {
         let t0 = Instant::now();
@@ -602,7 +717,7 @@ To: <sip:1001@pbx>\r\nCall-ID: in-1\r\nCSeq: 7 INVITE\r\nContact: <sip:tsunagu@1
         c.answer(t0, Bytes::from_static(b"v=0\r\n"));
         outputs(&mut c);
         let cancel = parse_req("CANCEL sip:1001@192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKin1\r\nFrom: <sip:1002@pbx>;tag=caller\r\nTo: <sip:1001@pbx>\r\nCall-ID: in-1\r\nCSeq: 7 CANCEL\r\nContent-Length: 0\r\n\r\n");
-        c.handle_request(&cancel, key());
+        c.handle_request(Instant::now(), &cancel, key());
         let outs = outputs(&mut c);
         let codes: Vec<u16> = outs.iter().filter_map(|o| if let CallOutput::Response { response, .. } = o { Some(response.code) } else { None }).collect();
         assert_eq!(codes, vec![200], "only the CANCEL is answered");
@@ -615,7 +730,7 @@ To: <sip:1001@pbx>\r\nCall-ID: in-1\r\nCSeq: 7 INVITE\r\nContact: <sip:tsunagu@1
         let mut c = Call::incoming(me(), incoming_invite(), key(), pbx(), 7);
         outputs(&mut c);
         let cancel = parse_req("CANCEL sip:1001@192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKin1\r\nFrom: <sip:1002@pbx>;tag=caller\r\nTo: <sip:1001@pbx>\r\nCall-ID: in-1\r\nCSeq: 7 CANCEL\r\nContent-Length: 0\r\n\r\n");
-        c.handle_request(&cancel, key());
+        c.handle_request(Instant::now(), &cancel, key());
         let outs = outputs(&mut c);
         let codes: Vec<u16> = outs.iter().filter_map(|o| if let CallOutput::Response { response, .. } = o { Some(response.code) } else { None }).collect();
         assert_eq!(codes, vec![200, 487]);

@@ -18,7 +18,7 @@ use tsunagu_media::codec::Codec;
 use tsunagu_media::pipeline::LegMedia;
 use tsunagu_media::srtp::{CryptoAttr, MasterKey, SrtpSuite};
 use tsunagu_media::{MediaSession, SessionConfig, TransmitKind};
-use tsunagu_sip::sdp::Sdp;
+use tsunagu_sip::sdp::{Direction, Sdp};
 
 /// The telephone-event payload type we offer (RFC 4733).
 const TELEPHONE_EVENT_PT: u8 = 101;
@@ -83,7 +83,8 @@ impl MediaSockets {
     /// lower rate), then G.711 µ-law and A-law, and RFC 4733 digits.
     pub fn offer(&self, session_id: u64) -> Bytes {
         let crypto = self.our_key.as_ref().map(|(suite, key)| (1, *suite, key.clone()));
-        sdp_text(self.ip, self.rtp_port(), session_id, &[(OPUS_PT, "opus/48000/2"), (0, "PCMU/8000"), (8, "PCMA/8000")], Some(TELEPHONE_EVENT_PT), crypto)
+        let at = SdpLine { ip: self.ip, port: self.rtp_port(), session_id, version: 1, direction: Direction::SendRecv };
+        sdp_text(&at, &[(OPUS_PT, "opus/48000/2"), (0, "PCMU/8000"), (8, "PCMA/8000")], Some(TELEPHONE_EVENT_PT), crypto)
     }
 
     /// The far end's answer to our offer: its media, with the keys both
@@ -117,25 +118,32 @@ impl MediaSockets {
             _ => None,
         };
         let Some((codec, pt)) = media.codec else { return Err(MediaSetupError::NoCommonCodec) };
-        let name = match codec {
-            Codec::Pcmu => "PCMU/8000",
-            Codec::Pcma => "PCMA/8000",
-            Codec::Opus => "opus/48000/2",
-        };
         // Digits only when they offered them, under their payload type.
-        let text = sdp_text(self.ip, self.rtp_port(), session_id, &[(pt, name)], media.telephone_event, crypto);
+        let at = SdpLine { ip: self.ip, port: self.rtp_port(), session_id, version: 1, direction: offered_direction(offer).reversed() };
+        let text = sdp_text(&at, &[(pt, codec_name(codec))], media.telephone_event, crypto);
         Ok((text, media))
     }
 }
 
-fn sdp_text(ip: IpAddr, port: u16, session_id: u64, codecs: &[(u8, &str)], digits: Option<u8>, crypto: Option<(u32, SrtpSuite, MasterKey)>) -> Bytes {
+/// What our SDP says besides the codecs: where, which version of it, in
+/// which direction, with which key.
+struct SdpLine {
+    ip: IpAddr,
+    port: u16,
+    session_id: u64,
+    version: u64,
+    direction: Direction,
+}
+
+fn sdp_text(at: &SdpLine, codecs: &[(u8, &str)], digits: Option<u8>, crypto: Option<(u32, SrtpSuite, MasterKey)>) -> Bytes {
+    let SdpLine { ip, port, session_id, version, direction } = at;
     let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let mut fmts: Vec<String> = codecs.iter().map(|(pt, _)| pt.to_string()).collect();
     if let Some(te) = digits {
         fmts.push(te.to_string());
     }
     let mut s = format!(
-        "v=0\r\no=tsunagu-sdk {session_id} 1 IN {family} {ip}\r\ns=-\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} {} {}\r\n",
+        "v=0\r\no=tsunagu-sdk {session_id} {version} IN {family} {ip}\r\ns=-\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} {} {}\r\n",
         if crypto.is_some() { "RTP/SAVP" } else { "RTP/AVP" },
         fmts.join(" ")
     );
@@ -153,7 +161,7 @@ fn sdp_text(ip: IpAddr, port: u16, session_id: u64, codecs: &[(u8, &str)], digit
     if let Some((tag, suite, key)) = crypto {
         s.push_str(&format!("a=crypto:{tag} {} inline:{}\r\n", suite.name(), key.to_inline()));
     }
-    s.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    s.push_str(&format!("a=ptime:20\r\na={}\r\n", direction.as_str()));
     Bytes::from(s)
 }
 
@@ -184,6 +192,19 @@ pub fn negotiated(sdp: &[u8]) -> Result<LegMedia, MediaSetupError> {
     })
 }
 
+fn codec_name(codec: Codec) -> &'static str {
+    match codec {
+        Codec::Pcmu => "PCMU/8000",
+        Codec::Pcma => "PCMA/8000",
+        Codec::Opus => "opus/48000/2",
+    }
+}
+
+/// The direction an offer's audio stream asks for (sendrecv when unsaid).
+fn offered_direction(sdp: &[u8]) -> Direction {
+    Sdp::parse(sdp).ok().and_then(|p| p.audio_index().and_then(|i| p.media.get(i).map(|m| m.direction()))).unwrap_or(Direction::SendRecv)
+}
+
 /// The tag of the a=crypto line `negotiated` chose from an offer.
 fn crypto_tag(sdp: &[u8]) -> Option<u32> {
     let parsed = Sdp::parse(sdp).ok()?;
@@ -196,11 +217,18 @@ fn crypto_tag(sdp: &[u8]) -> Option<u32> {
 pub struct CallMedia {
     task: tokio::task::JoinHandle<()>,
     control: tokio::sync::mpsc::UnboundedSender<MediaControl>,
+    /// Our side, for answering new offers in the call.
+    ip: IpAddr,
+    port: u16,
+    our_key: Option<(SrtpSuite, MasterKey)>,
+    session_id: u64,
+    version: u64,
 }
 
 enum MediaControl {
     Dtmf(char),
     Mute(bool),
+    Update(Box<LegMedia>),
 }
 
 /// How long each digit sounds (RFC 4733 events; the session paces them).
@@ -220,7 +248,29 @@ impl CallMedia {
         let session = MediaSession::new(&media, config, now).map_err(|e| MediaSetupError::Start(e.to_string()))?;
         let driver = Driver::start(port, BridgeConfig::default(), now).map_err(|e| MediaSetupError::Start(e.to_string()))?;
         let (control, rx) = tokio::sync::mpsc::unbounded_channel();
-        Ok(CallMedia { task: tokio::spawn(run(sockets, session, driver, rx)), control })
+        let (ip, port, our_key) = (sockets.ip, sockets.rtp_port(), media.srtp_send.clone());
+        Ok(CallMedia { task: tokio::spawn(run(sockets, session, driver, rx)), control, ip, port, our_key, session_id: rand::random::<u32>() as u64, version: 1 })
+    }
+
+    /// Answer a new offer in the call (hold, resume, a new address or
+    /// codec): the media follows it, our answer mirrors its direction.
+    /// Encryption cannot be switched on or off mid-call.
+    pub fn answer_reoffer(&mut self, offer: &[u8]) -> Result<Bytes, MediaSetupError> {
+        let mut media = negotiated(offer)?;
+        if media.srtp_recv.is_some() != self.our_key.is_some() {
+            return Err(MediaSetupError::NoCrypto);
+        }
+        media.srtp_send = self.our_key.clone();
+        let Some((codec, pt)) = media.codec else { return Err(MediaSetupError::NoCommonCodec) };
+        let crypto = match (&self.our_key, crypto_tag(offer)) {
+            (Some((suite, key)), Some(tag)) => Some((tag, *suite, key.clone())),
+            _ => None,
+        };
+        self.version += 1;
+        let at = SdpLine { ip: self.ip, port: self.port, session_id: self.session_id, version: self.version, direction: offered_direction(offer).reversed() };
+        let text = sdp_text(&at, &[(pt, codec_name(codec))], media.telephone_event, crypto);
+        let _ = self.control.send(MediaControl::Update(Box::new(media)));
+        Ok(text)
     }
 
     /// Send a key press as RFC 4733 events (in order, paced by the session).
@@ -265,6 +315,7 @@ async fn run(sockets: MediaSockets, mut session: MediaSession, mut driver: Drive
                 // is dropped; SIP INFO is not sent from here yet.
                 MediaControl::Dtmf(d) => { let _ = session.send_dtmf(Instant::now(), d, DTMF_MS); }
                 MediaControl::Mute(m) => session.mute(m),
+                MediaControl::Update(m) => { let _ = session.update(Instant::now(), &m); }
             },
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
                 let now = Instant::now();
@@ -329,6 +380,27 @@ mod tests {
             let plain = MediaSockets::bind("127.0.0.1".parse().unwrap()).await.unwrap();
             let plain_answer = plain.offer(3);
             assert_eq!(a.take_answer(&plain_answer).err(), Some(MediaSetupError::NoCrypto));
+        });
+    }
+
+    #[test]
+    fn a_hold_offer_in_the_call_is_answered_recvonly_with_a_new_version() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let a = MediaSockets::bind("127.0.0.1".parse().unwrap()).await.unwrap();
+            let b = MediaSockets::bind("127.0.0.1".parse().unwrap()).await.unwrap();
+            let offer = a.offer(1);
+            let (_, media) = b.answer(&offer, 2).unwrap();
+            let mut running = CallMedia::start(b, media, Arc::new(crate::audio::NullPort::default())).unwrap();
+            let hold = String::from_utf8_lossy(&offer).replace("a=sendrecv", "a=sendonly").replace(" 1 1 IN", " 1 2 IN");
+            let answer = String::from_utf8_lossy(&running.answer_reoffer(hold.as_bytes()).unwrap()).into_owned();
+            assert!(answer.contains("a=recvonly") && answer.contains(" 2 IN IP4"), "{answer}");
+            let resume = String::from_utf8_lossy(&offer).replace(" 1 1 IN", " 1 3 IN");
+            let answer = String::from_utf8_lossy(&running.answer_reoffer(resume.as_bytes()).unwrap()).into_owned();
+            assert!(answer.contains("a=sendrecv") && answer.contains(" 3 IN IP4"), "{answer}");
+            // Encryption cannot appear mid-call.
+            let encrypted = MediaSockets::bind("127.0.0.1".parse().unwrap()).await.unwrap().with_srtp().offer(9);
+            assert_eq!(running.answer_reoffer(&encrypted).err(), Some(MediaSetupError::NoCrypto));
         });
     }
 
