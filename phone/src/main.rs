@@ -203,13 +203,20 @@ async fn call_event(events: &mut UnboundedReceiver<AccountEvent>, id: &str, limi
 async fn connected(account: &Account, events: &mut UnboundedReceiver<AccountEvent>, id: &str, duration: Option<f64>) -> ExitCode {
     println!("connected");
     let limit = duration.map(Duration::from_secs_f64).unwrap_or(Duration::from_secs(86_400));
-    match call_event(events, id, limit).await {
-        Some(CallEvent::Ended { code: 0, .. }) => return ExitCode::from(EXIT_MEDIA),
-        Some(CallEvent::Ended { code, reason }) => {
-            println!("the far end hung up ({code} {reason})");
-            return ExitCode::SUCCESS;
+    let until = tokio::time::Instant::now() + limit;
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        match call_event(events, id, left).await {
+            Some(CallEvent::Ended { code: 0, .. }) => return ExitCode::from(EXIT_MEDIA),
+            Some(CallEvent::Ended { code, reason }) => {
+                println!("the far end hung up ({code} {reason})");
+                return ExitCode::SUCCESS;
+            }
+            // Hold, resume, a new address: the SDK answers these itself.
+            Some(CallEvent::RemoteOffer { .. }) => println!("the far end changed the call (hold, resume or a new address)"),
+            Some(_) => {}
+            None => break,
         }
-        _ => {}
     }
     account.hangup(id);
     let _ = call_event(events, id, Duration::from_secs(5)).await;
@@ -235,7 +242,7 @@ async fn place_call(
     loop {
         match call_event(events, &id, deadline).await {
             Some(CallEvent::Ringing) => println!("ringing"),
-            Some(CallEvent::EarlyMedia { .. }) => {}
+            Some(CallEvent::EarlyMedia { .. }) | Some(CallEvent::RemoteOffer { .. }) => {}
             Some(CallEvent::Connected { .. }) => {
                 if let Some(d) = &dtmf {
                     account.send_dtmf(&id, d);
