@@ -291,18 +291,12 @@ fn run(epoll: Epoll, commands: std_mpsc::Receiver<Command>, me: std::sync::Arc<R
         };
         let now = Instant::now();
         woke_at = now;
-        let mut woken = false;
-        for ev in &events[..n] {
+        // Commands first: a call's SDP (where to send) sent before its first
+        // packets arrived must apply to them, even within one wake-up.
+        if events[..n].iter().any(|ev| {
             let token = ev.u64;
-            if token == WAKE {
-                woken = true;
-                continue;
-            }
-            if let Some(s) = sessions.get_mut(&(token >> 2)) {
-                s.on_readable(token & 3, now, &mut buf, &mut out);
-            }
-        }
-        if woken {
+            token == WAKE
+        }) {
             me.wake.clear();
             // Drain after clearing: a command sent in between wakes us again.
             while let Ok(cmd) = commands.try_recv() {
@@ -339,6 +333,15 @@ fn run(epoll: Epoll, commands: std_mpsc::Receiver<Command>, me: std::sync::Arc<R
                         }
                     }
                 }
+            }
+        }
+        for ev in &events[..n] {
+            let token = ev.u64;
+            if token == WAKE {
+                continue;
+            }
+            if let Some(s) = sessions.get_mut(&(token >> 2)) {
+                s.on_readable(token & 3, now, &mut buf, &mut out);
             }
         }
         while dtmf_due.peek().is_some_and(|Reverse((at, _))| *at <= now) {
