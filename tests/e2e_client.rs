@@ -346,16 +346,24 @@ fn sdk_over_tls_encrypts_its_media_and_talks_to_a_plain_phone() {
     rt.block_on(account.close(Duration::from_secs(5)));
 }
 
-/// The far end holds and resumes (re-INVITEs that the PBX passes to the
-/// SDK as new offers): the SDK answers each with the mirrored direction,
-/// the call goes on, and media flows again after the resume.
-#[test]
-fn sdk_answers_hold_and_resume_from_the_far_end() {
+/// A call from the SDK (1001, 440 Hz, playout discarded) to baresip (1002,
+/// PCMU, answering by itself) through a fresh PBX, connected on both sides.
+struct Connected {
+    sb: Sandbox,
+    s: Server,
+    phone: common::baresip::Baresip,
+    rt: tokio::runtime::Runtime,
+    account: Account,
+    events: UnboundedReceiver<AccountEvent>,
+    call_id: String,
+}
+
+fn connected_to_baresip(name: &str) -> Connected {
     use common::baresip::{Account as BaresipAccount, AnswerMode, Baresip};
     use std::sync::Arc;
-    use tsunagu_client::audio::{AudioFormat, NullPort, ToneSource, SplitPort};
+    use tsunagu_client::audio::{AudioFormat, NullPort, SplitPort, ToneSource};
 
-    let sb = Sandbox::new("client-hold");
+    let sb = Sandbox::new(name);
     let s = Server::start(&sb);
     for e in ["1001", "1002"] {
         s.cli(&["user", "add", e, "--password", PW]);
@@ -368,6 +376,22 @@ fn sdk_answers_hold_and_resume_from_the_far_end() {
     let port = Arc::new(SplitPort::new(Arc::new(ToneSource::new(AudioFormat::ENGINE, 440.0, 8000).unwrap()), Arc::new(NullPort::default())).unwrap());
     let call_id = rt.block_on(account.dial_with_audio("1002", port)).unwrap();
     phone.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    rt.block_on(async {
+        loop {
+            if let tsunagu_client::CallEvent::Connected { .. } = next_call_event(&mut events, &call_id).await {
+                break;
+            }
+        }
+    });
+    Connected { sb, s, phone, rt, account, events, call_id }
+}
+
+/// The far end holds and resumes (re-INVITEs that the PBX passes to the
+/// SDK as new offers): the SDK answers each with the mirrored direction,
+/// the call goes on, and media flows again after the resume.
+#[test]
+fn sdk_answers_hold_and_resume_from_the_far_end() {
+    let Connected { sb: _sb, s, mut phone, rt, account, mut events, call_id } = connected_to_baresip("client-hold");
     let offers = |events: &mut UnboundedReceiver<AccountEvent>, rt: &tokio::runtime::Runtime| {
         rt.block_on(async {
             loop {
@@ -387,6 +411,41 @@ fn sdk_answers_hold_and_resume_from_the_far_end() {
     let offer = offers(&mut events, &rt);
     assert!(offer.contains("a=sendrecv") || !offer.contains("a=sendonly"), "{offer}");
     phone.wait_event("CALL_REMOTE_SDP", Duration::from_secs(10));
+    let relayed = || s.metrics().lines().filter(|l| l.starts_with("tsunagu_media_packets_relayed_total")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>();
+    let before = relayed();
+    wait_for("two-way media after resume", Duration::from_secs(10), || (relayed() >= before + 150.0).then_some(()));
+    account.hangup(&call_id);
+    phone.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    rt.block_on(account.close(Duration::from_secs(5)));
+}
+
+/// The SDK puts the far end on hold and resumes (its own re-INVITEs through
+/// the PBX): each is answered (recvonly for the hold), baresip sees the
+/// new offers, and media flows again after the resume.
+#[test]
+fn sdk_puts_the_far_end_on_hold_and_resumes() {
+    let Connected { sb: _sb, s, mut phone, rt, account, mut events, call_id } = connected_to_baresip("client-sdk-hold");
+    let answered = |events: &mut UnboundedReceiver<AccountEvent>| {
+        rt.block_on(async {
+            loop {
+                match next_call_event(events, &call_id).await {
+                    tsunagu_client::CallEvent::OfferAnswered { sdp } => break String::from_utf8_lossy(&sdp).into_owned(),
+                    tsunagu_client::CallEvent::OfferRefused { code } => panic!("the hold was refused: {code}"),
+                    tsunagu_client::CallEvent::Ended { code, reason } => panic!("the call ended: {code} {reason}"),
+                    _ => continue,
+                }
+            }
+        })
+    };
+    account.hold(&call_id, true);
+    let ev = phone.wait_event("CALL_REMOTE_SDP", Duration::from_secs(10));
+    assert_eq!(ev.param, "offer", "{ev}");
+    let answer = answered(&mut events);
+    assert!(answer.contains("a=recvonly") || answer.contains("a=inactive"), "{answer}");
+    account.hold(&call_id, false);
+    phone.wait_event("CALL_REMOTE_SDP", Duration::from_secs(10));
+    let answer = answered(&mut events);
+    assert!(!answer.contains("a=recvonly") && !answer.contains("a=inactive"), "{answer}");
     let relayed = || s.metrics().lines().filter(|l| l.starts_with("tsunagu_media_packets_relayed_total")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>();
     let before = relayed();
     wait_for("two-way media after resume", Duration::from_secs(10), || (relayed() >= before + 150.0).then_some(()));

@@ -242,7 +242,6 @@ async fn place_call(
     loop {
         match call_event(events, &id, deadline).await {
             Some(CallEvent::Ringing) => println!("ringing"),
-            Some(CallEvent::EarlyMedia { .. }) | Some(CallEvent::RemoteOffer { .. }) => {}
             Some(CallEvent::Connected { .. }) => {
                 if let Some(d) = &dtmf {
                     account.send_dtmf(&id, d);
@@ -258,6 +257,8 @@ async fn place_call(
                 let _ = call_event(events, &id, Duration::from_secs(5)).await;
                 return fail(EXIT_CALL, "no answer");
             }
+            // Early media, offers in the call: the SDK handles them.
+            Some(_) => {}
         }
     }
 }

@@ -82,6 +82,7 @@ enum Command {
     Hangup { call_id: String },
     Dtmf { call_id: String, digits: String },
     AnswerOffer { call_id: String, sdp: Option<Bytes> },
+    Hold { call_id: String, on: bool },
     Mute { call_id: String, muted: bool },
 }
 
@@ -171,6 +172,15 @@ impl Account {
 
     pub fn reject(&self, call_id: &str, code: u16) {
         let _ = self.commands.send(Command::Reject { call_id: call_id.to_string(), code });
+    }
+
+    /// Put the far end of a call with audio on hold (`true`: a re-INVITE
+    /// offering sendonly, RFC 3264 §8.4) or resume it (sendrecv). The
+    /// answer arrives as [`CallEvent::OfferAnswered`]; a call that is not
+    /// connected yet, or has an offer under way, gets
+    /// [`CallEvent::OfferRefused`] with 491.
+    pub fn hold(&self, call_id: &str, on: bool) {
+        let _ = self.commands.send(Command::Hold { call_id: call_id.to_string(), on });
     }
 
     /// Answer a new offer in a call without SDK media (see
@@ -433,6 +443,13 @@ async fn run(
                                 }
                             }
                         }
+                        if let CallEvent::OfferAnswered { sdp } = &event {
+                            if let Some(m) = calls.media.get_mut(&call_id) {
+                                if let Err(e) = m.take_answer(sdp) {
+                                    let _ = events.send(AccountEvent::MediaFailed { call_id: call_id.clone(), reason: e.to_string() });
+                                }
+                            }
+                        }
                         if let CallEvent::RemoteOffer { sdp } = &event {
                             // Calls with audio in the SDK answer new offers
                             // themselves; others leave it to the app
@@ -662,6 +679,17 @@ async fn run(
                 Some(Command::Reject { call_id, code }) => {
                     if let Some(call) = calls.map.get_mut(&call_id) {
                         call.reject(code);
+                    }
+                }
+                Some(Command::Hold { call_id, on }) => {
+                    let sent = match (calls.media.get_mut(&call_id), calls.map.get_mut(&call_id)) {
+                        (Some(m), Some(call)) => call.reinvite(m.offer(if on { tsunagu_sip::sdp::Direction::SendOnly } else { tsunagu_sip::sdp::Direction::SendRecv })),
+                        _ => false,
+                    };
+                    if !sent {
+                        // Not connected (with SDK audio) yet, or an offer is
+                        // under way: refused like a glare, try again later.
+                        let _ = events.send(AccountEvent::Call { call_id: call_id.clone(), event: CallEvent::OfferRefused { code: 491 } });
                     }
                 }
                 Some(Command::AnswerOffer { call_id, sdp }) => {

@@ -70,6 +70,11 @@ pub enum CallEvent {
     /// address or codec, RFC 3264 §8): answer it with
     /// [`Call::answer_offer`].
     RemoteOffer { sdp: Bytes },
+    /// Our own new offer (hold, resume, [`Call::reinvite`]) was answered.
+    OfferAnswered { sdp: Bytes },
+    /// Our new offer was refused (491 glare, 488 …); the call goes on as
+    /// it was.
+    OfferRefused { code: u16 },
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +114,10 @@ pub struct Call {
     reoffer: Option<(TxKey, Request)>,
     /// Our last SDP, to answer a refresh that carries no offer.
     local_sdp: Bytes,
+    /// CSeq of our re-INVITE in flight, and of the last one (its 2xx
+    /// retransmissions are ACKed again).
+    reinvite_cseq: Option<u32>,
+    last_reinvite_cseq: Option<u32>,
     out: VecDeque<CallOutput>,
 }
 
@@ -140,6 +149,8 @@ impl Call {
             ok_retransmit: None,
             reoffer: None,
             local_sdp: Bytes::new(),
+            reinvite_cseq: None,
+            last_reinvite_cseq: None,
             out: VecDeque::new(),
         };
         c.local_sdp = c.offer.clone();
@@ -168,6 +179,8 @@ impl Call {
             ok_retransmit: None,
             reoffer: None,
             local_sdp: Bytes::new(),
+            reinvite_cseq: None,
+            last_reinvite_cseq: None,
             out: VecDeque::new(),
         };
         c.respond(180, None);
@@ -237,6 +250,7 @@ impl Call {
             return;
         }
         match resp.core.cseq.method.as_str() {
+            "INVITE" if Some(resp.core.cseq.seq) == self.last_reinvite_cseq => self.on_reinvite_response(resp),
             "INVITE" => self.on_invite_response(resp),
             "BYE" if resp.code >= 200 => self.end(200, "hung up"),
             _ => {}
@@ -288,6 +302,47 @@ impl Call {
         }
     }
 
+    /// Send a new offer in the call (hold, resume, a new address): a
+    /// re-INVITE. False when the call is not connected or an offer is
+    /// already under way (in either direction).
+    pub fn reinvite(&mut self, sdp: Bytes) -> bool {
+        if self.state != CallState::Connected || self.reinvite_cseq.is_some() || self.reoffer.is_some() || self.ok_retransmit.is_some() {
+            return false;
+        }
+        let branch = self.branch();
+        match self.dialog.request(&self.local, &branch, "INVITE", None, &[], Some(("application/sdp", &sdp))) {
+            Ok(req) => {
+                self.reinvite_cseq = Some(req.core.cseq.seq);
+                self.last_reinvite_cseq = Some(req.core.cseq.seq);
+                self.local_sdp = sdp;
+                self.out.push_back(CallOutput::Request(Box::new(req)));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn on_reinvite_response(&mut self, resp: &Response) {
+        match resp.code {
+            100..=199 => {}
+            200..=299 => {
+                // ACK every 2xx, retransmissions too; report the first.
+                let branch = self.branch();
+                if let Ok(ack) = self.dialog.ack_bytes(&self.local, &branch, resp.core.cseq.seq, None) {
+                    self.out.push_back(CallOutput::Raw(ack));
+                }
+                if self.reinvite_cseq.take().is_some() {
+                    self.out.push_back(CallOutput::Event(CallEvent::OfferAnswered { sdp: resp.body.clone() }));
+                }
+            }
+            code => {
+                if self.reinvite_cseq.take().is_some() {
+                    self.out.push_back(CallOutput::Event(CallEvent::OfferRefused { code }));
+                }
+            }
+        }
+    }
+
     /// Answer the far end's new offer (see [`CallEvent::RemoteOffer`]);
     /// `None` refuses it (488) and the call goes on as it was.
     pub fn answer_offer(&mut self, now: Instant, sdp: Option<Bytes>) {
@@ -319,6 +374,13 @@ impl Call {
 
     /// The INVITE's client transaction timed out, or its flow broke.
     pub fn handle_failure(&mut self) {
+        if self.reinvite_cseq.take().is_some() {
+            // Our re-INVITE got no answer: the far end is gone (RFC 3261
+            // §14.1 leaves it to us; a phone hangs up).
+            self.out.push_back(CallOutput::Event(CallEvent::OfferRefused { code: 408 }));
+            self.hangup();
+            return;
+        }
         if matches!(self.state, CallState::Calling | CallState::Ringing | CallState::Ending) {
             self.end(408, "no answer from the PBX");
         }
@@ -688,6 +750,29 @@ To: <sip:1001@pbx>\r\nCall-ID: in-1\r\nCSeq: 7 INVITE\r\nContact: <sip:tsunagu@1
         assert!(c.poll_timeout().is_some(), "the 200 is retransmitted until the ACK");
         c.handle_request(Instant::now(), &in_dialog("ACK", 8, ""), key());
         assert_eq!(c.poll_timeout(), None);
+        assert_eq!(c.state(), &CallState::Connected);
+    }
+
+    #[test]
+    fn our_own_re_invite_is_acked_and_reported_once() {
+        let mut c = connected_incoming();
+        assert!(c.reinvite(Bytes::from_static(b"v=0 sendonly\r\n")));
+        let req = request(&outputs(&mut c), "INVITE");
+        assert_eq!(req.core.to.tag.as_deref(), Some("caller"), "in the dialog");
+        assert!(!c.reinvite(Bytes::from_static(b"v=0 again\r\n")), "one offer at a time");
+        let ok = reply(&req, 200, &[], b"v=0 recvonly\r\n");
+        c.handle_response(&ok);
+        let outs = outputs(&mut c);
+        assert_eq!(raw_text(&outs).len(), 1, "ACKed");
+        assert_eq!(events(&outs), vec![CallEvent::OfferAnswered { sdp: Bytes::from_static(b"v=0 recvonly\r\n") }]);
+        c.handle_response(&ok);
+        let outs = outputs(&mut c);
+        assert_eq!((raw_text(&outs).len(), events(&outs).len()), (1, 0), "a retransmitted 200 is ACKed again, not reported");
+        // Glare: 491 is reported and the call goes on.
+        assert!(c.reinvite(Bytes::from_static(b"v=0 sendrecv\r\n")));
+        let req = request(&outputs(&mut c), "INVITE");
+        c.handle_response(&reply(&req, 491, &[], b""));
+        assert_eq!(events(&outputs(&mut c)), vec![CallEvent::OfferRefused { code: 491 }]);
         assert_eq!(c.state(), &CallState::Connected);
     }
 

@@ -223,6 +223,9 @@ pub struct CallMedia {
     our_key: Option<(SrtpSuite, MasterKey)>,
     session_id: u64,
     version: u64,
+    /// What the call runs on now, for our own new offers.
+    codec: Option<(Codec, u8)>,
+    telephone_event: Option<u8>,
 }
 
 enum MediaControl {
@@ -249,7 +252,30 @@ impl CallMedia {
         let driver = Driver::start(port, BridgeConfig::default(), now).map_err(|e| MediaSetupError::Start(e.to_string()))?;
         let (control, rx) = tokio::sync::mpsc::unbounded_channel();
         let (ip, port, our_key) = (sockets.ip, sockets.rtp_port(), media.srtp_send.clone());
-        Ok(CallMedia { task: tokio::spawn(run(sockets, session, driver, rx)), control, ip, port, our_key, session_id: rand::random::<u32>() as u64, version: 1 })
+        let (codec, telephone_event) = (media.codec, media.telephone_event);
+        Ok(CallMedia { task: tokio::spawn(run(sockets, session, driver, rx)), control, ip, port, our_key, session_id: rand::random::<u32>() as u64, version: 1, codec, telephone_event })
+    }
+
+    /// Our own new offer in the call, with the codec it runs on now:
+    /// `SendOnly` puts the far end on hold, `SendRecv` resumes.
+    pub fn offer(&mut self, direction: Direction) -> Bytes {
+        self.version += 1;
+        let at = SdpLine { ip: self.ip, port: self.port, session_id: self.session_id, version: self.version, direction };
+        let codecs: Vec<(u8, &str)> = self.codec.map(|(c, pt)| vec![(pt, codec_name(c))]).unwrap_or_default();
+        let crypto = self.our_key.as_ref().map(|(suite, key)| (1, *suite, key.clone()));
+        sdp_text(&at, &codecs, self.telephone_event, crypto)
+    }
+
+    /// The far end's answer to [`CallMedia::offer`]: the media follows it.
+    pub fn take_answer(&mut self, answer: &[u8]) -> Result<(), MediaSetupError> {
+        let mut media = negotiated(answer)?;
+        if media.srtp_recv.is_some() != self.our_key.is_some() {
+            return Err(MediaSetupError::NoCrypto);
+        }
+        media.srtp_send = self.our_key.clone();
+        self.codec = media.codec;
+        let _ = self.control.send(MediaControl::Update(Box::new(media)));
+        Ok(())
     }
 
     /// Answer a new offer in the call (hold, resume, a new address or
@@ -269,6 +295,8 @@ impl CallMedia {
         self.version += 1;
         let at = SdpLine { ip: self.ip, port: self.port, session_id: self.session_id, version: self.version, direction: offered_direction(offer).reversed() };
         let text = sdp_text(&at, &[(pt, codec_name(codec))], media.telephone_event, crypto);
+        self.codec = media.codec;
+        self.telephone_event = media.telephone_event;
         let _ = self.control.send(MediaControl::Update(Box::new(media)));
         Ok(text)
     }
