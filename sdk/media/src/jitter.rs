@@ -1213,7 +1213,7 @@ mod tests {
 
     #[test]
     fn in_order_stream_plays_every_packet_once_with_constant_delay() {
-        let base = Instant::now();
+        let base = crate::test_support::origin();
         let mut jb = JitterBuffer::new(cfg(8000, 40));
         let sender = Sender::new(8000, 20);
         let wire = sender.stream(500, |_| 30_000);
@@ -1244,7 +1244,7 @@ mod tests {
 
     #[test]
     fn default_config_on_a_clean_network_settles_to_the_minimum() {
-        let base = Instant::now();
+        let base = crate::test_support::origin();
         let mut jb = JitterBuffer::new(JitterConfig::default());
         let sender = Sender::new(8000, 20);
         let outs = run(&mut jb, base, sender.stream(3000, |_| 30_000), 3_000, 60_500_000);
@@ -1261,7 +1261,7 @@ mod tests {
 
     #[test]
     fn reordered_packets_within_the_delay_play_in_order_without_loss() {
-        let base = Instant::now();
+        let base = crate::test_support::origin();
         let mut jb = JitterBuffer::new(cfg(8000, 60));
         let sender = Sender::new(8000, 20);
         // Every even packet overtaken by the odd one after it.
@@ -1278,7 +1278,7 @@ mod tests {
 
     #[test]
     fn a_lost_packet_is_one_lost_frame_carrying_the_next_payload_for_fec() {
-        let base = Instant::now();
+        let base = crate::test_support::origin();
         let mut jb = JitterBuffer::new(cfg(8000, 40));
         let sender = Sender::new(8000, 20);
         let mut wire = sender.stream(200, |_| 30_000);
@@ -1303,7 +1303,7 @@ mod tests {
 
     #[test]
     fn of_two_lost_packets_only_the_second_gets_the_next_payload() {
-        let base = Instant::now();
+        let base = crate::test_support::origin();
         let mut jb = JitterBuffer::new(cfg(8000, 40));
         let sender = Sender::new(8000, 20);
         let mut wire = sender.stream(100, |_| 30_000);
@@ -1318,7 +1318,7 @@ mod tests {
 
     #[test]
     fn a_late_packet_is_dropped_counted_and_grows_the_target() {
-        let base = Instant::now();
+        let base = crate::test_support::origin();
         let mut jb = JitterBuffer::new(cfg(8000, 40));
         let sender = Sender::new(8000, 20);
         let wire = sender.stream(300, |i| if i == 50 { 230_000 } else { 30_000 });
@@ -1340,7 +1340,7 @@ mod tests {
 
     #[test]
     fn the_target_jumps_as_soon_as_a_late_packet_arrives() {
-        let base = Instant::now();
+        let base = crate::test_support::origin();
         let mut jb = JitterBuffer::new(cfg(8000, 40));
         let at = |ms: u64| base + Duration::from_millis(ms);
         for i in 0..10u16 {
@@ -1354,7 +1354,7 @@ mod tests {
 
     #[test]
     fn duplicates_are_dropped_and_counted() {
-        let base = Instant::now();
+        let base = crate::test_support::origin();
         let mut jb = JitterBuffer::new(cfg(8000, 40));
         let sender = Sender::new(8000, 20);
         let mut wire = sender.stream(200, |_| 30_000);
@@ -1376,7 +1376,7 @@ mod tests {
     #[test]
     fn sequence_and_timestamp_wrap_are_seamless() {
         for (clock, frame_ms) in [(8000u64, 20u64), (48000, 20), (48000, 60)] {
-            let base = Instant::now();
+            let base = crate::test_support::origin();
             let mut jb = JitterBuffer::new(cfg(clock as u32, 60));
             let mut sender = Sender::new(clock, frame_ms);
             sender.seq0 = 65_500;
@@ -1408,7 +1408,7 @@ mod tests {
 
     #[test]
     fn a_new_ssrc_resyncs_within_a_bounded_number_of_frames() {
-        let base = Instant::now();
+        let base = crate::test_support::origin();
         let mut jb = JitterBuffer::new(JitterConfig::default());
         let a = Sender::new(8000, 20);
         let mut wire = a.stream(250, |_| 30_000);
@@ -1453,7 +1453,7 @@ mod tests {
 
     #[test]
     fn a_big_jump_in_the_same_ssrc_resyncs_after_a_second_packet() {
-        let base = Instant::now();
+        let base = crate::test_support::origin();
         let mut jb = JitterBuffer::new(cfg(8000, 40));
         let a = Sender::new(8000, 20);
         let mut wire = a.stream(100, |_| 30_000);
@@ -1483,7 +1483,7 @@ mod tests {
 
     #[test]
     fn a_timestamp_jump_with_continuous_sequence_numbers_resyncs() {
-        let base = Instant::now();
+        let base = crate::test_support::origin();
         let mut jb = JitterBuffer::new(cfg(8000, 40));
         let a = Sender::new(8000, 20);
         let mut wire = a.stream(200, |_| 30_000);
@@ -1505,7 +1505,7 @@ mod tests {
 
     #[test]
     fn jitter_spikes_grow_the_target_and_a_calm_period_shrinks_it() {
-        let base = Instant::now();
+        let base = crate::test_support::origin();
         let mut jb = JitterBuffer::new(JitterConfig::default());
         let sender = Sender::new(8000, 20);
         let mut rng = Rng(7);
@@ -1547,7 +1547,7 @@ mod tests {
     /// sent and the single concealed frames between two played ones (speech
     /// stretched).
     fn drift(rate_ppm: u64, vad: bool) -> (JitterStats, Vec<Out>, u64, u64) {
-        let base = Instant::now();
+        let base = crate::test_support::origin();
         let mut jb = JitterBuffer::new(JitterConfig::default());
         let mut sender = Sender::new(8000, 20);
         sender.rate_ppm = rate_ppm;
@@ -1633,7 +1633,7 @@ mod tests {
     #[test]
     fn packets_of_10_to_60_ms_play_with_their_durations() {
         for frame_ms in [10u64, 20, 30, 40, 60] {
-            let base = Instant::now();
+            let base = crate::test_support::origin();
             let mut jb = JitterBuffer::new(JitterConfig::for_codec(Codec::Opus));
             let sender = Sender::new(48000, frame_ms);
             let n = 6000 / frame_ms;
@@ -1659,7 +1659,7 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_when_nobody_pops() {
-        let base = Instant::now();
+        let base = crate::test_support::origin();
         let mut jb = JitterBuffer::new(JitterConfig { max_packets: 64, ..JitterConfig::default() });
         for i in 0..1000u32 {
             jb.push(base + Duration::from_millis(u64::from(i) * 20), i as u16, i * 160, SSRC, false, vec![0u8; 160]);
@@ -1682,7 +1682,7 @@ mod tests {
 
     #[test]
     fn starvation_conceals_briefly_then_plays_silence_and_recovers() {
-        let base = Instant::now();
+        let base = crate::test_support::origin();
         let mut jb = JitterBuffer::new(cfg(8000, 40));
         let a = Sender::new(8000, 20);
         let mut wire = a.stream(100, |_| 30_000);
@@ -1713,7 +1713,7 @@ mod tests {
 
     #[test]
     fn push_packet_reads_a_parsed_rtp_packet() {
-        let base = Instant::now();
+        let base = crate::test_support::origin();
         let mut jb = JitterBuffer::new(cfg(8000, 20));
         let mut raw = vec![0x80, 0x80, 0x12, 0x34, 0, 0, 0x01, 0x40, 0xde, 0xad, 0xbe, 0xef];
         raw.extend_from_slice(&[0xd5; 160]);
@@ -1738,7 +1738,7 @@ mod tests {
 
     #[test]
     fn zero_length_payloads_and_huge_jumps_are_handled() {
-        let base = Instant::now();
+        let base = crate::test_support::origin();
         let at = |ms: u64| base + Duration::from_millis(ms);
         let mut jb = JitterBuffer::new(JitterConfig::default());
         jb.push(at(0), 0, 0, SSRC, false, Bytes::new());
@@ -1779,7 +1779,7 @@ mod tests {
 
     #[test]
     fn hostile_input_never_panics_and_stays_bounded() {
-        let base = Instant::now();
+        let base = crate::test_support::origin();
         for seed in 1..=20u64 {
             let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let mut jb = JitterBuffer::new(JitterConfig {

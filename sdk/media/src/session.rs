@@ -973,7 +973,7 @@ mod tests {
 
         fn with_seed(codec: Codec, pt: u8, suite: Option<SrtpSuite>, ab: Link, ba: Link, rtcp: Duration, seed_a: u64) -> Call {
             // Virtual time: only offsets from this instant matter.
-            let now = Instant::now();
+            let now = crate::test_support::origin();
             let config = |cname: &str, seed| SessionConfig { rtcp_interval: rtcp, ..SessionConfig::new(cname, seed) };
             let a = MediaSession::new(&leg(codec, pt, suite, 1, 2), config("a@test", seed_a), now).unwrap();
             let b = MediaSession::new(&leg(codec, pt, suite, 2, 1), config("b@test", 22), now).unwrap();

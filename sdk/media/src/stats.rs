@@ -1090,7 +1090,7 @@ mod tests {
 
     #[test]
     fn in_order_stream_has_no_loss_and_no_jitter() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::origin();
         let mut rx = ReceiverStats::new(RATE);
         assert!(rx.report_block(t0, 1).is_none(), "nothing to report before any packet");
         // The timestamps `feed` uses: 1000 + 160 per packet.
@@ -1112,7 +1112,7 @@ mod tests {
 
     #[test]
     fn one_percent_loss() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::origin();
         let mut rx = ReceiverStats::new(RATE);
         // Every 100th packet lost (never the probation ones), 10,000 sent,
         // a report every 1,000.
@@ -1142,7 +1142,7 @@ mod tests {
 
     #[test]
     fn jitter_converges_for_alternating_delay() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::origin();
         let mut rx = ReceiverStats::new(RATE);
         // Odd packets arrive 10 ms (80 units) late: every |D| is 80, so A.8
         // gives J_k = 80 * (1 - (15/16)^k) after k differences.
@@ -1167,7 +1167,7 @@ mod tests {
 
     #[test]
     fn jitter_survives_timestamp_wrap() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::origin();
         let mut rx = ReceiverStats::new(RATE);
         for i in 0..100u32 {
             rx.on_rtp(t0 + PTIME * i, i as u16, (u32::MAX - 5000).wrapping_add(i * FRAME));
@@ -1177,7 +1177,7 @@ mod tests {
 
     #[test]
     fn sequence_wrap_is_a_cycle_not_loss() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::origin();
         let mut rx = ReceiverStats::new(RATE);
         feed(&mut rx, t0, 65_000, 0..2000);
         let block = rx.report_block(t0, 1).unwrap();
@@ -1197,7 +1197,7 @@ mod tests {
 
     #[test]
     fn duplicates_and_reordering_are_not_loss() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::origin();
         let mut rx = ReceiverStats::new(RATE);
         feed(&mut rx, t0, 0, 0..10);
         // 11 before 10, 13 before 12.
@@ -1232,7 +1232,7 @@ mod tests {
 
     #[test]
     fn big_jump_restarts_the_source() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::origin();
         let mut rx = ReceiverStats::new(RATE);
         feed(&mut rx, t0, 0, 0..100);
         // A lone stray packet far away is not believed and not counted.
@@ -1257,7 +1257,7 @@ mod tests {
 
     #[test]
     fn probation_resets_on_a_break() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::origin();
         let mut rx = ReceiverStats::new(RATE);
         assert_eq!(rx.on_rtp(t0, 10, 0), SeqOutcome::Probation);
         assert_eq!(rx.on_rtp(t0, 50, 0), SeqOutcome::Probation);
@@ -1268,7 +1268,7 @@ mod tests {
 
     #[test]
     fn huge_loss_gap_and_saturation() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::origin();
         let mut rx = ReceiverStats::new(RATE);
         feed(&mut rx, t0, 0, 0..2);
         // Forward jumps just under MAX_DROPOUT are gaps.
@@ -1286,7 +1286,7 @@ mod tests {
 
     #[test]
     fn report_echoes_the_last_sr() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::origin();
         let mut rx = ReceiverStats::new(RATE);
         feed(&mut rx, t0, 0, 0..5);
         rx.on_sender_report(t0, 0x1234_5678_9ABC_DEF0);
@@ -1297,7 +1297,7 @@ mod tests {
 
     #[test]
     fn sender_extrapolates_the_rtp_timestamp() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::origin();
         let mut tx = SenderStats::new(RATE);
         assert_eq!(tx.rtp_timestamp_at(t0), None);
         assert_eq!(tx.sender_info(t0, 1), None);
@@ -1324,7 +1324,7 @@ mod tests {
 
     #[test]
     fn rtt_from_lsr_and_dlsr() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::origin();
         let ntp0 = ntp_from_unix(Duration::from_secs(1_700_000_000));
         let mut tx = SenderStats::new(RATE);
         tx.on_rtp_sent(t0, 0, 160);
@@ -1668,7 +1668,7 @@ mod tests {
             assert!((ms(2500)..=ms(7500)).contains(&d), "{d:?}");
         }
 
-        let t0 = Instant::now();
+        let t0 = crate::test_support::origin();
         let mut timer = ReportTimer::default();
         assert!(!timer.is_due(t0));
         let first = timer.start(t0, 1.0);
@@ -1683,7 +1683,7 @@ mod tests {
 
     #[test]
     fn zero_clock_rate_is_harmless() {
-        let t0 = Instant::now();
+        let t0 = crate::test_support::origin();
         let mut rx = ReceiverStats::new(0);
         feed(&mut rx, t0, 0, 0..10);
         assert_eq!((rx.jitter(), rx.jitter_ms()), (0.0, 0.0));

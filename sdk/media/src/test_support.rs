@@ -21,3 +21,10 @@ impl TestRng {
         }
     }
 }
+
+/// The origin of a test's virtual timeline. The engines never read the
+/// clock; tests need one real `Instant` to add `Duration`s to, and this is
+/// the only place the crate's tests take it.
+pub fn origin() -> std::time::Instant {
+    std::time::Instant::now()
+}
