@@ -44,6 +44,9 @@ impl Default for CallsConfig {
     }
 }
 
+/// More relay threads than this only adds context switches.
+const MAX_RELAY_THREADS: usize = 64;
+
 /// Anchored media (RTP relay) settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -271,6 +274,9 @@ impl Config {
         if self.media.port_min < 1024 || self.media.port_max <= self.media.port_min + 4 {
             return Err(ConfigError::Invalid("media: need 1024 <= port_min and port_max > port_min + 4".into()));
         }
+        if self.media.relay_threads > MAX_RELAY_THREADS {
+            return Err(ConfigError::Invalid(format!("media: relay_threads is at most {MAX_RELAY_THREADS} (0: one per CPU)")));
+        }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(ConfigError::Invalid("tls: give both cert and key, or neither".into()));
         }
@@ -332,5 +338,8 @@ mod tests {
         assert!(toml::from_str::<Config>("[sip]\nlisten_typo = 1\n").is_err());
         cfg.sip.digest_algorithms = vec!["SHA-1".into()];
         assert!(cfg.validate().is_err());
+        let mut cfg = Config::default();
+        cfg.media.relay_threads = 100_000;
+        assert!(cfg.validate().unwrap_err().to_string().contains("relay_threads"));
     }
 }

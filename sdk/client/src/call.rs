@@ -695,11 +695,7 @@ To: <sip:1001@pbx>\r\nCall-ID: in-1\r\nCSeq: 7 INVITE\r\nContact: <sip:tsunagu@1
 
     #[test]
     fn an_answer_never_acked_is_hung_up_after_64_t1() {
-        let t0 = Instant::now();
-        let mut c = Call::incoming(me(), incoming_invite(), key(), pbx(), 6);
-        outputs(&mut c);
-        c.answer(t0, Bytes::from_static(b"v=0\r\n"));
-        outputs(&mut c);
+        let (mut c, t0) = answered_not_acked(6);
         let mut now = t0;
         let mut sent = 0;
         while let Some(at) = c.poll_timeout() {
@@ -713,6 +709,16 @@ To: <sip:1001@pbx>\r\nCall-ID: in-1\r\nCSeq: 7 INVITE\r\nContact: <sip:tsunagu@1
         }
         assert!(now >= t0 + 64 * T1 && sent >= 7, "retransmitted {sent} times until {:?}", now - t0);
         assert!(matches!(c.state(), CallState::Ended { code: 408, .. }));
+    }
+
+    /// An incoming call we answered at the returned time, not yet ACKed.
+    fn answered_not_acked(seed: u64) -> (Call, Instant) {
+        let t0 = Instant::now();
+        let mut c = Call::incoming(me(), incoming_invite(), key(), pbx(), seed);
+        outputs(&mut c);
+        c.answer(t0, Bytes::from_static(b"v=0\r\n"));
+        outputs(&mut c);
+        (c, t0)
     }
 
     fn connected_incoming() -> Call {
@@ -796,11 +802,7 @@ To: <sip:1001@pbx>\r\nCall-ID: in-1\r\nCSeq: 7 INVITE\r\nContact: <sip:tsunagu@1
 
     #[test]
     fn a_cancel_after_our_answer_changes_nothing() {
-        let t0 = Instant::now();
-        let mut c = Call::incoming(me(), incoming_invite(), key(), pbx(), 8);
-        outputs(&mut c);
-        c.answer(t0, Bytes::from_static(b"v=0\r\n"));
-        outputs(&mut c);
+        let (mut c, _) = answered_not_acked(8);
         let cancel = parse_req("CANCEL sip:1001@192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKin1\r\nFrom: <sip:1002@pbx>;tag=caller\r\nTo: <sip:1001@pbx>\r\nCall-ID: in-1\r\nCSeq: 7 CANCEL\r\nContent-Length: 0\r\n\r\n");
         c.handle_request(Instant::now(), &cancel, key());
         let outs = outputs(&mut c);
