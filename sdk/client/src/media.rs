@@ -178,7 +178,7 @@ pub fn negotiated(sdp: &[u8]) -> Result<LegMedia, MediaSetupError> {
     let te = maps.iter().find(|r| r.encoding.eq_ignore_ascii_case("telephone-event")).map(|r| r.pt);
     // Their key, if the stream is RTP/SAVP: the first a=crypto we can use.
     let srtp_recv = if m.proto.eq_ignore_ascii_case("RTP/SAVP") {
-        Some(m.attrs("crypto").filter_map(|v| CryptoAttr::parse(v).ok()).find(|c| c.mki.is_none() && c.check_supported().is_ok()).map(|c| (c.suite, c.key)).ok_or(MediaSetupError::NoCrypto)?)
+        Some(CryptoAttr::first_usable(m.attrs("crypto")).map(|c| (c.suite, c.key)).ok_or(MediaSetupError::NoCrypto)?)
     } else {
         None
     };
@@ -209,7 +209,7 @@ fn offered_direction(sdp: &[u8]) -> Direction {
 fn crypto_tag(sdp: &[u8]) -> Option<u32> {
     let parsed = Sdp::parse(sdp).ok()?;
     let m = parsed.media.get(parsed.audio_index()?)?;
-    let tag = m.attrs("crypto").filter_map(|v| CryptoAttr::parse(v).ok()).find(|c| c.mki.is_none() && c.check_supported().is_ok()).map(|c| c.tag);
+    let tag = CryptoAttr::first_usable(m.attrs("crypto")).map(|c| c.tag);
     tag
 }
 

@@ -582,6 +582,13 @@ pub struct CryptoAttr {
 }
 
 impl CryptoAttr {
+    /// The first of a media section's `a=crypto` values that we can use
+    /// as it is: it parses, has no MKI, and no session parameter we do not
+    /// support (RFC 4568 §6.1: the answerer picks one the offerer listed).
+    pub fn first_usable<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<CryptoAttr> {
+        values.into_iter().filter_map(|v| CryptoAttr::parse(v).ok()).find(|c| c.mki.is_none() && c.check_supported().is_ok())
+    }
+
     /// Parses the value after `a=crypto:`. Never panics; any syntax error,
     /// unknown suite, non-base64 key or key of another suite's length gives
     /// [`MediaError::BadCryptoAttr`]. Session parameters are kept but not

@@ -88,7 +88,7 @@ fn is_te(m: &RtpMap) -> bool {
 /// The first a=crypto line we support (no MKI, no session parameters we
 /// would have to refuse).
 fn their_crypto(m: &Media) -> Option<CryptoAttr> {
-    m.attrs("crypto").filter_map(|v| CryptoAttr::parse(v).ok()).find(|c| c.mki.is_none() && c.check_supported().is_ok())
+    CryptoAttr::first_usable(m.attrs("crypto"))
 }
 
 fn remote_rtp(sdp: &Sdp, idx: usize) -> Option<SocketAddr> {
