@@ -357,7 +357,7 @@ fn media_flows_again(s: &Server) {
 
 /// A call from the SDK (1001, 440 Hz, playout discarded) to baresip (1002,
 /// PCMU, answering by itself) through a fresh PBX, connected on both sides.
-struct Connected {
+struct ConnectedCall {
     sb: Sandbox,
     s: Server,
     phone: common::baresip::Baresip,
@@ -367,7 +367,7 @@ struct Connected {
     call_id: String,
 }
 
-fn connected_to_baresip(name: &str) -> Connected {
+fn connected_to_baresip(name: &str) -> ConnectedCall {
     use common::baresip::{Account as BaresipAccount, AnswerMode, Baresip};
     use std::sync::Arc;
     use tsunagu_client::audio::{AudioFormat, NullPort, SplitPort, ToneSource};
@@ -392,7 +392,7 @@ fn connected_to_baresip(name: &str) -> Connected {
             }
         }
     });
-    Connected { sb, s, phone, rt, account, events, call_id }
+    ConnectedCall { sb, s, phone, rt, account, events, call_id }
 }
 
 /// The far end holds and resumes (re-INVITEs that the PBX passes to the
@@ -400,7 +400,7 @@ fn connected_to_baresip(name: &str) -> Connected {
 /// the call goes on, and media flows again after the resume.
 #[test]
 fn sdk_answers_hold_and_resume_from_the_far_end() {
-    let Connected { sb: _sb, s, mut phone, rt, account, mut events, call_id } = connected_to_baresip("client-hold");
+    let ConnectedCall { sb: _sb, s, mut phone, rt, account, mut events, call_id } = connected_to_baresip("client-hold");
     let offers = |events: &mut UnboundedReceiver<AccountEvent>, rt: &tokio::runtime::Runtime| {
         rt.block_on(async {
             loop {
@@ -431,7 +431,7 @@ fn sdk_answers_hold_and_resume_from_the_far_end() {
 /// new offers, and media flows again after the resume.
 #[test]
 fn sdk_puts_the_far_end_on_hold_and_resumes() {
-    let Connected { sb: _sb, s, mut phone, rt, account, mut events, call_id } = connected_to_baresip("client-sdk-hold");
+    let ConnectedCall { sb: _sb, s, mut phone, rt, account, mut events, call_id } = connected_to_baresip("client-sdk-hold");
     let answered = |events: &mut UnboundedReceiver<AccountEvent>| {
         rt.block_on(async {
             loop {
