@@ -4,7 +4,9 @@
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
-packages=(sip-tester baresip linphone-cli kamailio kamailio-extra-modules rtpengine-daemon sox libopus-dev cmake pkg-config curl)
+# libjna-java: JNA for the JVM test of the generated Kotlin bindings.
+# libasound2-dev: ALSA headers for cpal (the desktop phone's sound card).
+packages=(sip-tester baresip linphone-cli kamailio kamailio-extra-modules rtpengine-daemon sox libopus-dev libasound2-dev cmake pkg-config curl libjna-java)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,4 +21,18 @@ fi
 # Kamailio's package may start a system service on install; the tests and
 # benchmarks start their own instances on other ports.
 if command -v systemctl >/dev/null 2>&1; then systemctl stop kamailio >/dev/null 2>&1 || true; fi
-echo "setup: ok (sipp $(sipp -v 2>/dev/null | grep -o 'v[0-9.]*' | head -1), baresip, linphonec, kamailio present)"
+# The bindings tests (tests/e2e_bindings.rs): the Kotlin compiler from npm,
+# pinned by the committed lock file (reinstalled only when that changes),
+# and pytest for the Python bindings.
+kotlin_dir="$(cd "$(dirname "$0")/.." && pwd)/bindings/ffi/tests/kotlin"
+if ! cmp -s "$kotlin_dir/package-lock.json" "$kotlin_dir/node_modules/.installed-lock.json"; then
+  echo "setup: installing the Kotlin compiler (npm ci in bindings/ffi/tests/kotlin)"
+  (cd "$kotlin_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  cp "$kotlin_dir/package-lock.json" "$kotlin_dir/node_modules/.installed-lock.json"
+fi
+if ! python3 -c 'import pytest' >/dev/null 2>&1; then
+  echo "setup: installing pytest"
+  python3 -m pip install -q --disable-pip-version-check pytest >/dev/null 2>&1 \
+    || { SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"; DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-pytest >/dev/null; }
+fi
+echo "setup: ok (sipp $(sipp -v 2>/dev/null | grep -o 'v[0-9.]*' | head -1), baresip, linphonec, kamailio, kotlinc, pytest present)"

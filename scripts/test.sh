@@ -13,6 +13,9 @@ scripts/setup.sh
 t1=$(date +%s)
 
 stage "build (all tests, one profile)"
+# This also builds the bindings' library (libtsunagu_ffi.so) and
+# uniffi-bindgen, which tests/e2e_bindings.rs uses: they are built for
+# bindings/ffi's own tests, with the same features as everything else.
 cargo test --workspace --no-run --locked
 # The desktop phone runs as a process in tests/e2e_phone.rs; cargo builds
 # only the binaries of the package whose tests run, so build it here (same

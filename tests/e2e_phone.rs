@@ -80,10 +80,29 @@ fn tsunagu_phone_registers_and_says_so_by_its_exit_status() {
     let mut bad = start(&s, "1001", "wrong", &["register"], &log);
     let st = wait_exit(&mut bad, Duration::from_secs(20));
     assert_eq!(st.code(), Some(2), "{}", std::fs::read_to_string(&log).unwrap_or_default());
-    // Bad arguments: no audio for a call in a build without a sound card.
+    // Bad arguments: a WAV that is not there.
     let log = sb.file("args.log");
-    let mut args = start(&s, "1001", PW, &["call", "1002"], &log);
-    assert_eq!(wait_exit(&mut args, Duration::from_secs(20)).code(), Some(1));
+    let mut args = start(&s, "1001", PW, &["call", "1002", "--play", "/nonexistent/x.wav"], &log);
+    assert_eq!(wait_exit(&mut args, Duration::from_secs(20)).code(), Some(1), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    // No --play/--record means the sound card; with none (ALSA given an
+    // empty configuration), the phone says so before any SIP: status 4.
+    let empty = sb.file("empty-alsa.conf");
+    std::fs::write(&empty, "# no devices\n").unwrap();
+    let log = sb.file("nosound.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new(phone_bin())
+        .args(["--server", &s.sip_addr().to_string(), "--user", "1001", "--password", PW, "call", "1002"])
+        .env("ALSA_CONFIG_PATH", &empty)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let mut nosound = Running(child);
+    let st = wait_exit(&mut nosound, Duration::from_secs(20));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(st.code(), Some(4), "{text}");
+    assert!(text.contains("sound card"), "{text}");
 }
 
 #[test]
@@ -124,6 +143,42 @@ fn tsunagu_phone_calls_and_answers_baresip_with_audio_and_dtmf() {
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(st.code(), Some(0), "{text}");
     assert!(text.contains("incoming call from 1002") && text.contains("the far end hung up"), "{text}");
+    assert_hears(&heard, 440.0, &[1000.0]);
+    assert_hears(&rec, 1000.0, &[440.0]);
+}
+
+/// tsunagu-phone calls baresip directly, with no PBX in between (`--direct`:
+/// no registration, the INVITE goes to baresip itself): each side hears
+/// the other's tone, and baresip gets the digit.
+#[test]
+fn tsunagu_phone_calls_baresip_directly_without_a_pbx() {
+    let sb = Sandbox::new("phone-direct");
+    let tone = sb.file("440.wav");
+    make_tone_wav(&tone, 440.0, 2.0, 8000);
+    // baresip's account names a registrar nobody runs; it never registers.
+    let nowhere: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let mut b = Baresip::builder(&sb, "d1002").account(Account::new("1002", PW, nowhere)).account_param("regint=0").answer(AnswerMode::Auto).tone(1000.0).codecs(&["PCMU"]).start();
+    let rec = sb.file("direct.wav");
+    let log = sb.file("direct.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new(phone_bin())
+        .args(["--server", &format!("127.0.0.1:{}", b.sip_port), "--user", "1001", "--password", "x", "--direct"])
+        .args(["call", "1002", "--play", tone.to_str().unwrap(), "--record", rec.to_str().unwrap(), "--duration", "3", "--dtmf", "8"])
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let mut p = Running(child);
+    b.wait_event("CALL_ESTABLISHED", Duration::from_secs(15));
+    let heard = b.wait_heard(2.0, Duration::from_secs(15));
+    let d = b.wait_event("CALL_DTMF_START", Duration::from_secs(10));
+    assert_eq!(d.param, "8");
+    let st = wait_exit(&mut p, Duration::from_secs(20));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(st.code(), Some(0), "{text}");
+    assert!(text.contains("direct to") && text.contains("connected") && text.contains("hung up"), "{text}");
+    b.wait_event("CALL_CLOSED", Duration::from_secs(10));
     assert_hears(&heard, 440.0, &[1000.0]);
     assert_hears(&rec, 1000.0, &[440.0]);
 }

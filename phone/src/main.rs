@@ -35,6 +35,10 @@ struct Cli {
     /// For TLS: the PEM file of the certificate(s) to trust.
     #[arg(long)]
     ca: Option<PathBuf>,
+    /// Do not register: --server is the far phone itself (a call without a
+    /// PBX). Only `call` makes sense then.
+    #[arg(long)]
+    direct: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -121,22 +125,33 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Register => None,
         Command::Call { audio, .. } | Command::Answer { audio, .. } => match audio_port(audio) {
             Ok(p) => Some(p),
-            Err(e) => return fail(EXIT_ARGS, &e),
+            Err((code, e)) => return fail(code, &e),
         },
     };
     let mut config = RegistrationConfig::new(&cli.user, &cli.password, &cli.server);
     config.expires = 300;
     // One attempt is enough for a tool: do not wait minutes for a retry.
     config.retry_base = Duration::from_secs(3600);
+    config.register = !cli.direct;
+    if cli.direct && !matches!(cli.command, Command::Call { .. }) {
+        return fail(EXIT_ARGS, "--direct works with `call` only");
+    }
     let (account, mut events) = match Account::start_with(server, transport, config).await {
         Ok(a) => a,
         Err(e) => return fail(EXIT_REGISTER, &e.to_string()),
     };
-    match next_registration(&mut events).await {
-        Some(RegEvent::Registered { expires }) => println!("registered as {} (expires {expires} s)", cli.user),
-        Some(RegEvent::Failed { code, reason, .. }) => return fail(EXIT_REGISTER, &format!("registration failed: {code} {reason}")),
-        other => return fail(EXIT_REGISTER, &format!("registration failed: {other:?}")),
+    if cli.direct {
+        println!("direct to {} (not registering)", cli.server);
+    } else {
+        match next_registration(&mut events).await {
+            Some(RegEvent::Registered { expires }) => println!("registered as {} (expires {expires} s)", cli.user),
+            Some(RegEvent::Failed { code, reason, .. }) => return fail(EXIT_REGISTER, &format!("registration failed: {code} {reason}")),
+            other => return fail(EXIT_REGISTER, &format!("registration failed: {other:?}")),
+        }
     }
+    // A desktop has no OS callback for network changes: the SDK watches
+    // the route to the PBX itself, and moves calls when it changes.
+    account.watch_network();
     let status = match cli.command {
         Command::Register => ExitCode::SUCCESS,
         Command::Call { target, audio, dtmf, ring_timeout } => {
@@ -157,20 +172,41 @@ fn resolve(s: &str) -> Option<SocketAddr> {
 }
 
 /// The call's audio: the WAV to play (or silence) and the WAV to record to
-/// (or nothing). The sound card (cpal) is not in this build yet.
-fn audio_port(a: &AudioArgs) -> Result<Arc<dyn AudioPort>, String> {
+/// (or nothing); with neither, the sound card. Errors carry the exit
+/// status: a bad file is an argument error, a sound card that cannot be
+/// used is a media failure.
+fn audio_port(a: &AudioArgs) -> Result<Arc<dyn AudioPort>, (u8, String)> {
     if a.play.is_none() && a.record.is_none() {
-        return Err("this build has no sound-card support yet: give --play and/or --record".into());
+        return sound_card();
     }
+    let args = |e: String| (EXIT_ARGS, e);
     let capture: Arc<dyn AudioPort> = match &a.play {
-        Some(p) => Arc::new(WavSource::open(p, true).map_err(|e| format!("--play {}: {e}", p.display()))?),
-        None => Arc::new(NullPort::new(AudioFormat::ENGINE).map_err(|e| e.to_string())?),
+        Some(p) => Arc::new(WavSource::open(p, true).map_err(|e| args(format!("--play {}: {e}", p.display())))?),
+        None => Arc::new(NullPort::new(AudioFormat::ENGINE).map_err(|e| args(e.to_string()))?),
     };
     let playout: Arc<dyn AudioPort> = match &a.record {
-        Some(p) => Arc::new(WavSink::create(p, AudioFormat::ENGINE.sample_rate).map_err(|e| format!("--record {}: {e}", p.display()))?),
-        None => Arc::new(NullPort::new(AudioFormat::ENGINE).map_err(|e| e.to_string())?),
+        Some(p) => Arc::new(WavSink::create(p, AudioFormat::ENGINE.sample_rate).map_err(|e| args(format!("--record {}: {e}", p.display())))?),
+        None => Arc::new(NullPort::new(AudioFormat::ENGINE).map_err(|e| args(e.to_string()))?),
     };
-    Ok(Arc::new(SplitPort::new(capture, playout).map_err(|e| e.to_string())?))
+    Ok(Arc::new(SplitPort::new(capture, playout).map_err(|e| args(e.to_string()))?))
+}
+
+/// The default microphone and speaker. Checked before any SIP, so a
+/// machine without a sound card says so instead of placing a silent call.
+#[cfg(feature = "cpal")]
+fn sound_card() -> Result<Arc<dyn AudioPort>, (u8, String)> {
+    match tsunagu_client::cpal_port::CpalPort::open() {
+        Ok(port) => {
+            println!("sound card: microphone {}, speaker {}", port.input_info(), port.output_info());
+            Ok(Arc::new(port))
+        }
+        Err(e) => Err((EXIT_MEDIA, format!("sound card: {e} (give --play and/or --record to run without one)"))),
+    }
+}
+
+#[cfg(not(feature = "cpal"))]
+fn sound_card() -> Result<Arc<dyn AudioPort>, (u8, String)> {
+    Err((EXIT_ARGS, "this build has no sound-card support (feature `cpal`): give --play and/or --record".into()))
 }
 
 async fn next_registration(events: &mut UnboundedReceiver<AccountEvent>) -> Option<RegEvent> {
@@ -214,6 +250,7 @@ async fn connected(account: &Account, events: &mut UnboundedReceiver<AccountEven
             }
             // Hold, resume, a new address: the SDK answers these itself.
             Some(CallEvent::RemoteOffer { .. }) => println!("the far end changed the call (hold, resume or a new address)"),
+            Some(CallEvent::OfferAnswered { .. }) => println!("the far end took our new offer (hold, resume or a new network)"),
             Some(_) => {}
             None => break,
         }

@@ -312,6 +312,8 @@ pub struct Server {
     child: Option<Child>,
     pub sip_port: u16,
     pub http_port: u16,
+    /// The address SIP (and so media) listens on; HTTP stays on loopback.
+    pub sip_ip: String,
     pub data: PathBuf,
     pub log: PathBuf,
     stdout_lines: Option<Receiver<String>>,
@@ -323,13 +325,13 @@ impl Server {
     /// `tsunagu serve --data <sandbox>/data` on free loopback ports, ready
     /// (healthz 200) when this returns.
     pub fn start(sb: &Sandbox) -> Server {
-        Self::launch(sb, Mode::Serve, &[])
+        Self::launch(sb, Mode::Serve, &[], LOCALHOST)
     }
 
     /// Like `start`, with extra environment variables (e.g. `TSUNAGU_*`
     /// configuration overrides).
     pub fn start_with_env(sb: &Sandbox, env: &[(&str, &str)]) -> Server {
-        Self::launch(sb, Mode::Serve, env)
+        Self::launch(sb, Mode::Serve, env, LOCALHOST)
     }
 
     /// `tsunagu demo`: returns the server and the seeded `(extension,
@@ -342,7 +344,17 @@ impl Server {
         sb: &Sandbox,
         env: &[(&str, &str)],
     ) -> (Server, Vec<(String, String)>) {
-        let mut s = Self::launch(sb, Mode::Demo, env);
+        Self::start_demo_at(sb, env, LOCALHOST)
+    }
+
+    /// `tsunagu demo` with SIP and media on `sip_ip` (an address of a test
+    /// network namespace the calling thread is in).
+    pub fn start_demo_at(
+        sb: &Sandbox,
+        env: &[(&str, &str)],
+        sip_ip: &str,
+    ) -> (Server, Vec<(String, String)>) {
+        let mut s = Self::launch(sb, Mode::Demo, env, sip_ip);
         let rx = s.stdout_lines.take().unwrap();
         let mut creds = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -372,7 +384,7 @@ impl Server {
         (s, creds)
     }
 
-    fn launch(sb: &Sandbox, mode: Mode, env: &[(&str, &str)]) -> Server {
+    fn launch(sb: &Sandbox, mode: Mode, env: &[(&str, &str)], sip_ip: &str) -> Server {
         let data = sb.data();
         let mut last_err = String::new();
         for attempt in 0..5 {
@@ -390,7 +402,7 @@ impl Server {
                 .arg("--data")
                 .arg(&data)
                 .arg("--sip")
-                .arg(format!("{LOCALHOST}:{sip_port}"))
+                .arg(format!("{sip_ip}:{sip_port}"))
                 .arg("--http")
                 .arg(format!("{LOCALHOST}:{http_port}"))
                 .envs(env.iter().copied())
@@ -414,6 +426,7 @@ impl Server {
                 child: Some(child),
                 sip_port,
                 http_port,
+                sip_ip: sip_ip.to_string(),
                 data: data.clone(),
                 log: log.clone(),
                 stdout_lines: Some(rx),
@@ -453,7 +466,7 @@ impl Server {
     }
 
     pub fn sip_addr(&self) -> SocketAddr {
-        format!("{LOCALHOST}:{}", self.sip_port).parse().unwrap()
+        format!("{}:{}", self.sip_ip, self.sip_port).parse().unwrap()
     }
     pub fn http_addr(&self) -> SocketAddr {
         format!("{LOCALHOST}:{}", self.http_port).parse().unwrap()

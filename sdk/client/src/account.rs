@@ -20,7 +20,8 @@ use crate::audio::AudioPort;
 use crate::keepalive::{KeepAlive, KeepAliveAction};
 use crate::media::{self, CallMedia, MediaSockets};
 use bytes::Bytes;
-use std::collections::HashMap;
+use crate::netwatch::NetWatch;
+use std::collections::{HashMap, HashSet};
 use crate::registration::{Flow, RegEvent, RegOutput, RegState, Registration, RegistrationConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -73,6 +74,8 @@ pub enum AccountEvent {
 
 enum Command {
     NetworkChanged,
+    Push,
+    WatchNetwork,
     Close(oneshot::Sender<()>),
     Dial { target: String, sdp: Bytes, reply: oneshot::Sender<Result<String, String>> },
     DialWithAudio { target: String, port: Arc<dyn AudioPort>, reply: oneshot::Sender<Result<String, String>> },
@@ -84,6 +87,8 @@ enum Command {
     AnswerOffer { call_id: String, sdp: Option<Bytes> },
     Hold { call_id: String, on: bool },
     Mute { call_id: String, muted: bool },
+    Transfer { call_id: String, target: String },
+    TransferAttended { call_id: String, to_call_id: String },
 }
 
 /// One account registered with one PBX. Cheap to clone; `close` ends it.
@@ -135,6 +140,27 @@ impl Account {
 
     pub fn state(&self) -> RegState {
         self.state.lock().map(|s| s.clone()).unwrap_or(RegState::Idle)
+    }
+
+    /// Watch the device's network in the driver itself (desktop Linux:
+    /// rtnetlink, else a 1 s poll of the route to the PBX) and act as if
+    /// [`Account::network_changed`] were called whenever the address the
+    /// PBX is reached from changes. Mobile shells, which hear of network
+    /// changes from the OS, call `network_changed` instead.
+    pub fn watch_network(&self) {
+        let _ = self.commands.send(Command::WatchNetwork);
+    }
+
+    /// A push notification woke the app (RFC 8599: the PBX pushes when a
+    /// call waits for a device that registered with pn-* parameters):
+    /// open a fresh flow (the one from before the app slept is likely
+    /// dead) and register over it at once, so the PBX can hand over the
+    /// waiting call, which then arrives as [`AccountEvent::IncomingCall`].
+    /// The payload is not needed to do that; it is taken for the app's
+    /// logs and for later payload formats.
+    pub fn handle_push(&self, payload: &str) {
+        let _ = payload;
+        let _ = self.commands.send(Command::Push);
     }
 
     /// The device's network changed: register over a new flow now.
@@ -201,6 +227,21 @@ impl Account {
 
     pub fn hangup(&self, call_id: &str) {
         let _ = self.commands.send(Command::Hangup { call_id: call_id.to_string() });
+    }
+
+    /// Blind transfer: ask the far end of `call_id` to call `target` (an
+    /// extension or a SIP URI) instead (REFER). Progress arrives as
+    /// [`CallEvent::TransferProgress`]; on success this call is hung up.
+    pub fn transfer(&self, call_id: &str, target: &str) {
+        let _ = self.commands.send(Command::Transfer { call_id: call_id.to_string(), target: target.to_string() });
+    }
+
+    /// Attended transfer: connect the far ends of two of our calls to each
+    /// other (REFER to `call_id`'s far end, with Replaces naming
+    /// `to_call_id`'s dialog, RFC 3891/5589); on success both calls are
+    /// hung up.
+    pub fn transfer_attended(&self, call_id: &str, to_call_id: &str) {
+        let _ = self.commands.send(Command::TransferAttended { call_id: call_id.to_string(), to_call_id: to_call_id.to_string() });
     }
 
     /// Unregister (waiting at most `timeout` for the PBX) and stop.
@@ -365,12 +406,33 @@ async fn run(
     let mut closing: Option<oneshot::Sender<()>> = None;
     let new_keepalive = |now| (kind != TransportKind::Udp).then(|| KeepAlive::new(now, PING_INTERVAL, PONG_TIMEOUT, rand::random()));
     let mut keepalive = new_keepalive(Instant::now());
-    if let Some(c) = &conn {
+    if let (Some(c), true) = (&conn, config.register) {
         register_over(&mut reg, c, kind);
     }
     let mut calls = Calls::default();
+    // Which flow each client transaction went out on, and which flow the
+    // calls' media and Contact are on now.
+    let mut flow_of_branch: HashMap<String, u64> = HashMap::new();
+    let mut calls_flow = flow_id;
+    let mut watch: Option<NetWatch> = None;
+    // RFC 4733 digits the calls' media tasks receive.
+    let (digits_tx, mut digits_rx) = mpsc::unbounded_channel::<(String, char)>();
+    calls.digits = Some(digits_tx);
     let creds = Credentials { user: config.user.clone(), password: config.password.clone() };
     loop {
+        // A new flow (network change, broken flow, retry): move the calls
+        // onto it at once. Never a BYE because a network went away.
+        if calls_flow != flow_id {
+            if let Some(flow) = current_flow(&conn, kind) {
+                calls_flow = flow_id;
+                calls.move_to(flow, &config.user).await;
+            }
+        }
+        // Only on the flow the calls are on: an offer sent over a dead flow
+        // would be lost, and the next flow sends it again anyway.
+        if calls_flow == flow_id && conn.is_some() {
+            calls.send_due_offers();
+        }
         // Drain the engines: registration -> transactions -> flow.
         loop {
             let mut progressed = false;
@@ -393,6 +455,9 @@ async fn run(
                             }
                         }
                         let peer = Peer { addr: dialer.server, transport: kind, flow: flow_id };
+                        if let Some(b) = request.core.top_branch() {
+                            flow_of_branch.insert(b.to_string(), flow_id);
+                        }
                         tx.handle_input(Instant::now(), Input::SendRequest { request: *request, peer });
                     }
                     RegOutput::Event(ev) => {
@@ -416,6 +481,7 @@ async fn run(
                     CallOutput::Request(request) => {
                         if let Some(b) = request.core.top_branch() {
                             calls.by_branch.insert(b.to_string(), call_id.clone());
+                            flow_of_branch.insert(b.to_string(), flow_id);
                         }
                         let peer = Peer { addr: dialer.server, transport: kind, flow: flow_id };
                         tx.handle_input(Instant::now(), Input::SendRequest { request: *request, peer });
@@ -430,9 +496,14 @@ async fn run(
                         if let CallEvent::Connected { sdp: Some(answer) } = &event {
                             // Our offer was answered: start the media.
                             if let Some((sockets, port)) = calls.pending_media.remove(&call_id) {
-                                match sockets.take_answer(answer).and_then(|m| CallMedia::start(sockets, m, port)) {
+                                // A call made for a transfer takes the audio
+                                // over from the call it replaces.
+                                if let Some(old) = calls.transfers.get(&call_id) {
+                                    calls.media.remove(old);
+                                }
+                                match sockets.take_answer(answer).and_then(|m| CallMedia::start(sockets, m, port.clone())) {
                                     Ok(m) => {
-                                        calls.media.insert(call_id.clone(), m);
+                                        calls.add_media(&call_id, m, port);
                                     }
                                     Err(e) => {
                                         let _ = events.send(AccountEvent::MediaFailed { call_id: call_id.clone(), reason: e.to_string() });
@@ -458,6 +529,29 @@ async fn run(
                                 let answer = m.answer_reoffer(sdp).ok();
                                 if let Some(call) = calls.map.get_mut(&call_id) {
                                     call.answer_offer(Instant::now(), answer);
+                                }
+                            }
+                        }
+                        calls.follow_transfers(&call_id, &event);
+                        if let CallEvent::TransferRequested { target } = &event {
+                            // With the SDK's audio, carry it out: call the
+                            // target, then report to the transferor.
+                            if let Some(port) = calls.ports.get(&call_id).cloned() {
+                                let (uri, replaces) = crate::call::split_refer_uri(target);
+                                let headers: Vec<(&'static str, String)> = replaces.into_iter().map(|r| ("Replaces", r)).collect();
+                                let placed = match current_flow(&conn, kind) {
+                                    Some(flow) => dial_with_audio(&mut calls, flow, &config, &creds, kind, dialer.server, &uri, port, headers).await,
+                                    None => Err("not connected to the PBX".to_string()),
+                                };
+                                match placed {
+                                    Ok(new_id) => {
+                                        calls.transfers.insert(new_id, call_id.clone());
+                                    }
+                                    Err(e) => {
+                                        if let Some(call) = calls.map.get_mut(&call_id) {
+                                            call.notify_transfer(503, &e, true);
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -488,12 +582,20 @@ async fn run(
                             reg.flow_failed(Instant::now(), &why);
                         }
                     }
-                    Output::Event(TxEvent::Response { response, .. }) => {
+                    Output::Event(TxEvent::Response { response, key }) => {
+                        if response.code >= 200 {
+                            flow_of_branch.remove(&key.branch);
+                        }
                         if response.core.cseq.method == "REGISTER" {
                             reg.handle_response(Instant::now(), &response);
                         } else if let Some(call) = calls.map.get_mut(&response.core.call_id) {
                             call.handle_response(&response);
                         }
+                    }
+                    // A transaction of a flow that was replaced: its engine
+                    // already started over on the new flow.
+                    Output::Event(TxEvent::Timeout { key }) if flow_of_branch.remove(&key.branch).is_some_and(|f| f != flow_id) => {
+                        calls.by_branch.remove(&key.branch);
                     }
                     Output::Event(TxEvent::Timeout { key }) => match calls.by_branch.remove(&key.branch) {
                         Some(call_id) => {
@@ -555,6 +657,12 @@ async fn run(
                 None => std::future::pending().await,
             }
         };
+        let network_moved = async {
+            match watch.as_mut() {
+                Some(w) => w.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             incoming = read => match incoming {
                 Incoming::Messages(msgs) => {
@@ -603,11 +711,55 @@ async fn run(
                     None => {}
                 }
             }
+            Some((call_id, digit)) = digits_rx.recv() => {
+                let _ = events.send(AccountEvent::Call { call_id, event: CallEvent::Dtmf { digit } });
+            }
+            ip = network_moved => {
+                // Media first: audio resumes as soon as packets leave from
+                // the new address (the PBX's relay latches onto them),
+                // without waiting for the new SIP flow, whose TCP/TLS
+                // set-up can take a SYN retransmission (1 s) or more.
+                calls.rebind_media(ip).await;
+                conn = None;
+                replace_flow(&dialer, &mut conn, &mut flow_id, &mut reg, kind, "network changed").await;
+                keepalive = new_keepalive(Instant::now());
+            }
             cmd = commands.recv() => match cmd {
                 Some(Command::NetworkChanged) => {
+                    if let Some(ip) = crate::netwatch::route_source(dialer.server) {
+                        calls.rebind_media(ip).await;
+                    }
                     conn = None;
                     replace_flow(&dialer, &mut conn, &mut flow_id, &mut reg, kind, "network changed").await;
                     keepalive = new_keepalive(Instant::now());
+                }
+                Some(Command::Push) => {
+                    conn = None;
+                    replace_flow(&dialer, &mut conn, &mut flow_id, &mut reg, kind, "woken by a push").await;
+                    keepalive = new_keepalive(Instant::now());
+                }
+                Some(Command::WatchNetwork) => {
+                    watch.get_or_insert_with(|| NetWatch::new(dialer.server));
+                }
+                Some(Command::Close(done)) if !config.register => {
+                    // Nothing to unregister: the calls get their BYEs, and
+                    // they go out before the task ends.
+                    for call in calls.map.values_mut() {
+                        call.hangup();
+                    }
+                    for (_, out) in calls.drain_outputs() {
+                        if let CallOutput::Request(request) = out {
+                            let peer = Peer { addr: dialer.server, transport: kind, flow: flow_id };
+                            tx.handle_input(Instant::now(), Input::SendRequest { request: *request, peer });
+                        }
+                    }
+                    while let Some(out) = tx.poll_output() {
+                        if let (Output::Transmit { bytes, .. }, Some(c)) = (out, conn.as_mut()) {
+                            let _ = c.send(&bytes).await;
+                        }
+                    }
+                    let _ = done.send(());
+                    return;
                 }
                 Some(Command::Close(done)) => {
                     closing = Some(done);
@@ -629,40 +781,24 @@ async fn run(
                         let _ = reply.send(Err("not connected to the PBX".to_string()));
                     }
                 },
-                Some(Command::DialWithAudio { target, port, reply }) => match current_flow(&conn, kind) {
-                    Some(flow) => match MediaSockets::bind(flow.local.ip()).await {
-                        Ok(sockets) => {
-                            // SDES keys travel in the SDP: encrypt the media
-                            // when the signalling is encrypted (TLS).
-                            let sockets = if kind == TransportKind::Tls { sockets.with_srtp() } else { sockets };
-                            let sdp = sockets.offer(rand::random::<u32>() as u64);
-                            let local = PhoneAddress { user: config.user.clone(), flow };
-                            let peer = Peer { addr: dialer.server, transport: kind, flow: flow_id };
-                            let call = Call::dial(local, peer, &config.domain, &target, sdp, Some(creds.clone()), rand::random());
-                            let call_id = call.call_id().to_string();
-                            calls.map.insert(call_id.clone(), call);
-                            calls.pending_media.insert(call_id.clone(), (sockets, port));
-                            let _ = reply.send(Ok(call_id));
-                        }
-                        Err(e) => {
-                            let _ = reply.send(Err(format!("no RTP ports: {e}")));
-                        }
-                    },
-                    None => {
-                        let _ = reply.send(Err("not connected to the PBX".to_string()));
-                    }
-                },
+                Some(Command::DialWithAudio { target, port, reply }) => {
+                    let placed = match current_flow(&conn, kind) {
+                        Some(flow) => dial_with_audio(&mut calls, flow, &config, &creds, kind, dialer.server, &target, port, Vec::new()).await,
+                        None => Err("not connected to the PBX".to_string()),
+                    };
+                    let _ = reply.send(placed);
+                }
                 Some(Command::AnswerWithAudio { call_id, port }) => {
                     let ip = current_flow(&conn, kind).map(|f| f.local.ip());
                     if let (Some(call), Some(ip)) = (calls.map.get_mut(&call_id), ip) {
                         let started = match MediaSockets::bind(ip).await {
-                            Ok(sockets) => sockets.answer(call.remote_offer(), rand::random::<u32>() as u64).and_then(|(sdp, m)| CallMedia::start(sockets, m, port).map(|cm| (sdp, cm))),
+                            Ok(sockets) => sockets.answer(call.remote_offer(), rand::random::<u32>() as u64).and_then(|(sdp, m)| CallMedia::start(sockets, m, port.clone()).map(|cm| (sdp, cm))),
                             Err(e) => Err(media::MediaSetupError::Start(e.to_string())),
                         };
                         match started {
                             Ok((sdp, cm)) => {
-                                calls.media.insert(call_id.clone(), cm);
                                 call.answer(Instant::now(), sdp);
+                                calls.add_media(&call_id, cm, port);
                             }
                             Err(e) => {
                                 let _ = events.send(AccountEvent::MediaFailed { call_id: call_id.clone(), reason: e.to_string() });
@@ -698,8 +834,32 @@ async fn run(
                     }
                 }
                 Some(Command::Dtmf { call_id, digits }) => {
-                    if let Some(m) = calls.media.get(&call_id) {
-                        digits.chars().for_each(|d| m.send_dtmf(d));
+                    match (calls.media.get(&call_id), calls.map.get_mut(&call_id)) {
+                        (Some(m), _) if m.has_rfc4733() => digits.chars().for_each(|d| m.send_dtmf(d)),
+                        // The far end takes no RFC 4733 events: SIP INFO.
+                        (_, Some(call)) => digits.chars().filter(|d| d.is_ascii_digit() || "*#ABCDabcd".contains(*d)).for_each(|d| call.send_info_dtmf(d, 160)),
+                        _ => {}
+                    }
+                }
+                Some(Command::Transfer { call_id, target }) => {
+                    let uri = if target.starts_with("sip:") || target.starts_with("sips:") { target } else { format!("sip:{target}@{}", config.domain) };
+                    let sent = calls.map.get_mut(&call_id).is_some_and(|c| c.refer(&uri));
+                    if sent {
+                        calls.referring.insert(call_id, None);
+                    } else {
+                        let _ = events.send(AccountEvent::Call { call_id, event: CallEvent::TransferProgress { code: 491, done: true } });
+                    }
+                }
+                Some(Command::TransferAttended { call_id, to_call_id }) => {
+                    let refer_to = calls.map.get(&to_call_id).and_then(|c| c.replaces()).map(|(uri, id)| crate::call::attended_refer_uri(&uri, &id));
+                    let sent = match (refer_to, calls.map.get_mut(&call_id)) {
+                        (Some(uri), Some(call)) => call.refer(&uri),
+                        _ => false,
+                    };
+                    if sent {
+                        calls.referring.insert(call_id, Some(to_call_id));
+                    } else {
+                        let _ = events.send(AccountEvent::Call { call_id, event: CallEvent::TransferProgress { code: 491, done: true } });
                     }
                 }
                 Some(Command::Mute { call_id, muted }) => {
@@ -728,6 +888,20 @@ struct Calls {
     pending_media: HashMap<String, (MediaSockets, Arc<dyn AudioPort>)>,
     /// Running media, stopped when dropped.
     media: HashMap<String, CallMedia>,
+    /// Calls whose media moved to a new network but whose offer telling
+    /// the far end could not go yet (not answered, or another offer under
+    /// way): sent as soon as the call allows.
+    reoffer_due: HashSet<String>,
+    /// Each call's audio port, kept for a transfer's new call.
+    ports: HashMap<String, Arc<dyn AudioPort>>,
+    /// Calls we placed because the far end of another asked us to (REFER):
+    /// new call -> the call it replaces.
+    transfers: HashMap<String, String>,
+    /// Calls we asked to transfer (REFER sent), with the call an attended
+    /// transfer joins them to.
+    referring: HashMap<String, Option<String>>,
+    /// Where the media tasks report received digits.
+    digits: Option<mpsc::UnboundedSender<(String, char)>>,
 }
 
 impl Calls {
@@ -741,7 +915,112 @@ impl Calls {
         out
     }
 
+    fn add_media(&mut self, call_id: &str, media: CallMedia, port: Arc<dyn AudioPort>) {
+        if let Some(tx) = &self.digits {
+            media.report_digits_to(call_id.to_string(), tx.clone());
+        }
+        self.media.insert(call_id.to_string(), media);
+        self.ports.insert(call_id.to_string(), port);
+    }
+
+    /// Keep transfers going from the events of the calls involved: report
+    /// a transfer call's progress to the transferor (NOTIFY), and hang up
+    /// what a finished transfer leaves behind.
+    fn follow_transfers(&mut self, call_id: &str, event: &CallEvent) {
+        if let Some(old) = self.transfers.get(call_id).cloned() {
+            let report = match event {
+                CallEvent::Ringing => Some((180, "Ringing".to_string(), false)),
+                CallEvent::Connected { .. } => Some((200, "OK".to_string(), true)),
+                CallEvent::Ended { code, reason } => Some((if *code >= 300 { *code } else { 487 }, reason.clone(), true)),
+                _ => None,
+            };
+            if let Some((code, reason, done)) = report {
+                if let Some(call) = self.map.get_mut(&old) {
+                    call.notify_transfer(code, &reason, done);
+                    if code < 300 && done {
+                        // Transferred: the old call has done its job.
+                        call.hangup();
+                    }
+                }
+                if done {
+                    self.transfers.remove(call_id);
+                }
+            }
+        }
+        if let CallEvent::TransferProgress { code, done: true } = event {
+            if let Some(joined) = self.referring.remove(call_id) {
+                if (200..300).contains(code) {
+                    for id in std::iter::once(call_id.to_string()).chain(joined) {
+                        if let Some(call) = self.map.get_mut(&id) {
+                            call.hangup();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The device is on a new flow: Via/Contact of every call name it, and
+    /// media moves to sockets on the new address (same SRTP keys and
+    /// contexts), announced by a re-INVITE.
+    async fn move_to(&mut self, flow: Flow, user: &str) {
+        for (call_id, call) in self.map.iter_mut() {
+            call.handover(PhoneAddress { user: user.to_string(), flow: flow.clone() });
+            // Our Contact changed: the far end must learn it (a target
+            // refresh) even when the media address did not.
+            if self.media.contains_key(call_id) || self.pending_media.contains_key(call_id) {
+                self.reoffer_due.insert(call_id.clone());
+            }
+        }
+        self.rebind_media(flow.local.ip()).await;
+    }
+
+    /// Move every call's media to sockets on `ip` (where the route to the
+    /// PBX now starts), keeping keys and SRTP contexts; the re-INVITEs that
+    /// tell the far end go once the calls can send them.
+    async fn rebind_media(&mut self, ip: std::net::IpAddr) {
+        for call_id in self.map.keys() {
+            if let Some(m) = self.media.get_mut(call_id) {
+                if m.local_ip() != ip {
+                    if let Ok(sockets) = MediaSockets::bind(ip).await {
+                        m.rebind(sockets);
+                        self.reoffer_due.insert(call_id.clone());
+                    }
+                }
+            } else if let Some((sockets, _)) = self.pending_media.get_mut(call_id) {
+                // Not answered yet: media starts on the new address, and
+                // the far end learns it by a new offer once connected.
+                if let Ok(moved) = sockets.moved_to(ip).await {
+                    *sockets = moved;
+                    self.reoffer_due.insert(call_id.clone());
+                }
+            }
+        }
+    }
+
+    /// Send the handover offers that are due, where the call allows now.
+    fn send_due_offers(&mut self) {
+        if self.reoffer_due.is_empty() {
+            return;
+        }
+        let due: Vec<String> = self.reoffer_due.iter().cloned().collect();
+        for call_id in due {
+            let (Some(call), Some(m)) = (self.map.get_mut(&call_id), self.media.get_mut(&call_id)) else {
+                if !self.map.contains_key(&call_id) {
+                    self.reoffer_due.remove(&call_id);
+                }
+                continue;
+            };
+            if call.can_offer() && call.reinvite(m.current_offer()) {
+                self.reoffer_due.remove(&call_id);
+            }
+        }
+    }
+
     fn remove(&mut self, call_id: &str) {
+        self.reoffer_due.remove(call_id);
+        self.ports.remove(call_id);
+        self.referring.remove(call_id);
         self.map.remove(call_id);
         self.pending_media.remove(call_id);
         self.media.remove(call_id);
@@ -751,6 +1030,35 @@ impl Calls {
     fn next_timeout(&self) -> Option<Instant> {
         self.map.values().filter_map(|c| c.poll_timeout()).min()
     }
+}
+
+/// Place a call whose audio the SDK runs: RTP sockets on the flow's
+/// address, our offer (SDES-SRTP over TLS), and the port for when it is
+/// answered. Returns the new call's Call-ID.
+#[allow(clippy::too_many_arguments)]
+async fn dial_with_audio(
+    calls: &mut Calls,
+    flow: Flow,
+    config: &RegistrationConfig,
+    creds: &Credentials,
+    kind: TransportKind,
+    server: SocketAddr,
+    target: &str,
+    port: Arc<dyn AudioPort>,
+    headers: Vec<(&'static str, String)>,
+) -> Result<String, String> {
+    let sockets = MediaSockets::bind(flow.local.ip()).await.map_err(|e| format!("no RTP ports: {e}"))?;
+    // SDES keys travel in the SDP: encrypt the media when the signalling
+    // is encrypted (TLS).
+    let sockets = if kind == TransportKind::Tls { sockets.with_srtp() } else { sockets };
+    let sdp = sockets.offer(rand::random::<u32>() as u64);
+    let local = PhoneAddress { user: config.user.clone(), flow: flow.clone() };
+    let peer = Peer { addr: server, transport: kind, flow: 0 };
+    let call = Call::dial_with(local, peer, &config.domain, target, sdp, Some(creds.clone()), rand::random(), headers);
+    let call_id = call.call_id().to_string();
+    calls.map.insert(call_id.clone(), call);
+    calls.pending_media.insert(call_id.clone(), (sockets, port));
+    Ok(call_id)
 }
 
 fn current_flow(conn: &Option<Conn>, kind: TransportKind) -> Option<Flow> {
@@ -770,7 +1078,9 @@ async fn replace_flow(dialer: &Dialer, conn: &mut Option<Conn>, flow_id: &mut u6
     match dialer.connect().await {
         Ok(c) => {
             *flow_id += 1;
-            register_over(reg, &c, kind);
+            if reg.config().register {
+                register_over(reg, &c, kind);
+            }
             *conn = Some(c);
         }
         Err(e) => {

@@ -750,7 +750,11 @@ impl Driver {
 
     fn run_engine(&mut self, engine: &mut dyn FnMut(&[i16], &mut [i16])) -> usize {
         let mut ran = 0;
-        while self.bridge.read_capture(&mut self.capture) {
+        // Bounded: a device that is not paced by a clock (ALSA's `null`,
+        // a file) can fill the ring as fast as we drain it; the rest waits
+        // for the next tick (or overruns the ring, which is counted)
+        // instead of holding the call's task forever.
+        while ran < MAX_ENGINE_FRAMES_PER_TICK && self.bridge.read_capture(&mut self.capture) {
             self.playout.fill(0);
             engine(&self.capture, &mut self.playout);
             self.bridge.write_playout(&self.playout);
@@ -768,6 +772,9 @@ impl Driver {
         }
     }
 }
+
+/// Engine frames one [`Driver`] tick runs at most (half a second of audio).
+const MAX_ENGINE_FRAMES_PER_TICK: usize = 25;
 
 impl Drop for Driver {
     fn drop(&mut self) {

@@ -75,6 +75,18 @@ pub enum CallEvent {
     /// Our new offer was refused (491 glare, 488 …); the call goes on as
     /// it was.
     OfferRefused { code: u16 },
+    /// The far end asks us to call `target` in this call's place (a REFER,
+    /// RFC 3515): a blind transfer, or an attended one when the URI carries
+    /// `?Replaces=` (RFC 3891). Report how it goes with
+    /// [`Call::notify_transfer`].
+    TransferRequested { target: String },
+    /// How our transfer of this call goes ([`Call::refer`]): the status of
+    /// the transferee's new call (100, 180, 200 …) from its NOTIFYs, or our
+    /// REFER's own refusal; `done` on the last one.
+    TransferProgress { code: u16, done: bool },
+    /// A key the far end pressed, sent as SIP INFO (RFC 4733 digits come
+    /// from the media, see `AccountEvent`).
+    Dtmf { digit: char },
 }
 
 #[derive(Debug, Clone)]
@@ -118,22 +130,36 @@ pub struct Call {
     /// retransmissions are ACKed again).
     reinvite_cseq: Option<u32>,
     last_reinvite_cseq: Option<u32>,
+    /// CSeq of our REFER while it waits for its answer.
+    refer_cseq: Option<u32>,
+    /// Headers our INVITE carries besides the usual (Replaces when this
+    /// call takes another's place in an attended transfer).
+    invite_headers: Vec<(&'static str, String)>,
     out: VecDeque<CallOutput>,
 }
 
 const T1: Duration = Duration::from_millis(500);
+/// What the phone takes in a call.
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REFER, NOTIFY, INFO, UPDATE";
 const T2: Duration = Duration::from_secs(4);
 
 impl Call {
     /// Start an outgoing call to `target` (a number or extension) at the
     /// PBX `domain`, offering `sdp`.
     pub fn dial(local: PhoneAddress, peer: Peer, domain: &str, target: &str, sdp: Bytes, creds: Option<Credentials>, seed: u64) -> Call {
+        Self::dial_with(local, peer, domain, target, sdp, creds, seed, Vec::new())
+    }
+
+    /// [`Call::dial`] where `target` may also be a whole SIP URI (a
+    /// REFER's Refer-To), with extra headers for the INVITE (Replaces).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dial_with(local: PhoneAddress, peer: Peer, domain: &str, target: &str, sdp: Bytes, creds: Option<Credentials>, seed: u64, invite_headers: Vec<(&'static str, String)>) -> Call {
         let mut rng = seed | 1;
         let call_id = format!("{:016x}{:016x}", next(&mut rng), next(&mut rng));
         let tag = format!("{:012x}", next(&mut rng) >> 16);
         let from = format!("<sip:{}@{domain}>", local.user);
-        let to = format!("<sip:{target}@{domain}>");
-        let dialog = Dialog::outgoing(from, to, format!("sip:{target}@{domain}"), peer, call_id, tag);
+        let uri = if target.starts_with("sip:") || target.starts_with("sips:") { target.to_string() } else { format!("sip:{target}@{domain}") };
+        let dialog = Dialog::outgoing(from, format!("<{uri}>"), uri, peer, call_id, tag);
         let mut c = Call {
             dialog,
             local,
@@ -151,9 +177,12 @@ impl Call {
             local_sdp: Bytes::new(),
             reinvite_cseq: None,
             last_reinvite_cseq: None,
+            refer_cseq: None,
+            invite_headers: Vec::new(),
             out: VecDeque::new(),
         };
         c.local_sdp = c.offer.clone();
+        c.invite_headers = invite_headers;
         c.send_invite(None);
         c
     }
@@ -181,6 +210,8 @@ impl Call {
             local_sdp: Bytes::new(),
             reinvite_cseq: None,
             last_reinvite_cseq: None,
+            refer_cseq: None,
+            invite_headers: Vec::new(),
             out: VecDeque::new(),
         };
         c.respond(180, None);
@@ -253,6 +284,12 @@ impl Call {
             "INVITE" if Some(resp.core.cseq.seq) == self.last_reinvite_cseq => self.on_reinvite_response(resp),
             "INVITE" => self.on_invite_response(resp),
             "BYE" if resp.code >= 200 => self.end(200, "hung up"),
+            "REFER" if Some(resp.core.cseq.seq) == self.refer_cseq && resp.code >= 200 => {
+                self.refer_cseq = None;
+                // 202: the transferee took it on; NOTIFYs tell the rest.
+                let done = resp.code >= 300;
+                self.out.push_back(CallOutput::Event(CallEvent::TransferProgress { code: resp.code, done }));
+            }
             _ => {}
         }
     }
@@ -298,15 +335,98 @@ impl Call {
                 }
             }
             "INVITE" | "UPDATE" => self.out.push_back(CallOutput::Response { key, response: Box::new(response_to(req, 491, None)) }),
+            "REFER" if self.state == CallState::Connected => match refer_target(req) {
+                Some(target) => {
+                    self.out.push_back(CallOutput::Response { key, response: Box::new(response_to(req, 202, None)) });
+                    self.out.push_back(CallOutput::Event(CallEvent::TransferRequested { target }));
+                }
+                None => self.out.push_back(CallOutput::Response { key, response: Box::new(response_to(req, 400, None)) }),
+            },
+            "NOTIFY" => {
+                self.out.push_back(CallOutput::Response { key, response: Box::new(response_to(req, 200, None)) });
+                let is_refer = req.headers.get_raw(&Name::from("Event")).next().is_some_and(|e| e.trim().to_ascii_lowercase().starts_with("refer"));
+                if let (true, Some(code)) = (is_refer, sipfrag_code(&req.body)) {
+                    let terminated = req.headers.get_raw(&Name::from("Subscription-State")).next().is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("terminated"));
+                    self.out.push_back(CallOutput::Event(CallEvent::TransferProgress { code, done: terminated || code >= 200 }));
+                }
+            }
+            "INFO" => {
+                let ctype = req.headers.get_raw(&Name::CONTENT_TYPE).next().map(|v| v.to_string()).unwrap_or_default();
+                self.out.push_back(CallOutput::Response { key, response: Box::new(response_to(req, 200, None)) });
+                if let Some((digit, _)) = tsunagu_media::dtmf::parse_info(&ctype, &req.body) {
+                    self.out.push_back(CallOutput::Event(CallEvent::Dtmf { digit }));
+                }
+            }
             _ => self.out.push_back(CallOutput::Response { key, response: Box::new(response_to(req, 501, None)) }),
         }
+    }
+
+    /// Transfer the far end to `refer_to` (a SIP URI; with `?Replaces=`
+    /// for an attended transfer): a REFER in the call. False when the call
+    /// is not connected or a REFER is already waiting for its answer.
+    pub fn refer(&mut self, refer_to: &str) -> bool {
+        if self.state != CallState::Connected || self.refer_cseq.is_some() {
+            return false;
+        }
+        let branch = self.branch();
+        let referred_by = self.dialog.local_uri.clone();
+        match self.dialog.request(&self.local, &branch, "REFER", None, &[("Refer-To", format!("<{refer_to}>")), ("Referred-By", referred_by)], None) {
+            Ok(req) => {
+                self.refer_cseq = Some(req.core.cseq.seq);
+                self.out.push_back(CallOutput::Request(Box::new(req)));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Tell the far end, which asked us to transfer this call, how the new
+    /// call goes (RFC 3515 §2.4.5: a NOTIFY with the status line as
+    /// message/sipfrag); `done` ends the implicit subscription.
+    pub fn notify_transfer(&mut self, code: u16, reason: &str, done: bool) {
+        if self.state != CallState::Connected {
+            return;
+        }
+        let branch = self.branch();
+        let state = if done { "terminated;reason=noresource".to_string() } else { "active;expires=60".to_string() };
+        let body = format!("SIP/2.0 {code} {reason}\r\n");
+        if let Ok(req) = self.dialog.request(&self.local, &branch, "NOTIFY", None, &[("Event", "refer".to_string()), ("Subscription-State", state)], Some(("message/sipfrag;version=2.0", body.as_bytes()))) {
+            self.out.push_back(CallOutput::Request(Box::new(req)));
+        }
+    }
+
+    /// Send a key press as SIP INFO (for a far end without RFC 4733).
+    pub fn send_info_dtmf(&mut self, digit: char, duration_ms: u32) {
+        if self.state != CallState::Connected {
+            return;
+        }
+        let branch = self.branch();
+        let (ctype, body) = tsunagu_media::dtmf::info_body(digit, duration_ms);
+        if let Ok(req) = self.dialog.request(&self.local, &branch, "INFO", None, &[], Some((ctype, body.as_bytes()))) {
+            self.out.push_back(CallOutput::Request(Box::new(req)));
+        }
+    }
+
+    /// What identifies this call's dialog to its far end, for a Replaces
+    /// header (RFC 3891: to-tag is the far end's tag, from-tag ours), and
+    /// the far end's URI: what an attended transfer's Refer-To is made of.
+    pub fn replaces(&self) -> Option<(String, String)> {
+        let remote_tag = self.dialog.remote_tag.as_ref()?;
+        let id = format!("{};to-tag={remote_tag};from-tag={}", self.dialog.call_id, self.dialog.local_tag);
+        let uri = tsunagu_sip::message::parse_name_addr(&self.dialog.remote_uri).ok().map(|n| n.uri).unwrap_or_else(|| self.dialog.remote_uri.clone());
+        Some((uri, id))
+    }
+
+    /// Whether a new offer of ours could go now (see [`Call::reinvite`]).
+    pub fn can_offer(&self) -> bool {
+        self.state == CallState::Connected && self.reinvite_cseq.is_none() && self.reoffer.is_none() && self.ok_retransmit.is_none()
     }
 
     /// Send a new offer in the call (hold, resume, a new address): a
     /// re-INVITE. False when the call is not connected or an offer is
     /// already under way (in either direction).
     pub fn reinvite(&mut self, sdp: Bytes) -> bool {
-        if self.state != CallState::Connected || self.reinvite_cseq.is_some() || self.reoffer.is_some() || self.ok_retransmit.is_some() {
+        if !self.can_offer() {
             return false;
         }
         let branch = self.branch();
@@ -320,6 +440,16 @@ impl Call {
             }
             Err(_) => false,
         }
+    }
+
+    /// The device moved to another network: from now on Via and Contact
+    /// name the new flow. An offer of ours still travelling on the old flow
+    /// is given up (its transaction can no longer complete), so that the
+    /// offer with the new media address can go at once; its late answer,
+    /// if one comes, is still ACKed.
+    pub fn handover(&mut self, local: PhoneAddress) {
+        self.local = local;
+        self.reinvite_cseq = None;
     }
 
     fn on_reinvite_response(&mut self, resp: &Response) {
@@ -462,7 +592,8 @@ impl Call {
 
     fn send_invite(&mut self, auth: Option<(Challenge, bool, Credentials)>) {
         let uri = self.dialog.remote_target.clone();
-        let mut extra = vec![("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS".to_string())];
+        let mut extra = vec![("Allow", ALLOW.to_string())];
+        extra.extend(self.invite_headers.iter().cloned());
         if let Some((challenge, proxy, creds)) = auth {
             self.dialog.local_cseq = self.dialog.local_cseq.wrapping_add(1);
             let cnonce = format!("{:016x}", next(&mut self.rng));
@@ -509,6 +640,79 @@ impl Call {
     fn branch(&mut self) -> String {
         format!("z9hG4bK{:016x}", next(&mut self.rng))
     }
+}
+
+/// The URI a REFER asks us to call (its Refer-To, without the angle
+/// brackets), if it has one we can dial.
+fn refer_target(req: &Request) -> Option<String> {
+    let name = Name::from("Refer-To");
+    let raw = req.headers.get_raw(&name).next()?.to_string();
+    let raw = raw.trim();
+    let uri = match (raw.find('<'), raw.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &raw[a + 1..b],
+        _ => raw.split(';').next().unwrap_or(raw),
+    };
+    (uri.starts_with("sip:") || uri.starts_with("sips:")).then(|| uri.to_string())
+}
+
+/// The status code of a message/sipfrag body's status line.
+fn sipfrag_code(body: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(body).ok()?;
+    let line = text.lines().next()?;
+    let mut parts = line.split_whitespace();
+    if !parts.next()?.starts_with("SIP/2.0") {
+        return None;
+    }
+    parts.next()?.parse().ok().filter(|c| (100..700).contains(c))
+}
+
+/// Split a Refer-To URI into the URI to dial and the Replaces header its
+/// `?Replaces=` carries (percent-decoded), for an attended transfer.
+pub fn split_refer_uri(uri: &str) -> (String, Option<String>) {
+    let Some((base, headers)) = uri.split_once('?') else { return (uri.to_string(), None) };
+    let replaces = headers.split('&').find_map(|h| {
+        let (k, v) = h.split_once('=')?;
+        k.eq_ignore_ascii_case("Replaces").then(|| percent_decode(v))
+    });
+    (base.to_string(), replaces)
+}
+
+/// `s` with its %XX escapes decoded (invalid escapes are kept as they are).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A Refer-To URI for an attended transfer: call `uri`, replacing the
+/// dialog `replaces` (RFC 3891), escaped as a URI header (RFC 3261 §19.1.1).
+pub fn attended_refer_uri(uri: &str, replaces: &str) -> String {
+    let mut escaped = String::new();
+    for c in replaces.chars() {
+        match c {
+            ';' => escaped.push_str("%3B"),
+            '=' => escaped.push_str("%3D"),
+            '@' => escaped.push_str("%40"),
+            '?' => escaped.push_str("%3F"),
+            '&' => escaped.push_str("%26"),
+            '%' => escaped.push_str("%25"),
+            ' ' => escaped.push_str("%20"),
+            c => escaped.push(c),
+        }
+    }
+    format!("{uri}?Replaces={escaped}")
 }
 
 /// CANCEL for an INVITE (RFC 3261 §9.1): same Request-URI, Call-ID, From,
@@ -756,6 +960,123 @@ To: <sip:1001@pbx>\r\nCall-ID: in-1\r\nCSeq: 7 INVITE\r\nContact: <sip:tsunagu@1
         assert!(c.poll_timeout().is_some(), "the 200 is retransmitted until the ACK");
         c.handle_request(Instant::now(), &in_dialog("ACK", 8, ""), key());
         assert_eq!(c.poll_timeout(), None);
+        assert_eq!(c.state(), &CallState::Connected);
+    }
+
+    fn in_dialog_with(method: &str, cseq: u32, headers: &str, ctype: &str, body: &str) -> Request {
+        parse_req(&format!(
+            "{method} sip:1001@192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK{method}{cseq}\r\nFrom: <sip:1002@pbx>;tag=caller\r\nTo: <sip:1001@pbx>;tag=x\r\nCall-ID: in-1\r\nCSeq: {cseq} {method}\r\n{headers}{}Content-Length: {}\r\n\r\n{body}",
+            if ctype.is_empty() { String::new() } else { format!("Content-Type: {ctype}\r\n") },
+            body.len()
+        ))
+    }
+
+    fn response_code(outs: &[CallOutput]) -> Vec<u16> {
+        outs.iter()
+            .filter_map(|o| match o {
+                CallOutput::Response { response, .. } => Some(response.code),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn our_refer_reports_its_answer_and_the_notified_progress() {
+        let mut c = connected_incoming();
+        assert!(c.refer("sip:1003@pbx"));
+        let refer = request(&outputs(&mut c), "REFER");
+        assert_eq!(refer.headers.get_raw(&Name::from("Refer-To")).next().map(|v| v.to_string()).as_deref(), Some("<sip:1003@pbx>"));
+        assert!(refer.headers.get_raw(&Name::from("Referred-By")).next().is_some_and(|v| v.contains("1001")));
+        assert!(!c.refer("sip:1004@pbx"), "one REFER at a time");
+        c.handle_response(&reply(&refer, 202, &[], b""));
+        assert_eq!(events(&outputs(&mut c)), vec![CallEvent::TransferProgress { code: 202, done: false }]);
+        // NOTIFYs with the transferee's new call's status lines.
+        let notify = |cseq, state: &str, frag: &str| in_dialog_with("NOTIFY", cseq, &format!("Event: refer\r\nSubscription-State: {state}\r\n"), "message/sipfrag;version=2.0", frag);
+        c.handle_request(Instant::now(), &notify(20, "active;expires=60", "SIP/2.0 180 Ringing\r\n"), key());
+        let outs = outputs(&mut c);
+        assert_eq!((response_code(&outs), events(&outs)), (vec![200], vec![CallEvent::TransferProgress { code: 180, done: false }]));
+        c.handle_request(Instant::now(), &notify(21, "terminated;reason=noresource", "SIP/2.0 200 OK\r\n"), key());
+        assert_eq!(events(&outputs(&mut c)), vec![CallEvent::TransferProgress { code: 200, done: true }]);
+        // A NOTIFY with a body that is no status line is answered, not reported.
+        c.handle_request(Instant::now(), &notify(22, "active", "garbage"), key());
+        let outs = outputs(&mut c);
+        assert_eq!((response_code(&outs), events(&outs).len()), (vec![200], 0));
+        // A refused REFER ends the transfer.
+        assert!(c.refer("sip:1003@pbx"));
+        let refer = request(&outputs(&mut c), "REFER");
+        c.handle_response(&reply(&refer, 403, &[], b""));
+        assert_eq!(events(&outputs(&mut c)), vec![CallEvent::TransferProgress { code: 403, done: true }]);
+    }
+
+    #[test]
+    fn a_refer_from_the_far_end_is_accepted_reported_and_answered_by_notify() {
+        let mut c = connected_incoming();
+        let target = "sip:1003@pbx?Replaces=abc%40host%3Bto-tag%3Dt1%3Bfrom-tag%3Df1";
+        c.handle_request(Instant::now(), &in_dialog_with("REFER", 30, &format!("Refer-To: <{target}>\r\n"), "", ""), key());
+        let outs = outputs(&mut c);
+        assert_eq!(response_code(&outs), vec![202]);
+        assert_eq!(events(&outs), vec![CallEvent::TransferRequested { target: target.to_string() }]);
+        let (uri, replaces) = split_refer_uri(target);
+        assert_eq!((uri.as_str(), replaces.as_deref()), ("sip:1003@pbx", Some("abc@host;to-tag=t1;from-tag=f1")));
+        c.notify_transfer(180, "Ringing", false);
+        let n = request(&outputs(&mut c), "NOTIFY");
+        assert_eq!(n.headers.get_raw(&Name::from("Event")).next().map(|v| v.to_string()).as_deref(), Some("refer"));
+        assert!(n.headers.get_raw(&Name::from("Subscription-State")).next().is_some_and(|v| v.starts_with("active")));
+        assert_eq!(n.body.as_ref(), b"SIP/2.0 180 Ringing\r\n");
+        c.notify_transfer(200, "OK", true);
+        let n = request(&outputs(&mut c), "NOTIFY");
+        assert!(n.headers.get_raw(&Name::from("Subscription-State")).next().is_some_and(|v| v.starts_with("terminated")));
+        // A REFER without a usable Refer-To is refused.
+        c.handle_request(Instant::now(), &in_dialog_with("REFER", 31, "Refer-To: <mailto:x@y>\r\n", "", ""), key());
+        assert_eq!(response_code(&outputs(&mut c)), vec![400]);
+        c.handle_request(Instant::now(), &in_dialog_with("REFER", 32, "", "", ""), key());
+        assert_eq!(response_code(&outputs(&mut c)), vec![400]);
+    }
+
+    #[test]
+    fn an_attended_transfer_names_the_other_dialog_and_survives_escaping() {
+        let c = connected_incoming();
+        let (uri, id) = c.replaces().unwrap();
+        assert_eq!(uri, "sip:1002@pbx");
+        assert_eq!(id, format!("in-1;to-tag=caller;from-tag={}", c.dialog.local_tag));
+        let refer_to = attended_refer_uri(&uri, &id);
+        assert!(!refer_to[refer_to.find('?').unwrap()..].contains(';'), "escaped: {refer_to}");
+        assert_eq!(split_refer_uri(&refer_to), (uri, Some(id)));
+        // A dialed call takes the Replaces header into its INVITE.
+        let mut d = Call::dial_with(me(), pbx(), "pbx", "sip:1003@pbx", Bytes::from_static(b"v=0\r\n"), None, 5, vec![("Replaces", "in-1;to-tag=a;from-tag=b".into())]);
+        let inv = request(&outputs(&mut d), "INVITE");
+        assert_eq!(inv.headers.get_raw(&Name::from("Replaces")).next().map(|v| v.to_string()).as_deref(), Some("in-1;to-tag=a;from-tag=b"));
+        assert!(inv.to_bytes().starts_with(b"INVITE sip:1003@pbx SIP/2.0"));
+    }
+
+    #[test]
+    fn digits_come_and_go_as_sip_info() {
+        let mut c = connected_incoming();
+        c.handle_request(Instant::now(), &in_dialog_with("INFO", 40, "", "application/dtmf-relay", "Signal=5\r\nDuration=160\r\n"), key());
+        let outs = outputs(&mut c);
+        assert_eq!((response_code(&outs), events(&outs)), (vec![200], vec![CallEvent::Dtmf { digit: '5' }]));
+        // An INFO of another kind is answered and not reported.
+        c.handle_request(Instant::now(), &in_dialog_with("INFO", 41, "", "application/x-other", "hello"), key());
+        let outs = outputs(&mut c);
+        assert_eq!((response_code(&outs), events(&outs).len()), (vec![200], 0));
+        c.send_info_dtmf('#', 160);
+        let info = request(&outputs(&mut c), "INFO");
+        assert_eq!(info.body.as_ref(), b"Signal=#\r\nDuration=160\r\n");
+    }
+
+    #[test]
+    fn a_handover_names_the_new_flow_and_gives_up_the_offer_on_the_old_one() {
+        let mut c = connected_incoming();
+        assert!(c.reinvite(Bytes::from_static(b"v=0 old address\r\n")));
+        outputs(&mut c);
+        assert!(!c.can_offer(), "an offer is under way");
+        let moved = PhoneAddress { user: "1001".into(), flow: Flow { transport: TransportKind::Udp, local: SocketAddr::from(([198, 51, 100, 7], 40000)) } };
+        c.handover(moved);
+        assert!(c.can_offer(), "the old flow's offer is given up");
+        assert!(c.reinvite(Bytes::from_static(b"v=0 new address\r\n")));
+        let inv = request(&outputs(&mut c), "INVITE");
+        let text = String::from_utf8_lossy(&inv.to_bytes()).into_owned();
+        assert!(text.contains("Contact: <sip:1001@198.51.100.7:40000>") && text.contains("SIP/2.0/UDP 198.51.100.7:40000"), "{text}");
         assert_eq!(c.state(), &CallState::Connected);
     }
 

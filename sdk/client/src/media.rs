@@ -75,6 +75,14 @@ impl MediaSockets {
         self
     }
 
+    /// A new pair of sockets on `ip` with the same SRTP key: an offer not
+    /// answered yet moves with the device to its new network.
+    pub async fn moved_to(&self, ip: IpAddr) -> std::io::Result<MediaSockets> {
+        let mut moved = MediaSockets::bind(ip).await?;
+        moved.our_key = self.our_key.clone();
+        Ok(moved)
+    }
+
     pub fn rtp_port(&self) -> u16 {
         self.rtp.local_addr().map(|a| a.port()).unwrap_or(0)
     }
@@ -226,12 +234,20 @@ pub struct CallMedia {
     /// What the call runs on now, for our own new offers.
     codec: Option<(Codec, u8)>,
     telephone_event: Option<u8>,
+    /// The direction of our last offer (held or not), kept when a network
+    /// change makes us offer again.
+    direction: Direction,
 }
 
 enum MediaControl {
     Dtmf(char),
     Mute(bool),
     Update(Box<LegMedia>),
+    /// New sockets on the device's new network; the session (its SRTP
+    /// contexts, sequence numbers and timestamps) carries on unchanged.
+    Rebind(Box<MediaSockets>),
+    /// Where to report the far end's RFC 4733 digits, as (Call-ID, digit).
+    ReportDigits(String, tokio::sync::mpsc::UnboundedSender<(String, char)>),
 }
 
 /// How long each digit sounds (RFC 4733 events; the session paces them).
@@ -253,17 +269,49 @@ impl CallMedia {
         let (control, rx) = tokio::sync::mpsc::unbounded_channel();
         let (ip, port, our_key) = (sockets.ip, sockets.rtp_port(), media.srtp_send.clone());
         let (codec, telephone_event) = (media.codec, media.telephone_event);
-        Ok(CallMedia { task: tokio::spawn(run(sockets, session, driver, rx)), control, ip, port, our_key, session_id: rand::random::<u32>() as u64, version: 1, codec, telephone_event })
+        Ok(CallMedia { task: tokio::spawn(run(sockets, session, driver, rx)), control, ip, port, our_key, session_id: rand::random::<u32>() as u64, version: 1, codec, telephone_event, direction: Direction::SendRecv })
     }
 
     /// Our own new offer in the call, with the codec it runs on now:
     /// `SendOnly` puts the far end on hold, `SendRecv` resumes.
     pub fn offer(&mut self, direction: Direction) -> Bytes {
         self.version += 1;
+        self.direction = direction;
         let at = SdpLine { ip: self.ip, port: self.port, session_id: self.session_id, version: self.version, direction };
         let codecs: Vec<(u8, &str)> = self.codec.map(|(c, pt)| vec![(pt, codec_name(c))]).unwrap_or_default();
         let crypto = self.our_key.as_ref().map(|(suite, key)| (1, *suite, key.clone()));
         sdp_text(&at, &codecs, self.telephone_event, crypto)
+    }
+
+    /// Move the call's media to sockets on the device's new network (a
+    /// handover): same codec, same keys and SRTP contexts, same hold
+    /// state. Packets go out from the new sockets at once (the PBX's relay
+    /// latches onto them even before it hears of the move);
+    /// [`CallMedia::current_offer`] is the offer that tells the far end.
+    pub fn rebind(&mut self, sockets: MediaSockets) {
+        self.ip = sockets.ip;
+        self.port = sockets.rtp_port();
+        let _ = self.control.send(MediaControl::Rebind(Box::new(sockets)));
+    }
+
+    /// A new offer of what runs now (address, codec, hold state).
+    pub fn current_offer(&mut self) -> Bytes {
+        self.offer(self.direction)
+    }
+
+    /// Whether the far end takes RFC 4733 digits (else SIP INFO is used).
+    pub fn has_rfc4733(&self) -> bool {
+        self.telephone_event.is_some()
+    }
+
+    /// Report the far end's RFC 4733 digits on `to`, tagged with `call_id`.
+    pub fn report_digits_to(&self, call_id: String, to: tokio::sync::mpsc::UnboundedSender<(String, char)>) {
+        let _ = self.control.send(MediaControl::ReportDigits(call_id, to));
+    }
+
+    /// The address our media is bound to.
+    pub fn local_ip(&self) -> IpAddr {
+        self.ip
     }
 
     /// The far end's answer to [`CallMedia::offer`]: the media follows it.
@@ -311,13 +359,14 @@ impl CallMedia {
     }
 }
 
-async fn run(sockets: MediaSockets, mut session: MediaSession, mut driver: Driver, mut control: tokio::sync::mpsc::UnboundedReceiver<MediaControl>) {
+async fn run(mut sockets: MediaSockets, mut session: MediaSession, mut driver: Driver, mut control: tokio::sync::mpsc::UnboundedReceiver<MediaControl>) {
     let mut buf = vec![0u8; 2048];
     let mut rtcp_buf = vec![0u8; 2048];
     let mut playout = Vec::with_capacity(320);
     // Where the far end's packets really come from: used when its SDP gave
     // no address (symmetric RTP).
     let mut rtp_from: Option<SocketAddr> = None;
+    let mut digits: Option<(String, tokio::sync::mpsc::UnboundedSender<(String, char)>)> = None;
     loop {
         while let Some(t) = session.poll_transmit() {
             let (sock, to) = match t.kind {
@@ -328,7 +377,11 @@ async fn run(sockets: MediaSockets, mut session: MediaSession, mut driver: Drive
                 let _ = sock.send_to(&t.bytes, to).await;
             }
         }
-        while session.poll_event().is_some() {}
+        while let Some(ev) = session.poll_event() {
+            if let (tsunagu_media::SessionEvent::DtmfReceived { digit, .. }, Some((id, tx))) = (ev, &digits) {
+                let _ = tx.send((id.clone(), digit));
+            }
+        }
         let wake = [Some(driver.next_deadline()), session.poll_timeout()].into_iter().flatten().min().unwrap_or_else(|| Instant::now() + Duration::from_millis(20));
         tokio::select! {
             r = sockets.rtp.recv_from(&mut buf) => if let Ok((n, from)) = r {
@@ -344,6 +397,12 @@ async fn run(sockets: MediaSockets, mut session: MediaSession, mut driver: Drive
                 MediaControl::Dtmf(d) => { let _ = session.send_dtmf(Instant::now(), d, DTMF_MS); }
                 MediaControl::Mute(m) => session.mute(m),
                 MediaControl::Update(m) => { let _ = session.update(Instant::now(), &m); }
+                MediaControl::ReportDigits(id, tx) => digits = Some((id, tx)),
+                MediaControl::Rebind(s) => {
+                    sockets = *s;
+                    // The far end's source may differ on the new path.
+                    rtp_from = None;
+                }
             },
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
                 let now = Instant::now();

@@ -43,6 +43,10 @@ pub struct RegistrationConfig {
     /// First wait after a failure; doubled per failure up to `retry_max`.
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// Register at all. False: talk to the server as a peer without a
+    /// registrar (a desk-to-desk call without a PBX, or a test); calls
+    /// still work, incoming ones only from that peer.
+    pub register: bool,
 }
 
 impl RegistrationConfig {
@@ -58,6 +62,7 @@ impl RegistrationConfig {
             user_agent: concat!("Tsunagu-SDK/", env!("CARGO_PKG_VERSION")).to_string(),
             retry_base: Duration::from_secs(30),
             retry_max: Duration::from_secs(1800),
+            register: true,
         }
     }
 }
@@ -196,6 +201,10 @@ impl Registration {
         r.call_id = format!("{:016x}{:016x}", r.random(), r.random());
         r.from_tag = format!("{:012x}", r.random() >> 16);
         Ok(r)
+    }
+
+    pub fn config(&self) -> &RegistrationConfig {
+        &self.config
     }
 
     pub fn state(&self) -> &RegState {

@@ -79,7 +79,14 @@ pub struct SessionConfig {
     pub rtcp_mux: bool,
     /// Report [`SessionEvent::StreamTimeout`] after this long without RTP.
     pub stream_timeout: Option<Duration>,
+    /// Opus encoder bitrate, bit/s (what our SDP's `maxaveragebitrate`
+    /// says); `None` leaves libopus's default for the engine's rate.
+    pub opus_bitrate: Option<i32>,
 }
+
+/// Default for [`SessionConfig::opus_bitrate`]: speech at a rate that
+/// suits mobile networks, with room for in-band FEC.
+pub const DEFAULT_OPUS_BITRATE: i32 = 24_000;
 
 impl SessionConfig {
     pub fn new(cname: impl Into<String>, seed: u64) -> Self {
@@ -90,6 +97,7 @@ impl SessionConfig {
             rtcp_interval: NOMINAL_INTERVAL,
             rtcp_mux: false,
             stream_timeout: Some(DEFAULT_STREAM_TIMEOUT),
+            opus_bitrate: Some(DEFAULT_OPUS_BITRATE),
         }
     }
 }
@@ -188,6 +196,15 @@ struct DtmfTrain {
 
 type Key = Option<(SrtpSuite, MasterKey)>;
 
+/// An encoder for `codec`, at `opus_bitrate` when it is Opus.
+fn new_encoder(codec: Codec, opus_bitrate: Option<i32>) -> Result<Encoder, MediaError> {
+    let mut encoder = Encoder::new(codec)?;
+    if let Some(bits) = opus_bitrate {
+        encoder.set_opus_bitrate(bits)?;
+    }
+    Ok(encoder)
+}
+
 /// One call's media; see the module notes.
 #[derive(Debug)]
 pub struct MediaSession {
@@ -277,7 +294,7 @@ impl MediaSession {
             codec,
             pt: pt & 0x7f,
             te_pt: media.telephone_event.map(|p| p & 0x7f),
-            encoder: Encoder::new(codec)?,
+            encoder: new_encoder(codec, config.opus_bitrate)?,
             ssrc,
             seq,
             ts,
@@ -352,7 +369,7 @@ impl MediaSession {
         let (codec, pt) = media.codec.ok_or_else(no_codec)?;
         if codec != self.codec {
             // Fallible parts first, so that an error leaves the call as it was.
-            let encoder = Encoder::new(codec)?;
+            let encoder = new_encoder(codec, self.config.opus_bitrate)?;
             let decoder = Decoder::new(codec)?;
             self.encoder = encoder;
             self.decoder = decoder;
@@ -1048,6 +1065,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn opus_is_sent_at_the_configured_bitrate() {
+        // Noise uses every bit it is given, so the packet sizes show the
+        // target. bytes_sent counts the 12-byte RTP header too.
+        let payload_bits = |bitrate: Option<i32>| {
+            let now = crate::test_support::origin();
+            let config = SessionConfig { opus_bitrate: bitrate, ..SessionConfig::new("a@test", 3) };
+            let mut a = MediaSession::new(&leg(Codec::Opus, 111, None, 1, 2), config, now).unwrap();
+            let mut rng = crate::test_support::TestRng(7);
+            for i in 0..100 {
+                let t = now + Duration::from_millis(20 * i as u64);
+                let noise: Vec<i16> = (0..160).map(|_| (rng.next() >> 50) as i16 - 8192).collect();
+                a.push_capture(t, &noise);
+                while a.poll_transmit().is_some() {}
+            }
+            let st = a.stats();
+            ((st.bytes_sent - 12 * st.packets_sent) * 8 * 50 / st.packets_sent) as i64
+        };
+        let high = payload_bits(Some(24_000));
+        let low = payload_bits(Some(8_000));
+        assert!((16_000..=26_000).contains(&high), "24 kbit/s asked, {high} bit/s sent");
+        assert!(low < high * 2 / 3, "8 kbit/s asked, {low} bit/s sent (vs {high})");
+        assert_eq!(SessionConfig::new("x", 1).opus_bitrate, Some(DEFAULT_OPUS_BITRATE));
     }
 
     #[test]

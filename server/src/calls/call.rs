@@ -860,7 +860,11 @@ impl Call {
                     responder.respond(key, response_to(&req, 481, None));
                 }
             }
-            "REFER" => responder.respond(key, response_to(&req, 501, None)),
+            // A transfer the phones carry out themselves: the REFER goes to
+            // the other party, which calls the target through us, and its
+            // NOTIFYs come back the same way. (Transfers the PBX performs,
+            // with recall, are the call-features work.)
+            "REFER" => self.pass_request(side, req, key, responder, None),
             _ => self.pass_request(side, req, key, responder, None),
         }
     }
@@ -946,7 +950,7 @@ impl Call {
         let to = side.other();
         let ctype = req.headers.get_raw(&Name::CONTENT_TYPE).next().map(|v| v.to_string());
         let mut extra: Vec<(&str, String)> = Vec::new();
-        for n in ["Event", "Subscription-State", "Info-Package", "Session-Expires", "Min-SE", "Supported"] {
+        for n in ["Event", "Subscription-State", "Info-Package", "Session-Expires", "Min-SE", "Supported", "Refer-To", "Referred-By"] {
             if let Some(v) = req.headers.get_raw(&Name::parse(n)).next() {
                 if n == "Session-Expires" || n == "Min-SE" {
                     continue; // session timers are per leg

@@ -13,7 +13,7 @@ use tsunagu_sip::transaction::TxKey;
 use tsunagu_sip::validate::{check_request, UasPolicy};
 use tsunagu_sip::{response_to, Name, Peer, Rejection, Request, Response};
 
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, REGISTER";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, REFER, NOTIFY, REGISTER";
 
 pub struct Core {
     pub registrar: Arc<Registrar>,

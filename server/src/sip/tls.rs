@@ -34,7 +34,14 @@ pub fn ensure_certificate(cfg: &Config) -> Result<(PathBuf, PathBuf), TlsError> 
         return Ok((cert, key));
     }
     std::fs::create_dir_all(&dir).map_err(|e| TlsError::Io(dir.clone(), e))?;
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    // The addresses phones reach it by: loopback, and the one it listens
+    // on when that is a specific address (phones name the server by IP).
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    for ip in [cfg.sip.listen.ip(), cfg.tls_listen().ip()] {
+        if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
+            names.push(ip.to_string());
+        }
+    }
     let generated = rcgen::generate_simple_self_signed(names)?;
     std::fs::write(&cert, generated.cert.pem()).map_err(|e| TlsError::Io(cert.clone(), e))?;
     write_private(&key, generated.key_pair.serialize_pem().as_bytes())?;

@@ -1,0 +1,333 @@
+//! Transfers, call waiting, digits and a push wake-up with the SDK against
+//! real phones (baresip, and linphonec for one call) through the PBX.
+//!
+//! The PBX passes REFER and NOTIFY between the legs of a call, so these
+//! are transfers the phones carry out: the transferee calls the target
+//! through the PBX and reports by NOTIFY. (Transfers the PBX performs
+//! itself, with recall, and the PBX's own handling of Replaces are the
+//! call-features work.)
+
+mod common;
+
+use common::audio::{assert_hears, read_wav, tone_power};
+use common::baresip::{Account as BaresipAccount, AnswerMode, Baresip};
+use common::{Sandbox, Server};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tsunagu_client::audio::{AudioFormat, NullPort, SplitPort, ToneSource, WavSink};
+use tsunagu_client::{Account, AccountEvent, AudioPort, CallEvent, RegEvent, RegistrationConfig};
+
+const PW: &str = "secret-pass-1";
+const EVENT_DEADLINE: Duration = Duration::from_secs(15);
+
+struct Rig {
+    _sb: Sandbox,
+    s: Server,
+    rt: tokio::runtime::Runtime,
+    account: Account,
+    events: UnboundedReceiver<AccountEvent>,
+}
+
+/// The PBX with 1001–1003, the SDK registered as 1001.
+fn rig(name: &str) -> Rig {
+    let sb = Sandbox::new(name);
+    let s = Server::start(&sb);
+    for e in ["1001", "1002", "1003"] {
+        s.cli(&["user", "add", e, "--password", PW]);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut config = RegistrationConfig::new("1001", PW, &s.sip_addr().to_string());
+    config.expires = 300;
+    let (account, mut events) = rt.block_on(Account::start(s.sip_addr(), config)).unwrap();
+    let first = rt.block_on(async { tokio::time::timeout(EVENT_DEADLINE, events.recv()).await });
+    assert!(matches!(first, Ok(Some(AccountEvent::Registration(RegEvent::Registered { .. })))), "{first:?}");
+    Rig { _sb: sb, s, rt, account, events }
+}
+
+fn baresip(r: &Rig, user: &str, hz: f32) -> Baresip {
+    let mut b = Baresip::builder(&r._sb, &format!("p{user}")).account(BaresipAccount::new(user, PW, r.s.sip_addr())).answer(AnswerMode::Auto).tone(hz).codecs(&["PCMU"]).start();
+    b.registered(Duration::from_secs(10));
+    b
+}
+
+fn tone_port(hz: f32) -> Arc<dyn AudioPort> {
+    Arc::new(SplitPort::new(Arc::new(ToneSource::new(AudioFormat::ENGINE, hz.into(), 8000).unwrap()), Arc::new(NullPort::default())).unwrap())
+}
+
+/// The next event of call `id` matching `want`, failing on the call's end
+/// (unless that is what is wanted) or after the deadline.
+fn wait_call(r: &mut Rig, id: &str, what: &str, want: impl Fn(&CallEvent) -> bool) -> CallEvent {
+    let events = &mut r.events;
+    r.rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(AccountEvent::Call { call_id, event })) if call_id == id => {
+                    if want(&event) {
+                        return event;
+                    }
+                    if let CallEvent::Ended { code, reason } = &event {
+                        panic!("call {id} ended ({code} {reason}) while waiting for {what}");
+                    }
+                }
+                Ok(Some(_)) => continue,
+                other => panic!("no {what} on call {id}: {other:?}"),
+            }
+        }
+    })
+}
+
+fn wait_incoming(r: &mut Rig) -> String {
+    let events = &mut r.events;
+    r.rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(AccountEvent::IncomingCall { call_id, .. })) => return call_id,
+                Ok(Some(_)) => continue,
+                other => panic!("no incoming call: {other:?}"),
+            }
+        }
+    })
+}
+
+fn dial(r: &mut Rig, target: &str, hz: f32) -> String {
+    let id = r.rt.block_on(r.account.dial_with_audio(target, tone_port(hz))).unwrap();
+    wait_call(r, &id, "the answer", |e| matches!(e, CallEvent::Connected { .. }));
+    id
+}
+
+/// Blind transfer from the SDK: 1001 talks to 1002, hands it over to 1003;
+/// 1002 calls 1003 itself, the SDK hears the progress and hangs up.
+#[test]
+fn sdk_blind_transfer_hands_the_far_end_to_the_target() {
+    let mut r = rig("xfer-blind");
+    let mut b = baresip(&r, "1002", 1000.0);
+    let mut c = baresip(&r, "1003", 1500.0);
+    let a = dial(&mut r, "1002", 440.0);
+    b.wait_event("CALL_ESTABLISHED", EVENT_DEADLINE);
+    r.account.transfer(&a, "1003");
+    // 202, then NOTIFYs ending with the target's 200.
+    wait_call(&mut r, &a, "the transfer's success", |e| matches!(e, CallEvent::TransferProgress { code: 200..=299, done: true }));
+    wait_call(&mut r, &a, "the end of the transferred call", |e| matches!(e, CallEvent::Ended { .. }));
+    c.wait_event("CALL_ESTABLISHED", EVENT_DEADLINE);
+    // 1003 now hears 1002 (1000 Hz), not the SDK (440 Hz).
+    let heard = c.wait_heard(2.0, EVENT_DEADLINE);
+    assert_hears(&heard, 1000.0, &[440.0]);
+    b.hangup();
+    c.wait_event("CALL_CLOSED", EVENT_DEADLINE);
+    r.rt.block_on(r.account.close(Duration::from_secs(5)));
+}
+
+/// The far end transfers the SDK (baresip's REFER): the SDK calls the
+/// target with the same audio, reports by NOTIFY, and the old call ends.
+#[test]
+fn sdk_carries_out_a_transfer_the_far_end_asks_for() {
+    let mut r = rig("xfer-asked");
+    let mut b = baresip(&r, "1002", 1000.0);
+    let mut c = baresip(&r, "1003", 1500.0);
+    let a = dial(&mut r, "1002", 440.0);
+    b.wait_event("CALL_ESTABLISHED", EVENT_DEADLINE);
+    b.command("transfer", &format!("sip:1003@{}", r.s.sip_addr())).expect("baresip transfer");
+    let asked = wait_call(&mut r, &a, "the transfer request", |e| matches!(e, CallEvent::TransferRequested { .. }));
+    assert!(matches!(&asked, CallEvent::TransferRequested { target } if target.contains("1003")), "{asked:?}");
+    c.wait_event("CALL_ESTABLISHED", EVENT_DEADLINE);
+    // The target hears the SDK's tone: the audio moved to the new call.
+    let heard = c.wait_heard(2.0, EVENT_DEADLINE);
+    assert_hears(&heard, 440.0, &[1000.0]);
+    // The old call is over (we hang it up after reporting success).
+    wait_call(&mut r, &a, "the end of the old call", |e| matches!(e, CallEvent::Ended { .. }));
+    c.hangup();
+    r.rt.block_on(r.account.close(Duration::from_secs(5)));
+}
+
+/// Attended transfer between two SDK phones and a real one: 1001 (SDK)
+/// talks to 1002 (SDK), holds it, calls 1003 (baresip) and joins them:
+/// REFER with Replaces to 1002, which calls 1003 carrying the Replaces
+/// header and reports by NOTIFY; 1001's two calls end and 1002 talks to
+/// 1003. (baresip 1.0 cannot be the transferee here: it puts the Refer-To's
+/// URI headers into its Request-URI, which a PBX must refuse.)
+#[test]
+fn sdk_attended_transfer_joins_its_two_far_ends() {
+    let mut r = rig("xfer-attended");
+    let mut c = baresip(&r, "1003", 1500.0);
+    let mut config = RegistrationConfig::new("1002", PW, &r.s.sip_addr().to_string());
+    config.expires = 300;
+    let (other, mut other_events) = r.rt.block_on(Account::start(r.s.sip_addr(), config)).unwrap();
+    let registered = r.rt.block_on(async { tokio::time::timeout(EVENT_DEADLINE, other_events.recv()).await });
+    assert!(matches!(registered, Ok(Some(AccountEvent::Registration(RegEvent::Registered { .. })))), "{registered:?}");
+    // 1001 calls 1002 (the other SDK phone, which answers with 1000 Hz).
+    let dialled = r.rt.block_on(r.account.dial_with_audio("1002", tone_port(440.0))).unwrap();
+    let incoming = r.rt.block_on(async {
+        loop {
+            match tokio::time::timeout(EVENT_DEADLINE, other_events.recv()).await {
+                Ok(Some(AccountEvent::IncomingCall { call_id, .. })) => break call_id,
+                Ok(Some(_)) => continue,
+                e => panic!("1002 got no call: {e:?}"),
+            }
+        }
+    });
+    other.answer_with_audio(&incoming, tone_port(1000.0));
+    wait_call(&mut r, &dialled, "the answer", |e| matches!(e, CallEvent::Connected { .. }));
+    r.account.hold(&dialled, true);
+    wait_call(&mut r, &dialled, "the hold", |e| matches!(e, CallEvent::OfferAnswered { .. }));
+    let second = dial(&mut r, "1003", 440.0);
+    c.wait_event("CALL_ESTABLISHED", EVENT_DEADLINE);
+    r.account.transfer_attended(&dialled, &second);
+    // 1002 is asked to call 1003 in place of 1001's second call.
+    let asked = r.rt.block_on(async {
+        loop {
+            match tokio::time::timeout(EVENT_DEADLINE, other_events.recv()).await {
+                Ok(Some(AccountEvent::Call { event: CallEvent::TransferRequested { target }, .. })) => break target,
+                Ok(Some(_)) => continue,
+                e => panic!("1002 was not asked to transfer: {e:?}"),
+            }
+        }
+    });
+    assert!(asked.contains("1003") && asked.contains("Replaces="), "{asked}");
+    let (_, replaces) = tsunagu_client::call::split_refer_uri(&asked);
+    assert!(replaces.is_some_and(|r| r.contains(";to-tag=") && r.contains(";from-tag=")), "{asked}");
+    wait_call(&mut r, &dialled, "the transfer's success", |e| matches!(e, CallEvent::TransferProgress { code: 200..=299, done: true }));
+    wait_call(&mut r, &dialled, "the end of the first call", |e| matches!(e, CallEvent::Ended { .. }));
+    wait_call(&mut r, &second, "the end of the second call", |e| matches!(e, CallEvent::Ended { .. }));
+    // 1003's call from 1002 is up, and it hears 1002's tone.
+    let est = c.wait_event("CALL_ESTABLISHED", EVENT_DEADLINE);
+    assert!(est.peeruri.contains("1002"), "1003 should now talk to 1002: {est:?}");
+    let heard = c.wait_heard(2.0, EVENT_DEADLINE);
+    assert_hears(&heard, 1000.0, &[440.0]);
+    c.hangup();
+    r.rt.block_on(other.close(Duration::from_secs(5)));
+    r.rt.block_on(r.account.close(Duration::from_secs(5)));
+}
+
+/// Call waiting: a second call arrives during a call; the SDK holds the
+/// first, takes the second (and its digits), hangs it up and resumes.
+#[test]
+fn sdk_takes_a_waiting_call_holds_the_first_and_hears_digits() {
+    let mut r = rig("call-waiting");
+    let mut b = baresip(&r, "1002", 1000.0);
+    let mut c = baresip(&r, "1003", 1500.0);
+    let first = dial(&mut r, "1002", 440.0);
+    b.wait_event("CALL_ESTABLISHED", EVENT_DEADLINE);
+    c.dial(&format!("sip:1001@{}", r.s.sip_addr()));
+    let second = wait_incoming(&mut r);
+    assert_ne!(first, second);
+    r.account.hold(&first, true);
+    wait_call(&mut r, &first, "the hold", |e| matches!(e, CallEvent::OfferAnswered { .. }));
+    let rec = r._sb.file("waiting.wav");
+    let port: Arc<dyn AudioPort> = Arc::new(SplitPort::new(Arc::new(ToneSource::new(AudioFormat::ENGINE, 700.0, 8000).unwrap()), Arc::new(WavSink::create(&rec, 8000).unwrap())).unwrap());
+    r.account.answer_with_audio(&second, port);
+    wait_call(&mut r, &second, "the answer", |e| matches!(e, CallEvent::Connected { .. }));
+    c.wait_event("CALL_ESTABLISHED", EVENT_DEADLINE);
+    // RFC 4733 digits from the far end reach the app.
+    c.command("sndcode", "7").expect("sndcode");
+    let d = wait_call(&mut r, &second, "a digit", |e| matches!(e, CallEvent::Dtmf { .. }));
+    assert_eq!(d, CallEvent::Dtmf { digit: '7' });
+    let heard = c.wait_heard(2.0, EVENT_DEADLINE);
+    assert_hears(&heard, 700.0, &[440.0]);
+    r.account.hangup(&second);
+    wait_call(&mut r, &second, "the end of the second call", |e| matches!(e, CallEvent::Ended { .. }));
+    c.wait_event("CALL_CLOSED", EVENT_DEADLINE);
+    // The recording of the second call holds 1003's tone.
+    let (rate, samples) = read_wav(&rec);
+    assert!(tone_power(&samples, rate, 1500.0) > 10.0 * tone_power(&samples, rate, 1000.0), "the waiting call's audio should be 1003's");
+    r.account.hold(&first, false);
+    wait_call(&mut r, &first, "the resume", |e| matches!(e, CallEvent::OfferAnswered { .. }));
+    r.account.hangup(&first);
+    wait_call(&mut r, &first, "the end of the first call", |e| matches!(e, CallEvent::Ended { .. }));
+    b.wait_event("CALL_CLOSED", EVENT_DEADLINE);
+    r.rt.block_on(r.account.close(Duration::from_secs(5)));
+}
+
+/// A push wakes the app: the SDK registers again at once over a fresh flow
+/// (the PBX sees a new binding, with the RFC 8599 push parameters kept)
+/// and the waiting call comes in.
+#[test]
+fn sdk_handle_push_registers_at_once_and_takes_the_waiting_call() {
+    let sb = Sandbox::new("push-wake");
+    let s = Server::start(&sb);
+    for e in ["1001", "1003"] {
+        s.cli(&["user", "add", e, "--password", PW]);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut config = RegistrationConfig::new("1001", PW, &s.sip_addr().to_string());
+    config.expires = 300;
+    config.instance_id = Some("urn:uuid:6f1c2a3e-0000-4000-8000-0000000000b7".into());
+    config.reg_id = Some(1);
+    config.push = Some(tsunagu_client::PushParams { provider: "apns".into(), prid: "00fc13adff78512".into(), param: Some("ABCD1234.jp.lg.city.phone.voip".into()) });
+    let (account, mut events) = rt.block_on(Account::start(s.sip_addr(), config)).unwrap();
+    let registered = |events: &mut UnboundedReceiver<AccountEvent>| {
+        rt.block_on(async {
+            loop {
+                match tokio::time::timeout(EVENT_DEADLINE, events.recv()).await {
+                    Ok(Some(AccountEvent::Registration(RegEvent::Registered { .. }))) => break,
+                    Ok(Some(AccountEvent::Registration(other))) => panic!("registration: {other:?}"),
+                    Ok(Some(_)) => continue,
+                    e => panic!("no registration: {e:?}"),
+                }
+            }
+        })
+    };
+    registered(&mut events);
+    // Bindings reach the store in batches, a moment later.
+    let before = common::wait_for("the binding in the store", Duration::from_secs(10), || {
+        let b = bindings_of(&s, "1001");
+        (b.len() == 1).then(|| b[0].clone())
+    });
+    account.handle_push(r#"{"aps":{"alert":"call"},"call-id":"x"}"#);
+    registered(&mut events);
+    let after = common::wait_for("one binding, on the new flow", Duration::from_secs(10), || {
+        let b = bindings_of(&s, "1001");
+        (b.len() == 1 && b[0] != before).then(|| b[0].clone())
+    });
+    assert!(after.contains("pn-prid=00fc13adff78512"), "{after}");
+    let mut c = Baresip::builder(&sb, "p1003").account(BaresipAccount::new("1003", PW, s.sip_addr())).answer(AnswerMode::Auto).tone(1500.0).codecs(&["PCMU"]).start();
+    c.registered(Duration::from_secs(10));
+    c.dial(&format!("sip:1001@{}", s.sip_addr()));
+    let incoming = rt.block_on(async {
+        loop {
+            match tokio::time::timeout(EVENT_DEADLINE, events.recv()).await {
+                Ok(Some(AccountEvent::IncomingCall { call_id, .. })) => break call_id,
+                Ok(Some(_)) => continue,
+                e => panic!("no incoming call after the push: {e:?}"),
+            }
+        }
+    });
+    account.answer_with_audio(&incoming, tone_port(440.0));
+    c.wait_event("CALL_ESTABLISHED", EVENT_DEADLINE);
+    c.hangup();
+    rt.block_on(account.close(Duration::from_secs(5)));
+}
+
+/// The contacts `tsunagu user list` shows under `user`.
+fn bindings_of(s: &Server, user: &str) -> Vec<String> {
+    let out = s.cli(&["user", "list"]);
+    String::from_utf8_lossy(&out.stdout).lines().skip_while(|l| !l.starts_with(user)).skip(1).take_while(|l| l.starts_with("  <")).map(str::to_string).collect()
+}
+
+/// linphonec (liblinphone 5.1) as the SDK's far end: it answers, each side
+/// hears the other's tone, and digits go both ways (RFC 4733).
+#[test]
+fn sdk_talks_to_linphonec_with_audio_and_digits_both_ways() {
+    use common::linphone::{LinphoneAccount, Linphonec};
+    let mut r = rig("sdk-linphone");
+    let mut l = Linphonec::builder(&r._sb, "lin").account(LinphoneAccount::new("1002", PW, r.s.sip_addr())).tone(1000.0).codecs(&["PCMU"]).auto_answer(true).start();
+    l.registered(Duration::from_secs(15));
+    let rec = r._sb.file("sdk-heard.wav");
+    let port: Arc<dyn AudioPort> = Arc::new(SplitPort::new(Arc::new(ToneSource::new(AudioFormat::ENGINE, 440.0, 8000).unwrap()), Arc::new(WavSink::create(&rec, 8000).unwrap())).unwrap());
+    let id = r.rt.block_on(r.account.dial_with_audio("1002", port)).unwrap();
+    wait_call(&mut r, &id, "the answer", |e| matches!(e, CallEvent::Connected { .. }));
+    l.wait_connected(EVENT_DEADLINE);
+    r.account.send_dtmf(&id, "9");
+    l.wait_dtmf('9', EVENT_DEADLINE);
+    l.send_dtmf("3");
+    assert_eq!(wait_call(&mut r, &id, "a digit", |e| matches!(e, CallEvent::Dtmf { .. })), CallEvent::Dtmf { digit: '3' });
+    let heard = l.wait_heard(2.0, EVENT_DEADLINE);
+    r.account.hangup(&id);
+    wait_call(&mut r, &id, "the end", |e| matches!(e, CallEvent::Ended { .. }));
+    l.wait_ended(EVENT_DEADLINE);
+    assert_hears(&heard, 440.0, &[1000.0]);
+    assert_hears(&rec, 1000.0, &[440.0]);
+    r.rt.block_on(r.account.close(Duration::from_secs(5)));
+}
