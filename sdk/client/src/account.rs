@@ -1,19 +1,21 @@
 //! The driver of one account: a flow to the PBX (UDP, TCP or TLS), the
 //! RFC 3261 transaction layer (retransmissions, timeouts), the
 //! [`Registration`] engine and the account's [`Call`] engines, in one
-//! tokio task. The app talks to it through [`Account`] (register, dial,
-//! answer, reject, hang up, close) and hears from it on an event channel.
-//! A call either carries audio through an [`AudioPort`] (the SDK makes the
-//! SDP and runs the media, see [`crate::media`]; over TLS its offers are
-//! SDES-SRTP, and an encrypted offer is always answered encrypted) or SDP
-//! the app supplies.
+//! tokio task (`Driver`). The app talks to it through [`Account`]
+//! (register, dial, answer, reject, hold, transfer, hang up, close) and
+//! hears from it on an event channel. A call either carries audio through
+//! an [`AudioPort`] (the SDK makes the SDP and runs the media, see
+//! [`crate::media`]; over TLS its offers are SDES-SRTP, and an encrypted
+//! offer is always answered encrypted) or SDP the app supplies.
 //!
 //! UDP uses a connected socket on purpose: the kernel then picks the source
 //! address the route to the PBX takes, which is what Via and Contact must
 //! name. TCP and TLS flows are kept alive with RFC 5626 CRLF pings; a flow
 //! that breaks or stops answering is replaced and the account registers
-//! over the new one at once. [`Account::network_changed`] does the same
-//! when the app learns the device changed networks (Wi-Fi -> LTE).
+//! over the new one at once. A network change ([`Account::network_changed`]
+//! from a mobile shell, or [`Account::watch_network`] on a desktop) moves
+//! the calls too: their media first (new sockets, same SRTP contexts),
+//! then a new flow, registration and a re-INVITE with the new address.
 
 use crate::call::{Call, CallEvent, CallOutput, Credentials, PhoneAddress};
 use crate::audio::AudioPort;
@@ -24,6 +26,7 @@ use crate::netwatch::NetWatch;
 use std::collections::{HashMap, HashSet};
 use crate::registration::{Flow, RegEvent, RegOutput, RegState, Registration, RegistrationConfig};
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,7 +34,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tsunagu_sip::{
-    parse_message, response_to, Frame, Framing, Input, Limits, Message, Output, Peer, StreamFramer, TimerConfig, TransactionLayer, TransportKind, TxEvent,
+    parse_message, response_to, Frame, Framing, Input, Limits, Message, Output, Peer, StreamFramer, TimerConfig, TransactionLayer, TransportKind, TxEvent, TxKey,
 };
 
 /// How the account reaches the PBX.
@@ -392,489 +395,600 @@ impl Conn {
 async fn run(
     dialer: Dialer,
     conn: Conn,
-    mut reg: Registration,
+    reg: Registration,
     config: RegistrationConfig,
-    mut commands: mpsc::UnboundedReceiver<Command>,
+    commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<AccountEvent>,
     state: Arc<Mutex<RegState>>,
 ) {
-    let kind = dialer.transport.kind();
-    let mut flow_id: u64 = 1;
-    let mut conn = Some(conn);
-    let mut tx = TransactionLayer::new(TimerConfig::default());
-    let mut buf = vec![0u8; 65536];
-    let mut closing: Option<oneshot::Sender<()>> = None;
-    let new_keepalive = |now| (kind != TransportKind::Udp).then(|| KeepAlive::new(now, PING_INTERVAL, PONG_TIMEOUT, rand::random()));
-    let mut keepalive = new_keepalive(Instant::now());
-    if let (Some(c), true) = (&conn, config.register) {
-        register_over(&mut reg, c, kind);
-    }
-    let mut calls = Calls::default();
-    // Which flow each client transaction went out on, and which flow the
-    // calls' media and Contact are on now.
-    let mut flow_of_branch: HashMap<String, u64> = HashMap::new();
-    let mut calls_flow = flow_id;
-    let mut watch: Option<NetWatch> = None;
     // RFC 4733 digits the calls' media tasks receive.
-    let (digits_tx, mut digits_rx) = mpsc::unbounded_channel::<(String, char)>();
-    calls.digits = Some(digits_tx);
+    let (digits_tx, digits_rx) = mpsc::unbounded_channel::<(String, char)>();
+    let kind = dialer.transport.kind();
     let creds = Credentials { user: config.user.clone(), password: config.password.clone() };
-    loop {
-        // A new flow (network change, broken flow, retry): move the calls
-        // onto it at once. Never a BYE because a network went away.
-        if calls_flow != flow_id {
-            if let Some(flow) = current_flow(&conn, kind) {
-                calls_flow = flow_id;
-                calls.move_to(flow, &config.user).await;
+    let mut driver = Driver {
+        dialer,
+        kind,
+        config,
+        creds,
+        conn: Some(conn),
+        flow_id: 1,
+        tx: TransactionLayer::new(TimerConfig::default()),
+        reg,
+        keepalive: None,
+        calls: Calls { digits: Some(digits_tx), ..Calls::default() },
+        flow_of_branch: HashMap::new(),
+        calls_flow: 1,
+        watch: None,
+        events,
+        state,
+        closing: None,
+    };
+    driver.keepalive = driver.new_keepalive();
+    if let (Some(c), true) = (&driver.conn, driver.config.register) {
+        register_over(&mut driver.reg, c, kind);
+    }
+    driver.run(commands, digits_rx).await;
+}
+
+/// The account task: its flow to the PBX, the transaction layer, the
+/// registration and the calls. One per account; the app talks to it
+/// through [`Account`] commands and hears from it on the event channel.
+struct Driver {
+    dialer: Dialer,
+    kind: TransportKind,
+    config: RegistrationConfig,
+    creds: Credentials,
+    conn: Option<Conn>,
+    /// Numbers flows, so that what was meant for a replaced one is dropped.
+    flow_id: u64,
+    tx: TransactionLayer,
+    reg: Registration,
+    keepalive: Option<KeepAlive>,
+    calls: Calls,
+    /// Which flow each client transaction went out on.
+    flow_of_branch: HashMap<String, u64>,
+    /// The flow the calls' media and Contact are on now.
+    calls_flow: u64,
+    watch: Option<NetWatch>,
+    events: mpsc::UnboundedSender<AccountEvent>,
+    state: Arc<Mutex<RegState>>,
+    /// Set by `close`: answered once the unregistration is done.
+    closing: Option<oneshot::Sender<()>>,
+}
+
+impl Driver {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>, mut digits: mpsc::UnboundedReceiver<(String, char)>) {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            self.follow_flow().await;
+            if self.drain().await.is_break() {
+                return;
+            }
+            if let Ok(mut s) = self.state.lock() {
+                *s = self.reg.state().clone();
+            }
+            let wake = self.next_wake();
+            let sleep = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let conn = &mut self.conn;
+            let read = async {
+                match conn.as_mut() {
+                    Some(c) => c.recv(&mut buf).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let watch = &mut self.watch;
+            let network_moved = async {
+                match watch.as_mut() {
+                    Some(w) => w.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                incoming = read => self.on_incoming(incoming).await,
+                _ = sleep => self.on_timer().await,
+                Some((call_id, digit)) = digits.recv() => self.emit(AccountEvent::Call { call_id, event: CallEvent::Dtmf { digit } }),
+                ip = network_moved => self.moved_to_network(Some(ip), "network changed").await,
+                cmd = commands.recv() => {
+                    let Some(cmd) = cmd else { return };
+                    if self.on_command(cmd).await.is_break() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn emit(&self, event: AccountEvent) {
+        let _ = self.events.send(event);
+    }
+
+    fn new_keepalive(&self) -> Option<KeepAlive> {
+        (self.kind != TransportKind::Udp).then(|| KeepAlive::new(Instant::now(), PING_INTERVAL, PONG_TIMEOUT, rand::random()))
+    }
+
+    fn peer(&self) -> Peer {
+        Peer { addr: self.dialer.server, transport: self.kind, flow: self.flow_id }
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        let ping = self.keepalive.as_ref().filter(|_| self.conn.is_some()).map(|k| k.next_wake());
+        [self.reg.poll_timeout(), self.tx.poll_timeout(), ping, self.calls.next_timeout()].into_iter().flatten().min()
+    }
+
+    /// Open a new flow (the old one is gone or useless) and register over
+    /// it at once.
+    async fn new_flow(&mut self, why: &str) {
+        self.conn = None;
+        replace_flow(&self.dialer, &mut self.conn, &mut self.flow_id, &mut self.reg, self.kind, why).await;
+        self.keepalive = self.new_keepalive();
+    }
+
+    /// The device is on another network (`ip`: where the route to the PBX
+    /// now starts, if known). Media first: audio resumes as soon as packets
+    /// leave from the new address (the PBX's relay latches onto them),
+    /// without waiting for the new SIP flow, whose TCP/TLS set-up can take
+    /// a SYN retransmission (1 s) or more.
+    async fn moved_to_network(&mut self, ip: Option<std::net::IpAddr>, why: &str) {
+        if let Some(ip) = ip {
+            self.calls.rebind_media(ip).await;
+        }
+        self.new_flow(why).await;
+    }
+
+    /// On a new flow (network change, broken flow, retry) the calls move
+    /// onto it at once, and the offers that tell the far ends go out.
+    /// Never a BYE because a network went away.
+    async fn follow_flow(&mut self) {
+        if self.calls_flow != self.flow_id {
+            if let Some(flow) = current_flow(&self.conn, self.kind) {
+                self.calls_flow = self.flow_id;
+                self.calls.move_to(flow, &self.config.user).await;
             }
         }
         // Only on the flow the calls are on: an offer sent over a dead flow
         // would be lost, and the next flow sends it again anyway.
-        if calls_flow == flow_id && conn.is_some() {
-            calls.send_due_offers();
+        if self.calls_flow == self.flow_id && self.conn.is_some() {
+            self.calls.send_due_offers();
         }
-        // Drain the engines: registration -> transactions -> flow.
+    }
+
+    /// Run the engines until none has anything more to do: registration
+    /// -> transactions -> flow, and the calls' outputs. Breaks when the
+    /// account is closed.
+    async fn drain(&mut self) -> ControlFlow<()> {
         loop {
             let mut progressed = false;
-            while let Some(out) = reg.poll_output() {
+            while let Some(out) = self.reg.poll_output() {
                 progressed = true;
-                match out {
-                    RegOutput::Send(request) => {
-                        if conn.is_none() {
-                            // A retry is due but the flow is gone: open one.
-                            match dialer.connect().await {
-                                Ok(c) => {
-                                    conn = Some(c);
-                                    flow_id += 1;
-                                    keepalive = new_keepalive(Instant::now());
-                                }
-                                Err(e) => {
-                                    reg.flow_failed(Instant::now(), &format!("cannot reach the PBX: {e}"));
-                                    continue;
-                                }
-                            }
-                        }
-                        let peer = Peer { addr: dialer.server, transport: kind, flow: flow_id };
-                        if let Some(b) = request.core.top_branch() {
-                            flow_of_branch.insert(b.to_string(), flow_id);
-                        }
-                        tx.handle_input(Instant::now(), Input::SendRequest { request: *request, peer });
-                    }
-                    RegOutput::Event(ev) => {
-                        let done = matches!(ev, RegEvent::Unregistered);
-                        let _ = events.send(AccountEvent::Registration(ev));
-                        if done {
-                            if let Ok(mut s) = state.lock() {
-                                *s = reg.state().clone();
-                            }
-                            if let Some(c) = closing.take() {
-                                let _ = c.send(());
-                                return;
-                            }
-                        }
-                    }
-                }
+                self.on_registration_output(out).await?;
             }
-            for (call_id, out) in calls.drain_outputs() {
+            for (call_id, out) in self.calls.drain_outputs() {
                 progressed = true;
-                match out {
-                    CallOutput::Request(request) => {
-                        if let Some(b) = request.core.top_branch() {
-                            calls.by_branch.insert(b.to_string(), call_id.clone());
-                            flow_of_branch.insert(b.to_string(), flow_id);
-                        }
-                        let peer = Peer { addr: dialer.server, transport: kind, flow: flow_id };
-                        tx.handle_input(Instant::now(), Input::SendRequest { request: *request, peer });
-                    }
-                    CallOutput::Response { key, response } => tx.handle_input(Instant::now(), Input::SendResponse { key, response: *response }),
-                    CallOutput::Raw(bytes) => {
-                        if let Some(c) = conn.as_mut() {
-                            let _ = c.send(&bytes).await;
-                        }
-                    }
-                    CallOutput::Event(event) => {
-                        if let CallEvent::Connected { sdp: Some(answer) } = &event {
-                            // Our offer was answered: start the media.
-                            if let Some((sockets, port)) = calls.pending_media.remove(&call_id) {
-                                // A call made for a transfer takes the audio
-                                // over from the call it replaces.
-                                if let Some(old) = calls.transfers.get(&call_id) {
-                                    calls.media.remove(old);
-                                }
-                                match sockets.take_answer(answer).and_then(|m| CallMedia::start(sockets, m, port.clone())) {
-                                    Ok(m) => {
-                                        calls.add_media(&call_id, m, port);
-                                    }
-                                    Err(e) => {
-                                        let _ = events.send(AccountEvent::MediaFailed { call_id: call_id.clone(), reason: e.to_string() });
-                                        if let Some(call) = calls.map.get_mut(&call_id) {
-                                            call.hangup();
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        if let CallEvent::OfferAnswered { sdp } = &event {
-                            if let Some(m) = calls.media.get_mut(&call_id) {
-                                if let Err(e) = m.take_answer(sdp) {
-                                    let _ = events.send(AccountEvent::MediaFailed { call_id: call_id.clone(), reason: e.to_string() });
-                                }
-                            }
-                        }
-                        if let CallEvent::RemoteOffer { sdp } = &event {
-                            // Calls with audio in the SDK answer new offers
-                            // themselves; others leave it to the app
-                            // (`Account::answer_offer`).
-                            if let Some(m) = calls.media.get_mut(&call_id) {
-                                let answer = m.answer_reoffer(sdp).ok();
-                                if let Some(call) = calls.map.get_mut(&call_id) {
-                                    call.answer_offer(Instant::now(), answer);
-                                }
-                            }
-                        }
-                        calls.follow_transfers(&call_id, &event);
-                        if let CallEvent::TransferRequested { target } = &event {
-                            // With the SDK's audio, carry it out: call the
-                            // target, then report to the transferor.
-                            if let Some(port) = calls.ports.get(&call_id).cloned() {
-                                let (uri, replaces) = crate::call::split_refer_uri(target);
-                                let headers: Vec<(&'static str, String)> = replaces.into_iter().map(|r| ("Replaces", r)).collect();
-                                let placed = match current_flow(&conn, kind) {
-                                    Some(flow) => dial_with_audio(&mut calls, flow, &config, &creds, kind, dialer.server, &uri, port, headers).await,
-                                    None => Err("not connected to the PBX".to_string()),
-                                };
-                                match placed {
-                                    Ok(new_id) => {
-                                        calls.transfers.insert(new_id, call_id.clone());
-                                    }
-                                    Err(e) => {
-                                        if let Some(call) = calls.map.get_mut(&call_id) {
-                                            call.notify_transfer(503, &e, true);
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        let ended = matches!(event, CallEvent::Ended { .. });
-                        let _ = events.send(AccountEvent::Call { call_id: call_id.clone(), event });
-                        if ended {
-                            calls.remove(&call_id);
-                        }
-                    }
-                }
+                self.on_call_output(call_id, out).await;
             }
-            while let Some(out) = tx.poll_output() {
+            while let Some(out) = self.tx.poll_output() {
                 progressed = true;
-                match out {
-                    Output::Transmit { bytes, peer } => {
-                        if peer.flow != flow_id {
-                            continue; // for a flow that was replaced
-                        }
-                        let failed = match conn.as_mut() {
-                            Some(c) => c.send(&bytes).await.err().map(|e| e.to_string()),
-                            None => Some("no flow".to_string()),
-                        };
-                        if let Some(why) = failed {
-                            if kind != TransportKind::Udp {
-                                conn = None;
-                                let _ = events.send(AccountEvent::FlowLost { reason: why.clone() });
-                            }
-                            reg.flow_failed(Instant::now(), &why);
-                        }
-                    }
-                    Output::Event(TxEvent::Response { response, key }) => {
-                        if response.code >= 200 {
-                            flow_of_branch.remove(&key.branch);
-                        }
-                        if response.core.cseq.method == "REGISTER" {
-                            reg.handle_response(Instant::now(), &response);
-                        } else if let Some(call) = calls.map.get_mut(&response.core.call_id) {
-                            call.handle_response(&response);
-                        }
-                    }
-                    // A transaction of a flow that was replaced: its engine
-                    // already started over on the new flow.
-                    Output::Event(TxEvent::Timeout { key }) if flow_of_branch.remove(&key.branch).is_some_and(|f| f != flow_id) => {
-                        calls.by_branch.remove(&key.branch);
-                    }
-                    Output::Event(TxEvent::Timeout { key }) => match calls.by_branch.remove(&key.branch) {
-                        Some(call_id) => {
-                            if let Some(call) = calls.map.get_mut(&call_id) {
-                                call.handle_failure();
-                            }
-                        }
-                        None => reg.handle_failure(Instant::now(), "no answer from the PBX"),
-                    },
-                    Output::Event(TxEvent::Request { key, request, peer }) => {
-                        if let Some(call) = calls.map.get_mut(&request.core.call_id) {
-                            call.handle_request(Instant::now(), &request, key);
-                            continue;
-                        }
-                        let code = match request.method.as_str() {
-                            // Keep-alive OPTIONS from the PBX.
-                            "OPTIONS" => 200,
-                            "ACK" => continue,
-                            "INVITE" if request.core.to.tag.is_none() => {
-                                let Some(flow) = current_flow(&conn, kind) else { continue };
-                                let local = PhoneAddress { user: config.user.clone(), flow };
-                                let call_id = request.core.call_id.clone();
-                                let from = request.core.from.user().unwrap_or_default();
-                                let call = Call::incoming(local, request, key, peer, rand::random());
-                                let offer = call.remote_offer().clone();
-                                calls.map.insert(call_id.clone(), call);
-                                let _ = events.send(AccountEvent::IncomingCall { call_id, from, offer });
-                                continue;
-                            }
-                            "INVITE" | "BYE" | "CANCEL" => 481,
-                            m => {
-                                let _ = events.send(AccountEvent::Unhandled { method: m.to_string() });
-                                501
-                            }
-                        };
-                        let resp = response_to(&request, code, Some("sdk"));
-                        tx.handle_input(Instant::now(), Input::SendResponse { key, response: resp });
-                    }
-                    Output::Event(_) => {}
-                }
+                self.on_transaction_output(out).await;
             }
             if !progressed {
-                break;
+                return ControlFlow::Continue(());
             }
         }
-        if let Ok(mut s) = state.lock() {
-            *s = reg.state().clone();
+    }
+
+    async fn on_registration_output(&mut self, out: RegOutput) -> ControlFlow<()> {
+        match out {
+            RegOutput::Send(request) => {
+                if self.conn.is_none() {
+                    // A retry is due but the flow is gone: open one.
+                    match self.dialer.connect().await {
+                        Ok(c) => {
+                            self.conn = Some(c);
+                            self.flow_id += 1;
+                            self.keepalive = self.new_keepalive();
+                        }
+                        Err(e) => {
+                            self.reg.flow_failed(Instant::now(), &format!("cannot reach the PBX: {e}"));
+                            return ControlFlow::Continue(());
+                        }
+                    }
+                }
+                if let Some(b) = request.core.top_branch() {
+                    self.flow_of_branch.insert(b.to_string(), self.flow_id);
+                }
+                let peer = self.peer();
+                self.tx.handle_input(Instant::now(), Input::SendRequest { request: *request, peer });
+            }
+            RegOutput::Event(ev) => {
+                let done = matches!(ev, RegEvent::Unregistered);
+                self.emit(AccountEvent::Registration(ev));
+                if done {
+                    if let Ok(mut s) = self.state.lock() {
+                        *s = self.reg.state().clone();
+                    }
+                    if let Some(c) = self.closing.take() {
+                        let _ = c.send(());
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
         }
-        let wake = [reg.poll_timeout(), tx.poll_timeout(), keepalive.as_ref().filter(|_| conn.is_some()).map(|k| k.next_wake()), calls.next_timeout()].into_iter().flatten().min();
-        let sleep = async {
-            match wake {
-                Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-                None => std::future::pending().await,
+        ControlFlow::Continue(())
+    }
+
+    async fn on_call_output(&mut self, call_id: String, out: CallOutput) {
+        match out {
+            CallOutput::Request(request) => {
+                if let Some(b) = request.core.top_branch() {
+                    self.calls.by_branch.insert(b.to_string(), call_id.clone());
+                    self.flow_of_branch.insert(b.to_string(), self.flow_id);
+                }
+                let peer = self.peer();
+                self.tx.handle_input(Instant::now(), Input::SendRequest { request: *request, peer });
             }
-        };
-        let read = async {
-            match conn.as_mut() {
-                Some(c) => c.recv(&mut buf).await,
-                None => std::future::pending().await,
-            }
-        };
-        let network_moved = async {
-            match watch.as_mut() {
-                Some(w) => w.changed().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            incoming = read => match incoming {
-                Incoming::Messages(msgs) => {
-                    let peer = Peer { addr: dialer.server, transport: kind, flow: flow_id };
-                    for m in msgs {
-                        match m {
-                            Message::Response(response) => tx.handle_input(Instant::now(), Input::Response { response, peer }),
-                            Message::Request(request) => tx.handle_input(Instant::now(), Input::Request { request, peer }),
-                        }
-                    }
-                }
-                Incoming::Pong => {
-                    if let Some(k) = keepalive.as_mut() {
-                        k.pong();
-                    }
-                }
-                Incoming::Closed(why) => {
-                    let _ = events.send(AccountEvent::FlowLost { reason: why.clone() });
-                    conn = None;
-                    replace_flow(&dialer, &mut conn, &mut flow_id, &mut reg, kind, &why).await;
-                    keepalive = new_keepalive(Instant::now());
-                }
-            },
-            _ = sleep => {
-                let now = Instant::now();
-                tx.handle_input(now, Input::Timeout);
-                reg.handle_timeout(now);
-                for call in calls.map.values_mut() {
-                    call.handle_timeout(now);
-                }
-                match keepalive.as_mut().and_then(|k| k.poll(now)) {
-                    Some(KeepAliveAction::SendPing) => {
-                        if let Some(c) = conn.as_mut() {
-                            if c.send(b"\r\n\r\n").await.is_err() {
-                                conn = None;
-                            }
-                        }
-                    }
-                    Some(KeepAliveAction::Failed) => {
-                        let why = "no keep-alive pong from the PBX";
-                        let _ = events.send(AccountEvent::FlowLost { reason: why.into() });
-                        conn = None;
-                        replace_flow(&dialer, &mut conn, &mut flow_id, &mut reg, kind, why).await;
-                        keepalive = new_keepalive(now);
-                    }
-                    None => {}
+            CallOutput::Response { key, response } => self.tx.handle_input(Instant::now(), Input::SendResponse { key, response: *response }),
+            CallOutput::Raw(bytes) => {
+                if let Some(c) = self.conn.as_mut() {
+                    let _ = c.send(&bytes).await;
                 }
             }
-            Some((call_id, digit)) = digits_rx.recv() => {
-                let _ = events.send(AccountEvent::Call { call_id, event: CallEvent::Dtmf { digit } });
+            CallOutput::Event(event) => self.on_call_event(call_id, event).await,
+        }
+    }
+
+    /// What the SDK does itself on a call's event (media, transfers),
+    /// before the app hears of it.
+    async fn on_call_event(&mut self, call_id: String, event: CallEvent) {
+        match &event {
+            CallEvent::Connected { sdp: Some(answer) } => self.start_dialled_media(&call_id, answer),
+            CallEvent::OfferAnswered { sdp } => {
+                if let Some(m) = self.calls.media.get_mut(&call_id) {
+                    if let Err(e) = m.take_answer(sdp) {
+                        self.emit(AccountEvent::MediaFailed { call_id: call_id.clone(), reason: e.to_string() });
+                    }
+                }
             }
-            ip = network_moved => {
-                // Media first: audio resumes as soon as packets leave from
-                // the new address (the PBX's relay latches onto them),
-                // without waiting for the new SIP flow, whose TCP/TLS
-                // set-up can take a SYN retransmission (1 s) or more.
-                calls.rebind_media(ip).await;
-                conn = None;
-                replace_flow(&dialer, &mut conn, &mut flow_id, &mut reg, kind, "network changed").await;
-                keepalive = new_keepalive(Instant::now());
+            CallEvent::RemoteOffer { sdp } => {
+                // Calls with audio in the SDK answer new offers themselves;
+                // others leave it to the app (`Account::answer_offer`).
+                if let Some(m) = self.calls.media.get_mut(&call_id) {
+                    let answer = m.answer_reoffer(sdp).ok();
+                    if let Some(call) = self.calls.map.get_mut(&call_id) {
+                        call.answer_offer(Instant::now(), answer);
+                    }
+                }
             }
-            cmd = commands.recv() => match cmd {
-                Some(Command::NetworkChanged) => {
-                    if let Some(ip) = crate::netwatch::route_source(dialer.server) {
-                        calls.rebind_media(ip).await;
-                    }
-                    conn = None;
-                    replace_flow(&dialer, &mut conn, &mut flow_id, &mut reg, kind, "network changed").await;
-                    keepalive = new_keepalive(Instant::now());
+            CallEvent::TransferRequested { target } => self.carry_out_transfer(&call_id, target).await,
+            _ => {}
+        }
+        self.calls.follow_transfers(&call_id, &event);
+        let ended = matches!(event, CallEvent::Ended { .. });
+        self.emit(AccountEvent::Call { call_id: call_id.clone(), event });
+        if ended {
+            self.calls.remove(&call_id);
+        }
+    }
+
+    /// Our offer was answered: start the media on the sockets it named.
+    fn start_dialled_media(&mut self, call_id: &str, answer: &[u8]) {
+        let Some((sockets, port)) = self.calls.pending_media.remove(call_id) else { return };
+        // A call made for a transfer takes the audio over from the call it
+        // replaces.
+        if let Some(old) = self.calls.transfers.get(call_id) {
+            self.calls.media.remove(old);
+        }
+        match sockets.take_answer(answer).and_then(|m| CallMedia::start(sockets, m, port.clone())) {
+            Ok(m) => self.calls.add_media(call_id, m, port),
+            Err(e) => {
+                self.emit(AccountEvent::MediaFailed { call_id: call_id.to_string(), reason: e.to_string() });
+                if let Some(call) = self.calls.map.get_mut(call_id) {
+                    call.hangup();
                 }
-                Some(Command::Push) => {
-                    conn = None;
-                    replace_flow(&dialer, &mut conn, &mut flow_id, &mut reg, kind, "woken by a push").await;
-                    keepalive = new_keepalive(Instant::now());
+            }
+        }
+    }
+
+    /// The far end asked us (REFER) to call `target` in `call_id`'s place.
+    /// With the SDK's audio we do: call the target on the same port, and
+    /// report to the transferor as the new call goes (`follow_transfers`).
+    async fn carry_out_transfer(&mut self, call_id: &str, target: &str) {
+        let Some(port) = self.calls.ports.get(call_id).cloned() else { return };
+        let (uri, replaces) = crate::call::split_refer_uri(target);
+        let headers: Vec<(&'static str, String)> = replaces.into_iter().map(|r| ("Replaces", r)).collect();
+        match self.dial_with_audio(&uri, port, headers).await {
+            Ok(new_id) => {
+                self.calls.transfers.insert(new_id, call_id.to_string());
+            }
+            Err(e) => {
+                if let Some(call) = self.calls.map.get_mut(call_id) {
+                    call.notify_transfer(503, &e, true);
                 }
-                Some(Command::WatchNetwork) => {
-                    watch.get_or_insert_with(|| NetWatch::new(dialer.server));
+            }
+        }
+    }
+
+    async fn dial_with_audio(&mut self, target: &str, port: Arc<dyn AudioPort>, headers: Vec<(&'static str, String)>) -> Result<String, String> {
+        let flow = current_flow(&self.conn, self.kind).ok_or_else(|| "not connected to the PBX".to_string())?;
+        dial_with_audio(&mut self.calls, flow, &self.config, &self.creds, self.kind, self.dialer.server, target, port, headers).await
+    }
+
+    async fn on_transaction_output(&mut self, out: Output) {
+        match out {
+            Output::Transmit { bytes, peer } => {
+                if peer.flow != self.flow_id {
+                    return; // for a flow that was replaced
                 }
-                Some(Command::Close(done)) if !config.register => {
-                    // Nothing to unregister: the calls get their BYEs, and
-                    // they go out before the task ends.
-                    for call in calls.map.values_mut() {
-                        call.hangup();
+                let failed = match self.conn.as_mut() {
+                    Some(c) => c.send(&bytes).await.err().map(|e| e.to_string()),
+                    None => Some("no flow".to_string()),
+                };
+                if let Some(why) = failed {
+                    if self.kind != TransportKind::Udp {
+                        self.conn = None;
+                        self.emit(AccountEvent::FlowLost { reason: why.clone() });
                     }
-                    for (_, out) in calls.drain_outputs() {
-                        if let CallOutput::Request(request) = out {
-                            let peer = Peer { addr: dialer.server, transport: kind, flow: flow_id };
-                            tx.handle_input(Instant::now(), Input::SendRequest { request: *request, peer });
-                        }
-                    }
-                    while let Some(out) = tx.poll_output() {
-                        if let (Output::Transmit { bytes, .. }, Some(c)) = (out, conn.as_mut()) {
-                            let _ = c.send(&bytes).await;
-                        }
-                    }
-                    let _ = done.send(());
+                    self.reg.flow_failed(Instant::now(), &why);
+                }
+            }
+            Output::Event(TxEvent::Response { response, key }) => {
+                if response.code >= 200 {
+                    self.flow_of_branch.remove(&key.branch);
+                }
+                if response.core.cseq.method == "REGISTER" {
+                    self.reg.handle_response(Instant::now(), &response);
+                } else if let Some(call) = self.calls.map.get_mut(&response.core.call_id) {
+                    call.handle_response(&response);
+                }
+            }
+            Output::Event(TxEvent::Timeout { key }) => {
+                let flow = self.flow_of_branch.remove(&key.branch);
+                let call = self.calls.by_branch.remove(&key.branch);
+                if flow.is_some_and(|f| f != self.flow_id) {
+                    // A transaction of a flow that was replaced: its engine
+                    // already started over on the new flow.
                     return;
                 }
-                Some(Command::Close(done)) => {
-                    closing = Some(done);
-                    for call in calls.map.values_mut() {
-                        call.hangup();
-                    }
-                    reg.unregister(Instant::now());
-                }
-                Some(Command::Dial { target, sdp, reply }) => match current_flow(&conn, kind) {
-                    Some(flow) => {
-                        let local = PhoneAddress { user: config.user.clone(), flow };
-                        let peer = Peer { addr: dialer.server, transport: kind, flow: flow_id };
-                        let call = Call::dial(local, peer, &config.domain, &target, sdp, Some(creds.clone()), rand::random());
-                        let call_id = call.call_id().to_string();
-                        calls.map.insert(call_id.clone(), call);
-                        let _ = reply.send(Ok(call_id));
-                    }
-                    None => {
-                        let _ = reply.send(Err("not connected to the PBX".to_string()));
-                    }
-                },
-                Some(Command::DialWithAudio { target, port, reply }) => {
-                    let placed = match current_flow(&conn, kind) {
-                        Some(flow) => dial_with_audio(&mut calls, flow, &config, &creds, kind, dialer.server, &target, port, Vec::new()).await,
-                        None => Err("not connected to the PBX".to_string()),
-                    };
-                    let _ = reply.send(placed);
-                }
-                Some(Command::AnswerWithAudio { call_id, port }) => {
-                    let ip = current_flow(&conn, kind).map(|f| f.local.ip());
-                    if let (Some(call), Some(ip)) = (calls.map.get_mut(&call_id), ip) {
-                        let started = match MediaSockets::bind(ip).await {
-                            Ok(sockets) => sockets.answer(call.remote_offer(), rand::random::<u32>() as u64).and_then(|(sdp, m)| CallMedia::start(sockets, m, port.clone()).map(|cm| (sdp, cm))),
-                            Err(e) => Err(media::MediaSetupError::Start(e.to_string())),
-                        };
-                        match started {
-                            Ok((sdp, cm)) => {
-                                call.answer(Instant::now(), sdp);
-                                calls.add_media(&call_id, cm, port);
-                            }
-                            Err(e) => {
-                                let _ = events.send(AccountEvent::MediaFailed { call_id: call_id.clone(), reason: e.to_string() });
-                                call.reject(488);
-                            }
+                match call {
+                    Some(call_id) => {
+                        if let Some(call) = self.calls.map.get_mut(&call_id) {
+                            call.handle_failure();
                         }
                     }
+                    None => self.reg.handle_failure(Instant::now(), "no answer from the PBX"),
                 }
-                Some(Command::Answer { call_id, sdp }) => {
-                    if let Some(call) = calls.map.get_mut(&call_id) {
-                        call.answer(Instant::now(), sdp);
-                    }
-                }
-                Some(Command::Reject { call_id, code }) => {
-                    if let Some(call) = calls.map.get_mut(&call_id) {
-                        call.reject(code);
-                    }
-                }
-                Some(Command::Hold { call_id, on }) => {
-                    let sent = match (calls.media.get_mut(&call_id), calls.map.get_mut(&call_id)) {
-                        (Some(m), Some(call)) => call.reinvite(m.offer(if on { tsunagu_sip::sdp::Direction::SendOnly } else { tsunagu_sip::sdp::Direction::SendRecv })),
-                        _ => false,
-                    };
-                    if !sent {
-                        // Not connected (with SDK audio) yet, or an offer is
-                        // under way: refused like a glare, try again later.
-                        let _ = events.send(AccountEvent::Call { call_id: call_id.clone(), event: CallEvent::OfferRefused { code: 491 } });
-                    }
-                }
-                Some(Command::AnswerOffer { call_id, sdp }) => {
-                    if let Some(call) = calls.map.get_mut(&call_id) {
-                        call.answer_offer(Instant::now(), sdp);
-                    }
-                }
-                Some(Command::Dtmf { call_id, digits }) => {
-                    match (calls.media.get(&call_id), calls.map.get_mut(&call_id)) {
-                        (Some(m), _) if m.has_rfc4733() => digits.chars().for_each(|d| m.send_dtmf(d)),
-                        // The far end takes no RFC 4733 events: SIP INFO.
-                        (_, Some(call)) => digits.chars().filter(|d| d.is_ascii_digit() || "*#ABCDabcd".contains(*d)).for_each(|d| call.send_info_dtmf(d, 160)),
-                        _ => {}
-                    }
-                }
-                Some(Command::Transfer { call_id, target }) => {
-                    let uri = if target.starts_with("sip:") || target.starts_with("sips:") { target } else { format!("sip:{target}@{}", config.domain) };
-                    let sent = calls.map.get_mut(&call_id).is_some_and(|c| c.refer(&uri));
-                    if sent {
-                        calls.referring.insert(call_id, None);
-                    } else {
-                        let _ = events.send(AccountEvent::Call { call_id, event: CallEvent::TransferProgress { code: 491, done: true } });
-                    }
-                }
-                Some(Command::TransferAttended { call_id, to_call_id }) => {
-                    let refer_to = calls.map.get(&to_call_id).and_then(|c| c.replaces()).map(|(uri, id)| crate::call::attended_refer_uri(&uri, &id));
-                    let sent = match (refer_to, calls.map.get_mut(&call_id)) {
-                        (Some(uri), Some(call)) => call.refer(&uri),
-                        _ => false,
-                    };
-                    if sent {
-                        calls.referring.insert(call_id, Some(to_call_id));
-                    } else {
-                        let _ = events.send(AccountEvent::Call { call_id, event: CallEvent::TransferProgress { code: 491, done: true } });
-                    }
-                }
-                Some(Command::Mute { call_id, muted }) => {
-                    if let Some(m) = calls.media.get(&call_id) {
-                        m.mute(muted);
-                    }
-                }
-                Some(Command::Hangup { call_id }) => {
-                    if let Some(call) = calls.map.get_mut(&call_id) {
-                        call.hangup();
-                    }
-                }
-                None => return,
-            },
+            }
+            Output::Event(TxEvent::Request { key, request, peer }) => self.on_request(key, request, peer),
+            Output::Event(_) => {}
         }
+    }
+
+    /// A request from the PBX: in a call, to the call; a new INVITE is a
+    /// new incoming call; keep-alive OPTIONS get 200.
+    fn on_request(&mut self, key: TxKey, request: tsunagu_sip::Request, peer: Peer) {
+        if let Some(call) = self.calls.map.get_mut(&request.core.call_id) {
+            call.handle_request(Instant::now(), &request, key);
+            return;
+        }
+        let code = match request.method.as_str() {
+            "OPTIONS" => 200,
+            "ACK" => return,
+            "INVITE" if request.core.to.tag.is_none() => {
+                let Some(flow) = current_flow(&self.conn, self.kind) else { return };
+                let local = PhoneAddress { user: self.config.user.clone(), flow };
+                let call_id = request.core.call_id.clone();
+                let from = request.core.from.user().unwrap_or_default();
+                let call = Call::incoming(local, request, key, peer, rand::random());
+                let offer = call.remote_offer().clone();
+                self.calls.map.insert(call_id.clone(), call);
+                self.emit(AccountEvent::IncomingCall { call_id, from, offer });
+                return;
+            }
+            "INVITE" | "BYE" | "CANCEL" => 481,
+            m => {
+                self.emit(AccountEvent::Unhandled { method: m.to_string() });
+                501
+            }
+        };
+        let resp = response_to(&request, code, Some("sdk"));
+        self.tx.handle_input(Instant::now(), Input::SendResponse { key, response: resp });
+    }
+
+    async fn on_incoming(&mut self, incoming: Incoming) {
+        match incoming {
+            Incoming::Messages(msgs) => {
+                let peer = self.peer();
+                for m in msgs {
+                    match m {
+                        Message::Response(response) => self.tx.handle_input(Instant::now(), Input::Response { response, peer }),
+                        Message::Request(request) => self.tx.handle_input(Instant::now(), Input::Request { request, peer }),
+                    }
+                }
+            }
+            Incoming::Pong => {
+                if let Some(k) = self.keepalive.as_mut() {
+                    k.pong();
+                }
+            }
+            Incoming::Closed(why) => {
+                self.emit(AccountEvent::FlowLost { reason: why.clone() });
+                self.new_flow(&why).await;
+            }
+        }
+    }
+
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        self.tx.handle_input(now, Input::Timeout);
+        self.reg.handle_timeout(now);
+        for call in self.calls.map.values_mut() {
+            call.handle_timeout(now);
+        }
+        match self.keepalive.as_mut().and_then(|k| k.poll(now)) {
+            Some(KeepAliveAction::SendPing) => {
+                if let Some(c) = self.conn.as_mut() {
+                    if c.send(b"\r\n\r\n").await.is_err() {
+                        self.conn = None;
+                    }
+                }
+            }
+            Some(KeepAliveAction::Failed) => {
+                let why = "no keep-alive pong from the PBX";
+                self.emit(AccountEvent::FlowLost { reason: why.into() });
+                self.new_flow(why).await;
+            }
+            None => {}
+        }
+    }
+
+    async fn on_command(&mut self, cmd: Command) -> ControlFlow<()> {
+        match cmd {
+            Command::NetworkChanged => {
+                let ip = crate::netwatch::route_source(self.dialer.server);
+                self.moved_to_network(ip, "network changed").await;
+            }
+            Command::Push => self.new_flow("woken by a push").await,
+            Command::WatchNetwork => {
+                let server = self.dialer.server;
+                self.watch.get_or_insert_with(|| NetWatch::new(server));
+            }
+            Command::Close(done) => return self.close(done).await,
+            Command::Dial { target, sdp, reply } => {
+                let placed = match current_flow(&self.conn, self.kind) {
+                    Some(flow) => {
+                        let local = PhoneAddress { user: self.config.user.clone(), flow };
+                        let call = Call::dial(local, self.peer(), &self.config.domain, &target, sdp, Some(self.creds.clone()), rand::random());
+                        let call_id = call.call_id().to_string();
+                        self.calls.map.insert(call_id.clone(), call);
+                        Ok(call_id)
+                    }
+                    None => Err("not connected to the PBX".to_string()),
+                };
+                let _ = reply.send(placed);
+            }
+            Command::DialWithAudio { target, port, reply } => {
+                let placed = self.dial_with_audio(&target, port, Vec::new()).await;
+                let _ = reply.send(placed);
+            }
+            Command::AnswerWithAudio { call_id, port } => self.answer_with_audio(&call_id, port).await,
+            Command::Answer { call_id, sdp } => {
+                if let Some(call) = self.calls.map.get_mut(&call_id) {
+                    call.answer(Instant::now(), sdp);
+                }
+            }
+            Command::Reject { call_id, code } => {
+                if let Some(call) = self.calls.map.get_mut(&call_id) {
+                    call.reject(code);
+                }
+            }
+            Command::Hold { call_id, on } => {
+                let direction = if on { tsunagu_sip::sdp::Direction::SendOnly } else { tsunagu_sip::sdp::Direction::SendRecv };
+                let sent = match (self.calls.media.get_mut(&call_id), self.calls.map.get_mut(&call_id)) {
+                    (Some(m), Some(call)) if call.can_offer() => call.reinvite(m.offer(direction)),
+                    _ => false,
+                };
+                if !sent {
+                    // Not connected (with SDK audio) yet, or an offer is
+                    // under way: refused like a glare, try again later.
+                    self.emit(AccountEvent::Call { call_id, event: CallEvent::OfferRefused { code: 491 } });
+                }
+            }
+            Command::AnswerOffer { call_id, sdp } => {
+                if let Some(call) = self.calls.map.get_mut(&call_id) {
+                    call.answer_offer(Instant::now(), sdp);
+                }
+            }
+            Command::Dtmf { call_id, digits } => match (self.calls.media.get(&call_id), self.calls.map.get_mut(&call_id)) {
+                (Some(m), _) if m.has_rfc4733() => digits.chars().for_each(|d| m.send_dtmf(d)),
+                // The far end takes no RFC 4733 events: SIP INFO.
+                (_, Some(call)) => digits.chars().filter(|d| d.is_ascii_digit() || "*#ABCDabcd".contains(*d)).for_each(|d| call.send_info_dtmf(d, 160)),
+                _ => {}
+            },
+            Command::Transfer { call_id, target } => {
+                let uri = if target.starts_with("sip:") || target.starts_with("sips:") { target } else { format!("sip:{target}@{}", self.config.domain) };
+                let sent = self.calls.map.get_mut(&call_id).is_some_and(|c| c.refer(&uri));
+                self.referred(call_id, None, sent);
+            }
+            Command::TransferAttended { call_id, to_call_id } => {
+                let refer_to = self.calls.map.get(&to_call_id).and_then(|c| c.replaces()).map(|(uri, id)| crate::call::attended_refer_uri(&uri, &id));
+                let sent = match (refer_to, self.calls.map.get_mut(&call_id)) {
+                    (Some(uri), Some(call)) => call.refer(&uri),
+                    _ => false,
+                };
+                self.referred(call_id, Some(to_call_id), sent);
+            }
+            Command::Mute { call_id, muted } => {
+                if let Some(m) = self.calls.media.get(&call_id) {
+                    m.mute(muted);
+                }
+            }
+            Command::Hangup { call_id } => {
+                if let Some(call) = self.calls.map.get_mut(&call_id) {
+                    call.hangup();
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A REFER went out (or could not): remember what a success hangs up.
+    fn referred(&mut self, call_id: String, joined: Option<String>, sent: bool) {
+        if sent {
+            self.calls.referring.insert(call_id, joined);
+        } else {
+            self.emit(AccountEvent::Call { call_id, event: CallEvent::TransferProgress { code: 491, done: true } });
+        }
+    }
+
+    async fn answer_with_audio(&mut self, call_id: &str, port: Arc<dyn AudioPort>) {
+        let Some(ip) = current_flow(&self.conn, self.kind).map(|f| f.local.ip()) else { return };
+        let Some(offer) = self.calls.map.get(call_id).map(|c| c.remote_offer().clone()) else { return };
+        let started = match MediaSockets::bind(ip).await {
+            Ok(sockets) => sockets.answer(&offer, rand::random::<u32>() as u64).and_then(|(sdp, m)| CallMedia::start(sockets, m, port.clone()).map(|cm| (sdp, cm))),
+            Err(e) => Err(media::MediaSetupError::Start(e.to_string())),
+        };
+        let Some(call) = self.calls.map.get_mut(call_id) else { return };
+        match started {
+            Ok((sdp, cm)) => {
+                call.answer(Instant::now(), sdp);
+                self.calls.add_media(call_id, cm, port);
+            }
+            Err(e) => {
+                call.reject(488);
+                self.emit(AccountEvent::MediaFailed { call_id: call_id.to_string(), reason: e.to_string() });
+            }
+        }
+    }
+
+    /// Hang up every call and unregister; the task ends when the PBX has
+    /// confirmed (see `on_registration_output`). Without a registration,
+    /// the BYEs go out and the task ends at once.
+    async fn close(&mut self, done: oneshot::Sender<()>) -> ControlFlow<()> {
+        for call in self.calls.map.values_mut() {
+            call.hangup();
+        }
+        if self.config.register {
+            self.closing = Some(done);
+            self.reg.unregister(Instant::now());
+            return ControlFlow::Continue(());
+        }
+        for (_, out) in self.calls.drain_outputs() {
+            if let CallOutput::Request(request) = out {
+                let peer = self.peer();
+                self.tx.handle_input(Instant::now(), Input::SendRequest { request: *request, peer });
+            }
+        }
+        while let Some(out) = self.tx.poll_output() {
+            if let (Output::Transmit { bytes, .. }, Some(c)) = (out, self.conn.as_mut()) {
+                let _ = c.send(&bytes).await;
+            }
+        }
+        let _ = done.send(());
+        ControlFlow::Break(())
     }
 }
 
