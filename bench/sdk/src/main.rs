@@ -476,7 +476,7 @@ fn cpu(a: &Args) -> Result<(), String> {
         return Err("--seconds 1..600, --reps 1..50".into());
     }
     if engine == "session" && bitrate.is_some() {
-        return Err("MediaSession has no Opus bitrate setting: use --engine parts for --opus-bitrate".into());
+        return Err("MediaSession encodes Opus at SessionConfig::opus_bitrate (24 kbit/s): use --engine parts for another --opus-bitrate".into());
     }
     if engine == "parts" && srtp.is_some() {
         return Err("--engine parts has no SRTP".into());
