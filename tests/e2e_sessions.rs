@@ -195,3 +195,61 @@ fn a_session_interval_below_min_se_gets_422_with_min_se() {
         caller.in_dialog_ack_for_failure(&r);
     }
 }
+
+/// A CANCEL belongs to the INVITE with its branch (RFC 3261 §9.2): one with
+/// another branch gets 481 and the call goes on ringing; the right one gets
+/// 200, the INVITE 487, and the callee stops ringing.
+#[test]
+fn a_cancel_for_no_invite_of_ours_gets_481_and_the_call_rings_on() {
+    let sb = Sandbox::new("cancel-branch");
+    let s = Server::start(&sb);
+    for ext in ["1001", "1002"] {
+        s.cli(&["user", "add", ext, "--password", PASSWORD]);
+    }
+    let mut callee = Baresip::builder(&sb, "callee").account(Account::new("1002", PASSWORD, s.sip_addr())).answer(AnswerMode::Manual).codecs(&["PCMU"]).start();
+    callee.registered(Duration::from_secs(10));
+    let mut caller = RawCaller { sip: UdpSocket::bind("127.0.0.1:0").unwrap(), server: s.sip_addr(), call_id: unique("cxl-"), from_tag: unique("ft"), to_tag: None, cseq: 0 };
+    let sdp = "v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    caller.invite("1002", sdp, None);
+    let challenge = caller.final_response(Duration::from_secs(5));
+    caller.in_dialog_ack_for_failure(&challenge);
+    let auth = digest(challenge.header("proxy-authenticate").unwrap(), &format!("sip:1002@{}", s.sip_addr()), PASSWORD);
+    caller.invite("1002", sdp, Some(auth));
+    callee.wait_event("CALL_INCOMING", Duration::from_secs(10));
+    // Our INVITE's Via (with its branch), as the responses echo it.
+    let via = wait_for("180 Ringing", Duration::from_secs(5), || {
+        let m = caller.recv(Duration::from_secs(5));
+        (m.status() == Some(180)).then(|| m.header("via").unwrap().to_string())
+    });
+    let cancel = |via: &str| {
+        format!(
+            "CANCEL sip:1002@{srv} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: <sip:1001@{srv}>;tag={ft}\r\nTo: <sip:1002@{srv}>\r\nCall-ID: {cid}\r\nCSeq: {c} CANCEL\r\nContent-Length: 0\r\n\r\n",
+            srv = s.sip_addr(),
+            ft = caller.from_tag,
+            cid = caller.call_id,
+            c = caller.cseq
+        )
+    };
+    let branch = via.split("branch=").nth(1).unwrap().split(';').next().unwrap().to_string();
+    let stray = cancel(&via.replace(&branch, "z9hG4bKnotourinvite"));
+    caller.sip.send_to(stray.as_bytes(), s.sip_addr()).unwrap();
+    let answer = wait_for("the answer to the stray CANCEL", Duration::from_secs(5), || {
+        let m = caller.recv(Duration::from_secs(5));
+        (m.cseq_method() == Some("CANCEL")).then_some(m)
+    });
+    assert_eq!(answer.status(), Some(481), "{}", answer.text());
+    // Still ringing: the real CANCEL ends it.
+    caller.sip.send_to(cancel(&via).as_bytes(), s.sip_addr()).unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(got.contains(&(200, "CANCEL".to_string())) && got.contains(&(487, "INVITE".to_string()))) {
+        assert!(Instant::now() < deadline, "no 200 for the CANCEL and 487 for the INVITE: {got:?}");
+        let m = caller.recv(Duration::from_secs(5));
+        if let (Some(code), Some(method)) = (m.status(), m.cseq_method()) {
+            if code >= 200 {
+                got.push((code, method.to_string()));
+            }
+        }
+    }
+    callee.wait_event("CALL_CLOSED", Duration::from_secs(10));
+}

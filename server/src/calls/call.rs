@@ -812,6 +812,11 @@ impl Call {
                     // B needs (we answered A with B's answer already).
                 }
             }
+            // A CANCEL belongs to the INVITE with its branch (RFC 3261
+            // §9.2); one for no INVITE of ours gets 481.
+            "CANCEL" if side == LegSide::A && req.core.top_branch() != self.a_invite.core.top_branch() => {
+                responder.respond(key, response_to(&req, 481, None));
+            }
             "CANCEL" => {
                 // The same To tag as the 487 that follows (RFC 3261 §9.2).
                 let tag = if side == LegSide::A { Some(self.a.local_tag.clone()) } else { None };
