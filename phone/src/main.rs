@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
-use tsunagu_client::audio::{AudioFormat, AudioPort, NullPort, SplitPort, WavSink, WavSource};
+use tsunagu_client::audio::AudioPort;
 use tsunagu_client::{Account, AccountEvent, CallEvent, RegEvent, RegistrationConfig, Transport};
 
 #[derive(Parser)]
@@ -179,16 +179,15 @@ fn audio_port(a: &AudioArgs) -> Result<Arc<dyn AudioPort>, (u8, String)> {
     if a.play.is_none() && a.record.is_none() {
         return sound_card();
     }
-    let args = |e: String| (EXIT_ARGS, e);
-    let capture: Arc<dyn AudioPort> = match &a.play {
-        Some(p) => Arc::new(WavSource::open(p, true).map_err(|e| args(format!("--play {}: {e}", p.display())))?),
-        None => Arc::new(NullPort::new(AudioFormat::ENGINE).map_err(|e| args(e.to_string()))?),
-    };
-    let playout: Arc<dyn AudioPort> = match &a.record {
-        Some(p) => Arc::new(WavSink::create(p, AudioFormat::ENGINE.sample_rate).map_err(|e| args(format!("--record {}: {e}", p.display())))?),
-        None => Arc::new(NullPort::new(AudioFormat::ENGINE).map_err(|e| args(e.to_string()))?),
-    };
-    Ok(Arc::new(SplitPort::new(capture, playout).map_err(|e| args(e.to_string()))?))
+    use tsunagu_client::audio::FilePortError;
+    tsunagu_client::audio::file_port(a.play.as_deref(), a.record.as_deref()).map_err(|e| {
+        let why = match e {
+            FilePortError::Play { path, source } => format!("--play {}: {source}", path.display()),
+            FilePortError::Record { path, source } => format!("--record {}: {source}", path.display()),
+            FilePortError::Port(e) => e.to_string(),
+        };
+        (EXIT_ARGS, why)
+    })
 }
 
 /// The default microphone and speaker. Checked before any SIP, so a

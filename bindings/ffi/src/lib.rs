@@ -24,13 +24,13 @@ uniffi::setup_scaffolding!();
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use tokio::runtime::{Handle, Runtime};
-use tsunagu_client::audio::{AudioFormat, AudioPort, NullPort, SplitPort, WavSink, WavSource};
+use tsunagu_client::audio::AudioPort;
 use tsunagu_client::{AccountEvent, CallEvent, PushParams, RegEvent, RegState, RegistrationConfig};
 
 /// Opening a flow is bounded by the SDK (10 s TCP connect + 10 s TLS
@@ -588,22 +588,18 @@ fn reg_state(s: RegState) -> RegistrationState {
 /// `--play` / `--record` (a looped WAV or silence out, a WAV recording or
 /// nothing in).
 fn audio_port(spec: &AudioSpec) -> Result<Arc<dyn AudioPort>, PhoneError> {
-    let audio = |e: tsunagu_client::AudioError| PhoneError::Audio { reason: e.to_string() };
-    let silence = || -> Arc<dyn AudioPort> { Arc::new(NullPort::default()) };
-    match spec {
-        AudioSpec::Silent => Ok(silence()),
-        AudioSpec::Files { play_wav, record_wav } => {
-            let capture: Arc<dyn AudioPort> = match play_wav {
-                Some(p) => Arc::new(WavSource::open(p, true).map_err(|e| PhoneError::Audio { reason: format!("play_wav {p}: {e}") })?),
-                None => silence(),
-            };
-            let playout: Arc<dyn AudioPort> = match record_wav {
-                Some(p) => Arc::new(WavSink::create(p, AudioFormat::ENGINE.sample_rate).map_err(|e| PhoneError::Audio { reason: format!("record_wav {p}: {e}") })?),
-                None => silence(),
-            };
-            Ok(Arc::new(SplitPort::new(capture, playout).map_err(audio)?))
-        }
-    }
+    use tsunagu_client::audio::{file_port, FilePortError};
+    let (play, record) = match spec {
+        AudioSpec::Silent => (None, None),
+        AudioSpec::Files { play_wav, record_wav } => (play_wav.as_deref().map(Path::new), record_wav.as_deref().map(Path::new)),
+    };
+    file_port(play, record).map_err(|e| PhoneError::Audio {
+        reason: match e {
+            FilePortError::Play { path, source } => format!("play_wav {}: {source}", path.display()),
+            FilePortError::Record { path, source } => format!("record_wav {}: {source}", path.display()),
+            FilePortError::Port(e) => e.to_string(),
+        },
+    })
 }
 
 // ---------------------------------------------------------------------------

@@ -1033,6 +1033,32 @@ impl AudioPort for WavSink {
     }
 }
 
+/// Which side of a [`file_port`] failed, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum FilePortError {
+    #[error("play {}: {source}", path.display())]
+    Play { path: PathBuf, source: AudioError },
+    #[error("record {}: {source}", path.display())]
+    Record { path: PathBuf, source: AudioError },
+    #[error("{0}")]
+    Port(AudioError),
+}
+
+/// A call's audio from files, as scripts and tests want it: `play` looped
+/// as the microphone (silence without it), what is heard recorded to
+/// `record` (dropped without it), at the engine's format.
+pub fn file_port(play: Option<&Path>, record: Option<&Path>) -> Result<Arc<dyn AudioPort>, FilePortError> {
+    let capture: Arc<dyn AudioPort> = match play {
+        Some(p) => Arc::new(WavSource::open(p, true).map_err(|source| FilePortError::Play { path: p.to_path_buf(), source })?),
+        None => Arc::new(NullPort::new(AudioFormat::ENGINE).map_err(FilePortError::Port)?),
+    };
+    let playout: Arc<dyn AudioPort> = match record {
+        Some(p) => Arc::new(WavSink::create(p, AudioFormat::ENGINE.sample_rate).map_err(|source| FilePortError::Record { path: p.to_path_buf(), source })?),
+        None => Arc::new(NullPort::new(AudioFormat::ENGINE).map_err(FilePortError::Port)?),
+    };
+    Ok(Arc::new(SplitPort::new(capture, playout).map_err(FilePortError::Port)?))
+}
+
 /// Capture from one driven port and playout to another of the same format:
 /// a [`WavSource`] as the microphone and a [`WavSink`] as the speaker.
 pub struct SplitPort {
