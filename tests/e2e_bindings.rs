@@ -264,8 +264,9 @@ fn python_bindings_call_baresip_and_take_its_call() {
     p.env(&mut cmd, &sb);
     let mut g = spawn_logged("pytest", &mut cmd, &log);
 
-    // The first test calls baresip; the second waits for baresip's call,
-    // answers it from its listener, and sees baresip hang up.
+    // The first two tests call baresip (WAV files, then the shell's own
+    // audio device); the third waits for baresip's call, answers it from
+    // its listener, and sees baresip hang up.
     wait_marker("pytest", &mut g, &log, "READY-FOR-CALL", Duration::from_secs(60));
     p.assert_callee_saw_a_call();
     p.callee.dial(&format!("sip:{}@{}", p.user.0, p.server.sip_addr()));
@@ -278,6 +279,6 @@ fn python_bindings_call_baresip_and_take_its_call() {
     assert_ok("pytest", st, &log);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     println!("pytest said:\n{text}");
-    assert!(text.contains("2 passed"), "{text}");
+    assert!(text.contains("3 passed"), "{text}");
     p.server.assert_running("after the Python test");
 }

@@ -30,7 +30,7 @@ use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use tokio::runtime::{Handle, Runtime};
-use tsunagu_client::audio::AudioPort;
+use tsunagu_client::audio::{AudioFormat, AudioPort};
 use tsunagu_client::{AccountEvent, CallEvent, PushParams, RegEvent, RegState, RegistrationConfig};
 
 /// Opening a flow is bounded by the SDK (10 s TCP connect + 10 s TLS
@@ -115,6 +115,91 @@ pub enum AudioSpec {
     /// Play `play_wav` (looped) to the far end and record what it sends to
     /// `record_wav` (8 kHz mono); either may be absent (silence / dropped).
     Files { play_wav: Option<String>, record_wav: Option<String> },
+    /// The device's own audio, fed by the app shell (see [`AudioDevice`]):
+    /// on a phone, the OS's voice-processing unit (echo cancellation).
+    Device { device: Arc<AudioDevice> },
+}
+
+/// The device's audio as the app shell feeds it: what the OS captured goes
+/// in with `push_capture`, what to play comes out with `pull_playout`, both
+/// called from the shell's audio callback at the device's rate and frame
+/// size (mono, 16-bit). Never blocks; outside a call capture is dropped and
+/// playout is silence. One call uses the device at a time: a call that
+/// takes over (a transfer, or resuming after a waiting call) takes it
+/// when its media starts.
+#[derive(uniffi::Object)]
+pub struct AudioDevice {
+    format: AudioFormat,
+    bridge: Mutex<Option<Arc<tsunagu_client::AudioBridge>>>,
+}
+
+impl std::fmt::Debug for AudioDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudioDevice").field("format", &self.format).field("in_call", &self.in_call()).finish()
+    }
+}
+
+#[uniffi::export]
+impl AudioDevice {
+    /// A device running at `sample_rate` (8000 to 48000) with callbacks of
+    /// `frame_samples` samples (e.g. 48000 and 480 for 10 ms).
+    #[uniffi::constructor]
+    pub fn new(sample_rate: u32, frame_samples: u32) -> Result<Arc<Self>, PhoneError> {
+        let format = AudioFormat::new(sample_rate, frame_samples).map_err(|e| invalid(format!("audio device: {e}")))?;
+        Ok(Arc::new(AudioDevice { format, bridge: Mutex::new(None) }))
+    }
+
+    /// Samples the microphone captured (any count; at the device's rate).
+    pub fn push_capture(&self, samples: Vec<i16>) {
+        if let Some(b) = self.current() {
+            b.push_capture_vec(samples);
+        }
+    }
+
+    /// The next `samples` to play (silence when no call is up or the
+    /// network is late).
+    pub fn pull_playout(&self, samples: u32) -> Vec<i16> {
+        match self.current() {
+            Some(b) => b.pull_playout_vec(samples),
+            None => vec![0; samples.min(192_000) as usize],
+        }
+    }
+
+    /// Whether a call's media uses the device now.
+    pub fn in_call(&self) -> bool {
+        self.current().is_some()
+    }
+}
+
+impl AudioDevice {
+    fn current(&self) -> Option<Arc<tsunagu_client::AudioBridge>> {
+        self.bridge.lock().ok().and_then(|b| b.clone())
+    }
+}
+
+/// The SDK's side of an [`AudioDevice`]: a port with its own clock (the
+/// shell's callbacks), so the call's media runs at the device's pace.
+struct DevicePort(Arc<AudioDevice>);
+
+impl AudioPort for DevicePort {
+    fn format(&self) -> AudioFormat {
+        self.0.format
+    }
+    fn start(&self, bridge: Arc<tsunagu_client::AudioBridge>) -> Result<tsunagu_client::PortClock, tsunagu_client::AudioError> {
+        if let Ok(mut b) = self.0.bridge.lock() {
+            *b = Some(bridge);
+        }
+        Ok(tsunagu_client::PortClock::Own)
+    }
+    fn stop(&self) {
+        if let Ok(mut b) = self.0.bridge.lock() {
+            *b = None;
+        }
+    }
+    fn capture(&self, _samples: u32) -> Vec<i16> {
+        Vec::new()
+    }
+    fn playout(&self, _pcm: Vec<i16>) {}
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
@@ -592,6 +677,7 @@ fn audio_port(spec: &AudioSpec) -> Result<Arc<dyn AudioPort>, PhoneError> {
     let (play, record) = match spec {
         AudioSpec::Silent => (None, None),
         AudioSpec::Files { play_wav, record_wav } => (play_wav.as_deref().map(Path::new), record_wav.as_deref().map(Path::new)),
+        AudioSpec::Device { device } => return Ok(Arc::new(DevicePort(device.clone()))),
     };
     file_port(play, record).map_err(|e| PhoneError::Audio {
         reason: match e {
@@ -851,6 +937,37 @@ mod tests {
             }
             let _ = self.0.lock().unwrap().send(event);
         }
+    }
+
+    #[test]
+    fn an_audio_device_carries_the_shells_audio_to_the_engine_and_back() {
+        let device = AudioDevice::new(16_000, 320).unwrap();
+        assert!(matches!(AudioDevice::new(7, 0), Err(PhoneError::InvalidArgument { .. })));
+        // Outside a call: capture is dropped, playout is silence.
+        device.push_capture(vec![1000; 320]);
+        assert_eq!(device.pull_playout(320), vec![0; 320]);
+        assert!(!device.in_call());
+        // A call's media starts the port: the engine gets 8 kHz frames of
+        // what the shell pushed, and what it plays comes back out.
+        let port: Arc<dyn AudioPort> = audio_port(&AudioSpec::Device { device: device.clone() }).unwrap();
+        let mut driver = tsunagu_client::Driver::start(port, tsunagu_client::BridgeConfig::default(), std::time::Instant::now()).unwrap();
+        assert!(device.in_call());
+        let mut heard = 0usize;
+        for _ in 0..10 {
+            device.push_capture(vec![8000; 320]);
+            driver.step(&mut |capture: &[i16], out: &mut [i16]| {
+                heard += capture.iter().filter(|s| **s > 4000).count();
+                out.fill(3000);
+            });
+        }
+        assert!(heard > 1000, "the engine saw the pushed capture ({heard} loud samples)");
+        let mut played = Vec::new();
+        for _ in 0..10 {
+            played.extend(device.pull_playout(320));
+        }
+        assert!(played.iter().filter(|s| **s > 1500).count() > 1000, "what the engine played reaches the shell");
+        drop(driver);
+        assert!(!device.in_call(), "the call's end releases the device");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 """The generated Python bindings against a real PBX and a real phone:
 register, call the extension where baresip answers by itself, see the call
-connect, hang up, see it end, shut down; then take a call from baresip,
-answered from inside the listener, until baresip hangs up.
+connect, hang up, see it end, find it in the history and call back, shut
+down; call again with the audio fed by the "shell" (an AudioDevice pushed
+and pulled at a device's pace) and hear baresip's tone through it; then
+take a call from baresip, answered from inside the listener, until baresip
+hangs up.
 
 Run by tests/e2e_bindings.rs, which generates the bindings next to the
 library (a directory on PYTHONPATH), starts the PBX and baresip and passes
@@ -10,8 +13,10 @@ TSUNAGU_PASSWORD (who this test registers as), TSUNAGU_CALLEE (where baresip
 answers) and TSUNAGU_TMP (a scratch directory).
 """
 
+import math
 import os
 import queue
+import threading
 import time
 
 import pytest
@@ -162,6 +167,72 @@ def test_register_call_hang_up(phone):
         if isinstance(ev, t.PhoneEvent.CALL_CHANGED) and ev.call_id == again.id() and isinstance(ev.state, t.CallState.ENDED)
         else None,
     )
+    shut_down(events, account)
+
+
+def tone_power(samples, rate, freq):
+    """Goertzel power of `freq` in `samples`, as the mean square of a sine."""
+    coeff = 2 * math.cos(2 * math.pi * freq / rate)
+    s1 = s2 = 0.0
+    for x in samples:
+        s1, s2 = x + coeff * s1 - s2, s1
+    n = max(len(samples), 1)
+    return max(s1 * s1 + s2 * s2 - coeff * s1 * s2, 0.0) * 2 / (n * n)
+
+
+def test_call_with_the_shells_own_audio_device(phone):
+    """The path a phone app uses: its audio callback pushes what the
+    microphone captured and pulls what to play (16 kHz, 20 ms here); the
+    far end's 1000 Hz tone comes out of the device."""
+    events = Events()
+    phone.set_listener(events)
+    account = phone.add_account(account_config())
+    wait_registered(events, account)
+    device = t.AudioDevice(16000, 320)
+    with pytest.raises(t.PhoneError.InvalidArgument):
+        t.AudioDevice(7, 0)
+    played = []
+    stop = threading.Event()
+
+    def audio_callback():
+        # Paced like a device: one 20 ms frame in, one out, per 20 ms.
+        phase = 0
+        next_at = time.monotonic()
+        while not stop.is_set():
+            frame = [int(8000 * math.sin(2 * math.pi * 440 * (phase + i) / 16000)) for i in range(320)]
+            phase += 320
+            device.push_capture(frame)
+            played.extend(device.pull_playout(320))
+            next_at += 0.02
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    thread = threading.Thread(target=audio_callback, daemon=True)
+    thread.start()
+    try:
+        call = account.dial(env("TSUNAGU_CALLEE"), t.AudioSpec.DEVICE(device=device))
+        wait_call_state(events, call.id(), "connected", 20, t.CallState.CONNECTED)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and tone_power(played[-16000:], 16000, 1000) < 1e5:
+            time.sleep(0.1)
+        assert device.in_call()
+        tail = played[-16000:]
+        assert tone_power(tail, 16000, 1000) > 1e5, "the far end's tone comes out of the device"
+        assert tone_power(tail, 16000, 1000) > 10 * tone_power(tail, 16000, 440), "and not our own"
+        call.hangup()
+        events.wait(
+            "end of the call",
+            10,
+            lambda ev: ev
+            if isinstance(ev, t.PhoneEvent.CALL_CHANGED) and ev.call_id == call.id() and isinstance(ev.state, t.CallState.ENDED)
+            else None,
+        )
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    deadline = time.monotonic() + 5
+    while device.in_call() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not device.in_call(), "the call's end releases the device"
     shut_down(events, account)
 
 
