@@ -105,6 +105,17 @@ def wait_call_state(events, call_id, what, seconds, state_type):
     return events.wait(what, seconds, pick)
 
 
+def wait_ended(events, call_id, what="end of the call"):
+    """The state a call ended with."""
+    return events.wait(
+        what,
+        10,
+        lambda ev: ev.state
+        if isinstance(ev, t.PhoneEvent.CALL_CHANGED) and ev.call_id == call_id and isinstance(ev.state, t.CallState.ENDED)
+        else None,
+    )
+
+
 def shut_down(events, account):
     account.shutdown()
     events.wait(
@@ -139,13 +150,7 @@ def test_register_call_hang_up(phone):
     with pytest.raises(t.PhoneError.InvalidArgument):
         call.reject(486)  # an outgoing call is hung up, not rejected
     call.hangup()
-    ended = events.wait(
-        "end of the call",
-        10,
-        lambda ev: ev.state
-        if isinstance(ev, t.PhoneEvent.CALL_CHANGED) and ev.call_id == call.id() and isinstance(ev.state, t.CallState.ENDED)
-        else None,
-    )
+    ended = wait_ended(events, call.id())
     assert ended.code == 200, ended
     # The finished call is in the history, saved, and can be called back.
     events.wait("history update", 10, lambda ev: ev if isinstance(ev, t.PhoneEvent.HISTORY_CHANGED) else None)
@@ -160,13 +165,7 @@ def test_register_call_hang_up(phone):
     again = account.redial(call.id(), t.AudioSpec.SILENT())
     wait_call_state(events, again.id(), "connected again", 20, t.CallState.CONNECTED)
     again.hangup()
-    events.wait(
-        "end of the second call",
-        10,
-        lambda ev: ev
-        if isinstance(ev, t.PhoneEvent.CALL_CHANGED) and ev.call_id == again.id() and isinstance(ev.state, t.CallState.ENDED)
-        else None,
-    )
+    wait_ended(events, again.id(), "end of the second call")
     shut_down(events, account)
 
 
@@ -219,13 +218,7 @@ def test_call_with_the_shells_own_audio_device(phone):
         assert tone_power(tail, 16000, 1000) > 1e5, "the far end's tone comes out of the device"
         assert tone_power(tail, 16000, 1000) > 10 * tone_power(tail, 16000, 440), "and not our own"
         call.hangup()
-        events.wait(
-            "end of the call",
-            10,
-            lambda ev: ev
-            if isinstance(ev, t.PhoneEvent.CALL_CHANGED) and ev.call_id == call.id() and isinstance(ev.state, t.CallState.ENDED)
-            else None,
-        )
+        wait_ended(events, call.id())
     finally:
         stop.set()
         thread.join(timeout=5)
