@@ -762,14 +762,14 @@ impl Driver {
                     None => self.reg.handle_failure(Instant::now(), "no answer from the PBX"),
                 }
             }
-            Output::Event(TxEvent::Request { key, request, peer }) => self.on_request(key, request, peer),
+            Output::Event(TxEvent::Request { key, request, peer }) => self.on_request(key, request, peer).await,
             Output::Event(_) => {}
         }
     }
 
     /// A request from the PBX: in a call, to the call; a new INVITE is a
     /// new incoming call; keep-alive OPTIONS get 200.
-    fn on_request(&mut self, key: TxKey, request: tsunagu_sip::Request, peer: Peer) {
+    async fn on_request(&mut self, key: TxKey, request: tsunagu_sip::Request, peer: Peer) {
         if let Some(call) = self.calls.map.get_mut(&request.core.call_id) {
             call.handle_request(Instant::now(), &request, key);
             return;
@@ -778,6 +778,19 @@ impl Driver {
             "OPTIONS" => 200,
             "ACK" => return,
             "INVITE" if request.core.to.tag.is_none() => {
+                // An attended transfer's new call taking the place of one
+                // of ours (RFC 3891): it must name a call we have.
+                let replaced = match request.headers.get_raw(&tsunagu_sip::Name::from("Replaces")).next().map(|v| v.to_string()) {
+                    Some(r) => match self.calls.map.iter().find(|(_, c)| c.matches_replaces(&r) && *c.state() == crate::call::CallState::Connected) {
+                        Some((id, _)) => Some(id.clone()),
+                        None => {
+                            let resp = response_to(&request, 481, Some("sdk"));
+                            self.tx.handle_input(Instant::now(), Input::SendResponse { key, response: resp });
+                            return;
+                        }
+                    },
+                    None => None,
+                };
                 let Some(flow) = current_flow(&self.conn, self.kind) else { return };
                 let local = PhoneAddress { user: self.config.user.clone(), flow };
                 let call_id = request.core.call_id.clone();
@@ -785,7 +798,19 @@ impl Driver {
                 let call = Call::incoming(local, request, key, peer, rand::random());
                 let offer = call.remote_offer().clone();
                 self.calls.map.insert(call_id.clone(), call);
-                self.emit(AccountEvent::IncomingCall { call_id, from, offer });
+                self.emit(AccountEvent::IncomingCall { call_id: call_id.clone(), from, offer });
+                if let Some(old) = replaced {
+                    // The replacing call is answered at once with the
+                    // replaced call's audio (the user already talks to
+                    // this party), and the replaced call ends.
+                    if let Some(port) = self.calls.ports.get(&old).cloned() {
+                        self.calls.media.remove(&old);
+                        self.answer_with_audio(&call_id, port).await;
+                    }
+                    if let Some(c) = self.calls.map.get_mut(&old) {
+                        c.hangup();
+                    }
+                }
                 return;
             }
             "INVITE" | "BYE" | "CANCEL" => 481,
@@ -828,6 +853,7 @@ impl Driver {
         for call in self.calls.map.values_mut() {
             call.handle_timeout(now);
         }
+        self.calls.hang_up_due(now);
         match self.keepalive.as_mut().and_then(|k| k.poll(now)) {
             Some(KeepAliveAction::SendPing) => {
                 if let Some(c) = self.conn.as_mut() {
@@ -1016,7 +1042,13 @@ struct Calls {
     referring: HashMap<String, Option<String>>,
     /// Where the media tasks report received digits.
     digits: Option<mpsc::UnboundedSender<(String, char)>>,
+    /// Calls to hang up at a time (a transferred call the transferor has
+    /// not ended).
+    hangup_at: HashMap<String, Instant>,
 }
+
+/// How long a transferred call waits for the transferor's BYE.
+const TRANSFEROR_BYE_WAIT: Duration = Duration::from_secs(2);
 
 impl Calls {
     fn drain_outputs(&mut self) -> Vec<(String, CallOutput)> {
@@ -1052,8 +1084,11 @@ impl Calls {
                 if let Some(call) = self.map.get_mut(&old) {
                     call.notify_transfer(code, &reason, done);
                     if code < 300 && done {
-                        // Transferred: the old call has done its job.
-                        call.hangup();
+                        // Transferred: the transferor ends the old call
+                        // once it reads our NOTIFY (RFC 5589); a BYE of
+                        // ours now could overtake that NOTIFY on its way.
+                        // If it does not, we end it a little later.
+                        self.hangup_at.insert(old.clone(), Instant::now() + TRANSFEROR_BYE_WAIT);
                     }
                 }
                 if done {
@@ -1133,6 +1168,7 @@ impl Calls {
 
     fn remove(&mut self, call_id: &str) {
         self.reoffer_due.remove(call_id);
+        self.hangup_at.remove(call_id);
         self.ports.remove(call_id);
         self.referring.remove(call_id);
         self.map.remove(call_id);
@@ -1142,7 +1178,18 @@ impl Calls {
     }
 
     fn next_timeout(&self) -> Option<Instant> {
-        self.map.values().filter_map(|c| c.poll_timeout()).min()
+        self.map.values().filter_map(|c| c.poll_timeout()).chain(self.hangup_at.values().copied()).min()
+    }
+
+    /// Hang up the calls whose time has come (see `hangup_at`).
+    fn hang_up_due(&mut self, now: Instant) {
+        let due: Vec<String> = self.hangup_at.iter().filter(|(_, at)| **at <= now).map(|(id, _)| id.clone()).collect();
+        for id in due {
+            self.hangup_at.remove(&id);
+            if let Some(call) = self.map.get_mut(&id) {
+                call.hangup();
+            }
+        }
     }
 }
 

@@ -407,6 +407,23 @@ impl Call {
         }
     }
 
+    /// Whether a Replaces header (RFC 3891 §3: `call-id;to-tag=T;from-tag=F`,
+    /// where to-tag is our tag and from-tag the far end's) names this
+    /// call's dialog.
+    pub fn matches_replaces(&self, header: &str) -> bool {
+        let mut parts = header.split(';').map(str::trim);
+        let Some(call_id) = parts.next() else { return false };
+        let (mut to_tag, mut from_tag) = (None, None);
+        for p in parts {
+            match p.split_once('=') {
+                Some((k, v)) if k.trim().eq_ignore_ascii_case("to-tag") => to_tag = Some(v.trim()),
+                Some((k, v)) if k.trim().eq_ignore_ascii_case("from-tag") => from_tag = Some(v.trim()),
+                _ => {}
+            }
+        }
+        call_id == self.dialog.call_id && to_tag == Some(self.dialog.local_tag.as_str()) && from_tag.is_some() && from_tag == self.dialog.remote_tag.as_deref()
+    }
+
     /// What identifies this call's dialog to its far end, for a Replaces
     /// header (RFC 3891: to-tag is the far end's tag, from-tag ours), and
     /// the far end's URI: what an attended transfer's Refer-To is made of.
@@ -1047,6 +1064,18 @@ To: <sip:1001@pbx>\r\nCall-ID: in-1\r\nCSeq: 7 INVITE\r\nContact: <sip:tsunagu@1
         let inv = request(&outputs(&mut d), "INVITE");
         assert_eq!(inv.headers.get_raw(&Name::from("Replaces")).next().map(|v| v.to_string()).as_deref(), Some("in-1;to-tag=a;from-tag=b"));
         assert!(inv.to_bytes().starts_with(b"INVITE sip:1003@pbx SIP/2.0"));
+    }
+
+    #[test]
+    fn a_replaces_header_names_our_dialog_by_its_tags() {
+        let c = connected_incoming();
+        let ours = c.dialog.local_tag.clone();
+        assert!(c.matches_replaces(&format!("in-1;to-tag={ours};from-tag=caller")));
+        assert!(c.matches_replaces(&format!("in-1; from-tag=caller ;to-tag={ours};early-only")));
+        assert!(!c.matches_replaces(&format!("in-1;to-tag=caller;from-tag={ours}")), "tags the wrong way round");
+        assert!(!c.matches_replaces(&format!("other;to-tag={ours};from-tag=caller")));
+        assert!(!c.matches_replaces("in-1"));
+        assert!(!c.matches_replaces(""));
     }
 
     #[test]
