@@ -14,13 +14,13 @@ t1=$(date +%s)
 
 stage "build (all tests, one profile)"
 # This also builds the bindings' library (libtsunagu_ffi.so) and
-# uniffi-bindgen, which tests/e2e_bindings.rs uses: they are built for
-# bindings/ffi's own tests, with the same features as everything else.
+# uniffi-bindgen, which tests/e2e_bindings.rs uses, and the desktop phone
+# that tests/e2e_phone.rs and e2e_handover.rs run: cargo builds a package's
+# binaries for its own integration tests (bindings/ffi/tests, phone/tests),
+# so they come with the same features as everything else. (A separate
+# `cargo build -p …` resolves features for that package alone and rebuilt
+# some 26 crates.)
 cargo test --workspace --no-run --locked
-# The desktop phone runs as a process in tests/e2e_phone.rs; cargo builds
-# only the binaries of the package whose tests run, so build it here (same
-# profile: its dependencies are already built).
-cargo build -p tsunagu-phone --bin tsunagu-phone --locked
 t2=$(date +%s)
 
 stage "tests"

@@ -183,7 +183,7 @@ impl Drop for Running {
 
 fn phone_bin() -> PathBuf {
     let p = std::path::Path::new(common::TSUNAGU).with_file_name("tsunagu-phone");
-    assert!(p.exists(), "{} is missing: build it first with `cargo build -p tsunagu-phone` (scripts/test.sh does)", p.display());
+    assert!(p.exists(), "{} is missing: build it first with `cargo test --workspace --no-run` (scripts/test.sh does; phone/tests makes cargo build the binary)", p.display());
     p
 }
 

@@ -4,8 +4,8 @@
 //! sends DTMF, and answer a call; each side's recording must hold the
 //! other's tone.
 //!
-//! The binary is built by scripts/test.sh (`cargo build -p tsunagu-phone`)
-//! next to `tsunagu`.
+//! The binary is built next to `tsunagu` by `cargo test --workspace
+//! --no-run` (scripts/test.sh), for phone/tests.
 
 mod common;
 
@@ -20,7 +20,7 @@ const PW: &str = "secret-pass-1";
 
 fn phone_bin() -> PathBuf {
     let p = std::path::Path::new(common::TSUNAGU).with_file_name("tsunagu-phone");
-    assert!(p.exists(), "{} is missing: build it first with `cargo build -p tsunagu-phone` (scripts/test.sh does)", p.display());
+    assert!(p.exists(), "{} is missing: build it first with `cargo test --workspace --no-run` (scripts/test.sh does; phone/tests makes cargo build the binary)", p.display());
     p
 }
 
