@@ -35,16 +35,15 @@ impl Drop for Running {
 }
 
 fn start(s: &Server, user: &str, password: &str, args: &[&str], log: &std::path::Path) -> Running {
+    let server = s.sip_addr().to_string();
+    spawn_phone(&[&["--server", &server, "--user", user, "--password", password], args].concat(), &[], log)
+}
+
+/// `tsunagu-phone ARGS` with extra environment, its output into `log`.
+fn spawn_phone(args: &[&str], env: &[(&str, &std::path::Path)], log: &std::path::Path) -> Running {
     let out = std::fs::File::create(log).unwrap();
     let err = out.try_clone().unwrap();
-    let child = Command::new(phone_bin())
-        .args(["--server", &s.sip_addr().to_string(), "--user", user, "--password", password])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .unwrap();
+    let child = Command::new(phone_bin()).args(args).envs(env.iter().copied()).stdin(Stdio::null()).stdout(out).stderr(err).spawn().unwrap();
     Running(child)
 }
 
@@ -89,16 +88,8 @@ fn tsunagu_phone_registers_and_says_so_by_its_exit_status() {
     let empty = sb.file("empty-alsa.conf");
     std::fs::write(&empty, "# no devices\n").unwrap();
     let log = sb.file("nosound.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let child = Command::new(phone_bin())
-        .args(["--server", &s.sip_addr().to_string(), "--user", "1001", "--password", PW, "call", "1002"])
-        .env("ALSA_CONFIG_PATH", &empty)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let mut nosound = Running(child);
+    let server = s.sip_addr().to_string();
+    let mut nosound = spawn_phone(&["--server", &server, "--user", "1001", "--password", PW, "call", "1002"], &[("ALSA_CONFIG_PATH", empty.as_path())], &log);
     let st = wait_exit(&mut nosound, Duration::from_secs(20));
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(st.code(), Some(4), "{text}");
@@ -160,16 +151,9 @@ fn tsunagu_phone_calls_baresip_directly_without_a_pbx() {
     let mut b = Baresip::builder(&sb, "d1002").account(Account::new("1002", PW, nowhere)).account_param("regint=0").answer(AnswerMode::Auto).tone(1000.0).codecs(&["PCMU"]).start();
     let rec = sb.file("direct.wav");
     let log = sb.file("direct.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let child = Command::new(phone_bin())
-        .args(["--server", &format!("127.0.0.1:{}", b.sip_port), "--user", "1001", "--password", "x", "--direct"])
-        .args(["call", "1002", "--play", tone.to_str().unwrap(), "--record", rec.to_str().unwrap(), "--duration", "3", "--dtmf", "8"])
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let mut p = Running(child);
+    let server = format!("127.0.0.1:{}", b.sip_port);
+    let args = ["--server", &server, "--user", "1001", "--password", "x", "--direct", "call", "1002", "--play", tone.to_str().unwrap(), "--record", rec.to_str().unwrap(), "--duration", "3", "--dtmf", "8"];
+    let mut p = spawn_phone(&args, &[], &log);
     b.wait_event("CALL_ESTABLISHED", Duration::from_secs(15));
     let heard = b.wait_heard(2.0, Duration::from_secs(15));
     let d = b.wait_event("CALL_DTMF_START", Duration::from_secs(10));

@@ -40,8 +40,7 @@ fn rig(name: &str) -> Rig {
     let mut config = RegistrationConfig::new("1001", PW, &s.sip_addr().to_string());
     config.expires = 300;
     let (account, mut events) = rt.block_on(Account::start(s.sip_addr(), config)).unwrap();
-    let first = rt.block_on(async { tokio::time::timeout(EVENT_DEADLINE, events.recv()).await });
-    assert!(matches!(first, Ok(Some(AccountEvent::Registration(RegEvent::Registered { .. })))), "{first:?}");
+    registered(&rt, &mut events);
     Rig { _sb: sb, s, rt, account, events }
 }
 
@@ -55,56 +54,64 @@ fn tone_port(hz: f32) -> Arc<dyn AudioPort> {
     Arc::new(SplitPort::new(Arc::new(ToneSource::new(AudioFormat::ENGINE, hz.into(), 8000).unwrap()), Arc::new(NullPort::default())).unwrap())
 }
 
-/// The next event of call `id` matching `want`, failing on the call's end
-/// (unless that is what is wanted) or after the deadline.
-fn wait_call(r: &mut Rig, id: &str, what: &str, want: impl Fn(&CallEvent) -> bool) -> CallEvent {
-    let events = &mut r.events;
-    r.rt.block_on(async {
+/// The first event on `events` that `pick` takes (returns `Some` for);
+/// the others are skipped. Fails after [`EVENT_DEADLINE`].
+fn next_event<T>(rt: &tokio::runtime::Runtime, events: &mut UnboundedReceiver<AccountEvent>, what: &str, mut pick: impl FnMut(AccountEvent) -> Option<T>) -> T {
+    rt.block_on(async {
         let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
         loop {
             match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Some(AccountEvent::Call { call_id, event })) if call_id == id => {
-                    if want(&event) {
-                        return event;
-                    }
-                    if let CallEvent::Ended { code, reason } = &event {
-                        panic!("call {id} ended ({code} {reason}) while waiting for {what}");
+                Ok(Some(ev)) => {
+                    if let Some(t) = pick(ev) {
+                        return t;
                     }
                 }
-                Ok(Some(_)) => continue,
-                other => panic!("no {what} on call {id}: {other:?}"),
+                other => panic!("no {what}: {other:?}"),
             }
         }
+    })
+}
+
+/// The next event of call `id` matching `want`, failing on the call's end
+/// (unless that is what is wanted) or after the deadline.
+fn wait_call(r: &mut Rig, id: &str, what: &str, want: impl Fn(&CallEvent) -> bool) -> CallEvent {
+    next_event(&r.rt, &mut r.events, &format!("{what} on call {id}"), |ev| match ev {
+        AccountEvent::Call { call_id, event } if call_id == id => {
+            if let (false, CallEvent::Ended { code, reason }) = (want(&event), &event) {
+                panic!("call {id} ended ({code} {reason}) while waiting for {what}");
+            }
+            want(&event).then_some(event)
+        }
+        _ => None,
     })
 }
 
 /// Wait until every call of `ids` has ended, in any order.
 fn wait_all_ended(r: &mut Rig, ids: &[&str]) {
-    let events = &mut r.events;
     let mut left: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
-    r.rt.block_on(async {
-        let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
-        while !left.is_empty() {
-            match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Some(AccountEvent::Call { call_id, event: CallEvent::Ended { .. } })) => left.retain(|id| *id != call_id),
-                Ok(Some(_)) => continue,
-                other => panic!("calls {left:?} did not end: {other:?}"),
-            }
-        }
+    while !left.is_empty() {
+        let ended = next_event(&r.rt, &mut r.events, &format!("end of {left:?}"), |ev| match ev {
+            AccountEvent::Call { call_id, event: CallEvent::Ended { .. } } => Some(call_id),
+            _ => None,
+        });
+        left.retain(|id| *id != ended);
+    }
+}
+
+/// The Call-ID of the next incoming call.
+fn incoming_call(rt: &tokio::runtime::Runtime, events: &mut UnboundedReceiver<AccountEvent>) -> String {
+    next_event(rt, events, "incoming call", |ev| match ev {
+        AccountEvent::IncomingCall { call_id, .. } => Some(call_id),
+        _ => None,
     })
 }
 
-fn wait_incoming(r: &mut Rig) -> String {
-    let events = &mut r.events;
-    r.rt.block_on(async {
-        let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
-        loop {
-            match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Some(AccountEvent::IncomingCall { call_id, .. })) => return call_id,
-                Ok(Some(_)) => continue,
-                other => panic!("no incoming call: {other:?}"),
-            }
-        }
+/// The next registration event must be a success.
+fn registered(rt: &tokio::runtime::Runtime, events: &mut UnboundedReceiver<AccountEvent>) {
+    next_event(rt, events, "registration", |ev| match ev {
+        AccountEvent::Registration(RegEvent::Registered { .. }) => Some(()),
+        AccountEvent::Registration(other) => panic!("registration: {other:?}"),
+        _ => None,
     })
 }
 
@@ -123,6 +130,11 @@ fn sdk_blind_transfer_hands_the_far_end_to_the_target() {
     let mut c = baresip(&r, "1003", 1500.0);
     let a = dial(&mut r, "1002", 440.0);
     b.wait_event("CALL_ESTABLISHED", EVENT_DEADLINE);
+    // Bad requests are refused at once, and the call goes on.
+    r.account.transfer(&a, " ");
+    assert_eq!(wait_call(&mut r, &a, "the refusal of an empty target", |e| matches!(e, CallEvent::TransferProgress { .. })), CallEvent::TransferProgress { code: 400, done: true });
+    r.account.transfer("no-such-call", "1003");
+    assert_eq!(wait_call(&mut r, "no-such-call", "the refusal of an unknown call", |e| matches!(e, CallEvent::TransferProgress { .. })), CallEvent::TransferProgress { code: 481, done: true });
     r.account.transfer(&a, "1003");
     // 202, then NOTIFYs ending with the target's 200.
     wait_call(&mut r, &a, "the transfer's success", |e| matches!(e, CallEvent::TransferProgress { code: 200..=299, done: true }));
@@ -171,19 +183,10 @@ fn sdk_attended_transfer_joins_its_two_far_ends() {
     let mut config = RegistrationConfig::new("1002", PW, &r.s.sip_addr().to_string());
     config.expires = 300;
     let (other, mut other_events) = r.rt.block_on(Account::start(r.s.sip_addr(), config)).unwrap();
-    let registered = r.rt.block_on(async { tokio::time::timeout(EVENT_DEADLINE, other_events.recv()).await });
-    assert!(matches!(registered, Ok(Some(AccountEvent::Registration(RegEvent::Registered { .. })))), "{registered:?}");
+    registered(&r.rt, &mut other_events);
     // 1001 calls 1002 (the other SDK phone, which answers with 1000 Hz).
     let dialled = r.rt.block_on(r.account.dial_with_audio("1002", tone_port(440.0))).unwrap();
-    let incoming = r.rt.block_on(async {
-        loop {
-            match tokio::time::timeout(EVENT_DEADLINE, other_events.recv()).await {
-                Ok(Some(AccountEvent::IncomingCall { call_id, .. })) => break call_id,
-                Ok(Some(_)) => continue,
-                e => panic!("1002 got no call: {e:?}"),
-            }
-        }
-    });
+    let incoming = incoming_call(&r.rt, &mut other_events);
     other.answer_with_audio(&incoming, tone_port(1000.0));
     wait_call(&mut r, &dialled, "the answer", |e| matches!(e, CallEvent::Connected { .. }));
     r.account.hold(&dialled, true);
@@ -192,14 +195,9 @@ fn sdk_attended_transfer_joins_its_two_far_ends() {
     c.wait_event("CALL_ESTABLISHED", EVENT_DEADLINE);
     r.account.transfer_attended(&dialled, &second);
     // 1002 is asked to call 1003 in place of 1001's second call.
-    let asked = r.rt.block_on(async {
-        loop {
-            match tokio::time::timeout(EVENT_DEADLINE, other_events.recv()).await {
-                Ok(Some(AccountEvent::Call { event: CallEvent::TransferRequested { target }, .. })) => break target,
-                Ok(Some(_)) => continue,
-                e => panic!("1002 was not asked to transfer: {e:?}"),
-            }
-        }
+    let asked = next_event(&r.rt, &mut other_events, "the transfer request at 1002", |ev| match ev {
+        AccountEvent::Call { event: CallEvent::TransferRequested { target }, .. } => Some(target),
+        _ => None,
     });
     assert!(asked.contains("1003") && asked.contains("Replaces="), "{asked}");
     let (_, replaces) = tsunagu_client::call::split_refer_uri(&asked);
@@ -226,7 +224,7 @@ fn sdk_takes_a_waiting_call_holds_the_first_and_hears_digits() {
     let first = dial(&mut r, "1002", 440.0);
     b.wait_event("CALL_ESTABLISHED", EVENT_DEADLINE);
     c.dial(&format!("sip:1001@{}", r.s.sip_addr()));
-    let second = wait_incoming(&mut r);
+    let second = incoming_call(&r.rt, &mut r.events);
     assert_ne!(first, second);
     r.account.hold(&first, true);
     wait_call(&mut r, &first, "the hold", |e| matches!(e, CallEvent::OfferAnswered { .. }));
@@ -272,26 +270,14 @@ fn sdk_handle_push_registers_at_once_and_takes_the_waiting_call() {
     config.reg_id = Some(1);
     config.push = Some(tsunagu_client::PushParams { provider: "apns".into(), prid: "00fc13adff78512".into(), param: Some("ABCD1234.jp.lg.city.phone.voip".into()) });
     let (account, mut events) = rt.block_on(Account::start(s.sip_addr(), config)).unwrap();
-    let registered = |events: &mut UnboundedReceiver<AccountEvent>| {
-        rt.block_on(async {
-            loop {
-                match tokio::time::timeout(EVENT_DEADLINE, events.recv()).await {
-                    Ok(Some(AccountEvent::Registration(RegEvent::Registered { .. }))) => break,
-                    Ok(Some(AccountEvent::Registration(other))) => panic!("registration: {other:?}"),
-                    Ok(Some(_)) => continue,
-                    e => panic!("no registration: {e:?}"),
-                }
-            }
-        })
-    };
-    registered(&mut events);
+    registered(&rt, &mut events);
     // Bindings reach the store in batches, a moment later.
     let before = common::wait_for("the binding in the store", Duration::from_secs(10), || {
         let b = bindings_of(&s, "1001");
         (b.len() == 1).then(|| b[0].clone())
     });
     account.handle_push(r#"{"aps":{"alert":"call"},"call-id":"x"}"#);
-    registered(&mut events);
+    registered(&rt, &mut events);
     let after = common::wait_for("one binding, on the new flow", Duration::from_secs(10), || {
         let b = bindings_of(&s, "1001");
         (b.len() == 1 && b[0] != before).then(|| b[0].clone())
@@ -300,15 +286,7 @@ fn sdk_handle_push_registers_at_once_and_takes_the_waiting_call() {
     let mut c = Baresip::builder(&sb, "p1003").account(BaresipAccount::new("1003", PW, s.sip_addr())).answer(AnswerMode::Auto).tone(1500.0).codecs(&["PCMU"]).start();
     c.registered(Duration::from_secs(10));
     c.dial(&format!("sip:1001@{}", s.sip_addr()));
-    let incoming = rt.block_on(async {
-        loop {
-            match tokio::time::timeout(EVENT_DEADLINE, events.recv()).await {
-                Ok(Some(AccountEvent::IncomingCall { call_id, .. })) => break call_id,
-                Ok(Some(_)) => continue,
-                e => panic!("no incoming call after the push: {e:?}"),
-            }
-        }
-    });
+    let incoming = incoming_call(&rt, &mut events);
     account.answer_with_audio(&incoming, tone_port(440.0));
     c.wait_event("CALL_ESTABLISHED", EVENT_DEADLINE);
     c.hangup();
@@ -422,15 +400,11 @@ fn sdk_takes_an_invite_with_replaces_in_place_of_its_call() {
     peer.respond(&invite, sdk_addr, 200, "peertag", Some(&peer.sdp(&peer.rtp)));
     peer.recv("the ACK", |m| m.cseq_method() == Some("ACK"));
     let sdk_tag = tag_param(invite.header("from").unwrap());
-    let next = |events: &mut UnboundedReceiver<AccountEvent>, what: &str| {
-        rt.block_on(async { tokio::time::timeout(EVENT_DEADLINE, events.recv()).await }).unwrap_or_else(|_| panic!("no {what}")).unwrap_or_else(|| panic!("no {what}"))
-    };
-    loop {
-        if let AccountEvent::Call { call_id, event: CallEvent::Connected { .. } } = next(&mut events, "call A connected") {
-            assert_eq!(call_id, a);
-            break;
-        }
-    }
+    let connected = next_event(&rt, &mut events, "call A connected", |ev| match ev {
+        AccountEvent::Call { call_id, event: CallEvent::Connected { .. } } => Some(call_id),
+        _ => None,
+    });
+    assert_eq!(connected, a);
     let invite_with = |call_id: &str, replaces: &str| {
         let sdp = peer.sdp(&peer.rtp_b);
         let m = format!(
@@ -460,7 +434,7 @@ fn sdk_takes_an_invite_with_replaces_in_place_of_its_call() {
     // The app heard of the new call, saw it connect, and saw A end.
     let (mut incoming, mut b_connected, mut a_ended) = (false, false, false);
     while !(incoming && b_connected && a_ended) {
-        match next(&mut events, "the replacing call's events") {
+        match next_event(&rt, &mut events, "the replacing call's events", Some) {
             AccountEvent::IncomingCall { call_id, .. } if call_id == "b-1" => incoming = true,
             AccountEvent::Call { call_id, event: CallEvent::Connected { .. } } if call_id == "b-1" => b_connected = true,
             AccountEvent::Call { call_id, event: CallEvent::Ended { .. } } if call_id == a => a_ended = true,

@@ -235,6 +235,8 @@ impl Account {
     /// Blind transfer: ask the far end of `call_id` to call `target` (an
     /// extension or a SIP URI) instead (REFER). Progress arrives as
     /// [`CallEvent::TransferProgress`]; on success this call is hung up.
+    /// Refused at once (`done`) with 400 for an empty or malformed target,
+    /// 481 for an unknown call, 491 for one that cannot transfer now.
     pub fn transfer(&self, call_id: &str, target: &str) {
         let _ = self.commands.send(Command::Transfer { call_id: call_id.to_string(), target: target.to_string() });
     }
@@ -712,9 +714,21 @@ impl Driver {
         }
     }
 
+    /// Place a call whose audio the SDK runs: RTP sockets on the flow's
+    /// address, our offer (SDES-SRTP over TLS, where the key in the SDP is
+    /// itself protected), and the port for when it is answered. Returns the
+    /// new call's Call-ID.
     async fn dial_with_audio(&mut self, target: &str, port: Arc<dyn AudioPort>, headers: Vec<(&'static str, String)>) -> Result<String, String> {
         let flow = current_flow(&self.conn, self.kind).ok_or_else(|| "not connected to the PBX".to_string())?;
-        dial_with_audio(&mut self.calls, flow, &self.config, &self.creds, self.kind, self.dialer.server, target, port, headers).await
+        let sockets = MediaSockets::bind(flow.local.ip()).await.map_err(|e| format!("no RTP ports: {e}"))?;
+        let sockets = if self.kind == TransportKind::Tls { sockets.with_srtp() } else { sockets };
+        let sdp = sockets.offer(rand::random::<u32>() as u64);
+        let local = PhoneAddress { user: self.config.user.clone(), flow };
+        let call = Call::dial_with(local, self.peer(), &self.config.domain, target, sdp, Some(self.creds.clone()), rand::random(), headers);
+        let call_id = call.call_id().to_string();
+        self.calls.map.insert(call_id.clone(), call);
+        self.calls.pending_media.insert(call_id.clone(), (sockets, port));
+        Ok(call_id)
     }
 
     async fn on_transaction_output(&mut self, out: Output) {
@@ -935,7 +949,13 @@ impl Driver {
                 _ => {}
             },
             Command::Transfer { call_id, target } => {
-                let uri = if target.starts_with("sip:") || target.starts_with("sips:") { target } else { format!("sip:{target}@{}", self.config.domain) };
+                let target = target.trim();
+                if target.is_empty() || target.chars().any(|c| c.is_whitespace() || c == '<' || c == '>') {
+                    // Nothing the far end could dial: refused here.
+                    self.emit(AccountEvent::Call { call_id, event: CallEvent::TransferProgress { code: 400, done: true } });
+                    return ControlFlow::Continue(());
+                }
+                let uri = if target.starts_with("sip:") || target.starts_with("sips:") { target.to_string() } else { format!("sip:{target}@{}", self.config.domain) };
                 let sent = self.calls.map.get_mut(&call_id).is_some_and(|c| c.refer(&uri));
                 self.referred(call_id, None, sent);
             }
@@ -962,12 +982,17 @@ impl Driver {
     }
 
     /// A REFER went out (or could not): remember what a success hangs up.
+    /// Not sent: 481 for a call we do not have (or an unknown other call
+    /// of an attended transfer), 491 for one that cannot refer now (not
+    /// connected, or a REFER under way).
     fn referred(&mut self, call_id: String, joined: Option<String>, sent: bool) {
         if sent {
             self.calls.referring.insert(call_id, joined);
-        } else {
-            self.emit(AccountEvent::Call { call_id, event: CallEvent::TransferProgress { code: 491, done: true } });
+            return;
         }
+        let known = self.calls.map.contains_key(&call_id) && joined.as_ref().is_none_or(|j| self.calls.map.contains_key(j));
+        let code = if known { 491 } else { 481 };
+        self.emit(AccountEvent::Call { call_id, event: CallEvent::TransferProgress { code, done: true } });
     }
 
     async fn answer_with_audio(&mut self, call_id: &str, port: Arc<dyn AudioPort>) {
@@ -1191,35 +1216,6 @@ impl Calls {
             }
         }
     }
-}
-
-/// Place a call whose audio the SDK runs: RTP sockets on the flow's
-/// address, our offer (SDES-SRTP over TLS), and the port for when it is
-/// answered. Returns the new call's Call-ID.
-#[allow(clippy::too_many_arguments)]
-async fn dial_with_audio(
-    calls: &mut Calls,
-    flow: Flow,
-    config: &RegistrationConfig,
-    creds: &Credentials,
-    kind: TransportKind,
-    server: SocketAddr,
-    target: &str,
-    port: Arc<dyn AudioPort>,
-    headers: Vec<(&'static str, String)>,
-) -> Result<String, String> {
-    let sockets = MediaSockets::bind(flow.local.ip()).await.map_err(|e| format!("no RTP ports: {e}"))?;
-    // SDES keys travel in the SDP: encrypt the media when the signalling
-    // is encrypted (TLS).
-    let sockets = if kind == TransportKind::Tls { sockets.with_srtp() } else { sockets };
-    let sdp = sockets.offer(rand::random::<u32>() as u64);
-    let local = PhoneAddress { user: config.user.clone(), flow: flow.clone() };
-    let peer = Peer { addr: server, transport: kind, flow: 0 };
-    let call = Call::dial_with(local, peer, &config.domain, target, sdp, Some(creds.clone()), rand::random(), headers);
-    let call_id = call.call_id().to_string();
-    calls.map.insert(call_id.clone(), call);
-    calls.pending_media.insert(call_id.clone(), (sockets, port));
-    Ok(call_id)
 }
 
 fn current_flow(conn: &Option<Conn>, kind: TransportKind) -> Option<Flow> {

@@ -106,8 +106,8 @@ pub fn ntp_middle(ntp: u64) -> u32 {
     (ntp >> 16) as u32
 }
 
-/// A 64-bit NTP timestamp from the time since the Unix epoch (what
-/// `SystemTime::now().duration_since(UNIX_EPOCH)` gives the caller). Seconds
+/// A 64-bit NTP timestamp from the time since the Unix epoch, as the
+/// caller read it from its wall clock (this crate reads no clock). Seconds
 /// wrap modulo 2^32 as NTP's do (era 1 starts in 2036).
 pub fn ntp_from_unix(since_epoch: Duration) -> u64 {
     let secs = since_epoch.as_secs().wrapping_add(NTP_UNIX_OFFSET) & 0xFFFF_FFFF;
