@@ -6,7 +6,9 @@ set -euo pipefail
 
 # libjna-java: JNA for the JVM test of the generated Kotlin bindings.
 # libasound2-dev: ALSA headers for cpal (the desktop phone's sound card).
-packages=(sip-tester baresip linphone-cli kamailio kamailio-extra-modules rtpengine-daemon sox libopus-dev libasound2-dev cmake pkg-config curl libjna-java)
+# chromium: the web app's browser tests (driven by playwright-core);
+# fonts-noto-cjk: Japanese text in its screenshots.
+packages=(sip-tester baresip linphone-cli kamailio kamailio-extra-modules rtpengine-daemon sox libopus-dev libasound2-dev cmake pkg-config curl libjna-java chromium fonts-noto-cjk)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -35,4 +37,6 @@ if ! python3 -c 'import pytest' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check pytest >/dev/null 2>&1 \
     || { SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"; DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-pytest >/dev/null; }
 fi
-echo "setup: ok (sipp $(sipp -v 2>/dev/null | grep -o 'v[0-9.]*' | head -1), baresip, linphonec, kamailio, kotlinc, pytest present)"
+# The admin web app (TypeScript + Vite, and playwright-core for its tests).
+"$(dirname "$0")/build-web.sh"
+echo "setup: ok (sipp $(sipp -v 2>/dev/null | grep -o 'v[0-9.]*' | head -1), baresip, linphonec, kamailio, kotlinc, pytest, chromium present; web app built)"

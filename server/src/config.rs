@@ -99,6 +99,14 @@ pub struct SipConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// The admin web app's built files. Default: `web/dist` in the working
+    /// directory, else the one in the source tree the binary was built from.
+    pub web_dir: Option<PathBuf>,
+    /// An admin session unused this long ends.
+    pub idle_minutes: u64,
+    /// HTTPS listen address (the web app, the API and the desk phones'
+    /// phonebook over TLS, with the SIP certificate). Off when unset.
+    pub tls_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -159,7 +167,7 @@ impl Default for SipConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: "0.0.0.0:8080".parse().expect("literal address") }
+        Self { listen: "0.0.0.0:8080".parse().expect("literal address"), web_dir: None, idle_minutes: 30, tls_listen: None }
     }
 }
 
@@ -182,6 +190,16 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Where the web app's files are, if built.
+    pub fn web_dir(&self) -> Option<PathBuf> {
+        if let Some(d) = &self.http.web_dir {
+            return Some(d.clone());
+        }
+        let cwd = PathBuf::from("web/dist");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/dist");
+        [cwd, source].into_iter().find(|d| d.join("index.html").is_file())
+    }
+
     /// Defaults, overridden by `file` (if any), then by the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut cfg = match file {
@@ -215,6 +233,13 @@ impl Config {
         env!("TSUNAGU_SIP_LISTEN", self.sip.listen);
         env!("TSUNAGU_HTTP", self.http.listen);
         env!("TSUNAGU_HTTP_LISTEN", self.http.listen);
+        env!("TSUNAGU_HTTP_IDLE_MINUTES", self.http.idle_minutes);
+        if let Some(v) = get("TSUNAGU_HTTP_TLS_LISTEN") {
+            self.http.tls_listen = Some(parse("TSUNAGU_HTTP_TLS_LISTEN", v)?);
+        }
+        if let Some(v) = get("TSUNAGU_HTTP_WEB_DIR") {
+            self.http.web_dir = Some(PathBuf::from(v));
+        }
         env!("TSUNAGU_CALLS_SESSION_EXPIRES_SECS", self.calls.session_expires_secs);
         env!("TSUNAGU_CALLS_MIN_SESSION_EXPIRES_SECS", self.calls.min_session_expires_secs);
         env!("TSUNAGU_CALLS_MEDIA_TIMEOUT_SECS", self.calls.media_timeout_secs);

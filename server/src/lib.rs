@@ -1,15 +1,18 @@
 //! tsunagu-server is the PBX: it owns the sockets (SIP over UDP, TCP and
 //! TLS; HTTP; RTP), the registrar and location service, calls (the B2BUA
 //! with anchored media, the dial plan, ring groups, forwarding, carrier
-//! trunks, call records), the store, and the command line. Protocol logic lives in tsunagu-sip; this crate holds the
+//! trunks, call records), the store, the admin API and web app, and the command line. Protocol logic lives in tsunagu-sip; this crate holds the
 //! policy and the I/O around it.
 
+pub mod api;
+pub mod calendar;
 pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod csv;
 pub mod http;
 pub mod media;
+pub mod phonebook;
 pub mod registrar;
 pub mod routing;
 pub mod server;

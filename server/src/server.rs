@@ -40,7 +40,7 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
     if realm != cfg.sip.realm {
         tracing::warn!(stored = %realm, configured = %cfg.sip.realm, "the realm is fixed when the data directory is made; keeping the stored one");
     }
-    let (registrar, persist_rx) = Registrar::new(cfg.sip.clone(), cfg.security.clone(), realm, store.clone()).await?;
+    let (registrar, persist_rx) = Registrar::new(cfg.sip.clone(), cfg.security.clone(), realm.clone(), store.clone()).await?;
 
     let limits = Limits { max_message_size: cfg.sip.max_message_size, ..Limits::default() };
     let udp = Arc::new(bind_udp(cfg.sip.listen).map_err(|e| bind_error("SIP/UDP", cfg.sip.listen, e))?);
@@ -57,7 +57,8 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
     let core = Arc::new(Core { registrar: registrar.clone(), policy: uas_policy(), in_dialog_policy: in_dialog_policy(), services: std::sync::OnceLock::new() });
     endpoint.set_handler(core.clone());
     let (records_tx, records_rx) = tokio::sync::mpsc::unbounded_channel();
-    let record_writer = tokio::spawn(crate::calls::records::run_record_writer(sqlite.clone(), records_rx));
+    let (record_events_tx, record_events) = tokio::sync::mpsc::unbounded_channel();
+    let record_writer = tokio::spawn(crate::calls::records::run_record_writer(sqlite.clone(), records_rx, Some(record_events_tx)));
     let services = Arc::new(Services {
         endpoint: endpoint.clone(),
         registrar: registrar.clone(),
@@ -83,12 +84,42 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
     spawn_udp_receivers(transports.clone(), endpoint.clone(), receivers)?;
     tokio::spawn(run_tcp(tcp, transports.clone(), endpoint.clone(), None));
     tokio::spawn(run_tcp(tls_listener, transports.clone(), endpoint.clone(), Some(acceptor)));
-    let persister = tokio::spawn(run_persister(store.clone(), persist_rx));
+    let events = crate::api::events::EventBus::default();
+    let persister = tokio::spawn(run_persister(store.clone(), persist_rx, Some(events.clone())));
     tokio::spawn(watch_users(registrar.clone(), store.clone()));
     tokio::spawn(sweep(registrar.clone()));
 
     let ready = Arc::new(AtomicBool::new(false));
-    let app = router(HttpState { metrics, ready: ready.clone() });
+    tokio::spawn(crate::api::events::forward_call_records(record_events, events.clone()));
+    let api = crate::api::ApiState {
+        store: sqlite.clone(),
+        registrar: Some(registrar.clone()),
+        events,
+        phonebook: Arc::new(crate::phonebook::Phonebook::new(sqlite.pool().clone())),
+        settings: Arc::new(crate::api::ApiSettings {
+            idle_secs: (cfg.http.idle_minutes.max(1) * 60) as i64,
+            web_dir: cfg.web_dir(),
+            sip_domain: realm.clone(),
+            sip_server: advertised(cfg.sip.listen, cfg.media_address()).to_string(),
+            ..Default::default()
+        }),
+    };
+    let router = router(HttpState { metrics, ready: ready.clone() }, api);
+    if let Some(addr) = cfg.http.tls_listen {
+        let tcp = TcpListener::bind(addr).await.map_err(|e| bind_error("HTTPS", addr, e))?;
+        use axum::serve::ListenerExt;
+        // tap_io: axum hands the peer address to handlers (ConnectInfo) for
+        // tapped listeners of any kind.
+        let https = crate::http::TlsListener::new(tcp, tls::acceptor(&cert, &key)?)?.tap_io(|_| {});
+        let app = router.clone().into_make_service_with_connect_info::<std::net::SocketAddr>();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(https, app).await {
+                tracing::error!(error = %e, "HTTPS server stopped");
+            }
+        });
+        tracing::info!(https = %addr, "HTTPS listening");
+    }
+    let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
     tokio::spawn(async move {
         if let Err(e) = axum::serve(http, app).await {
             tracing::error!(error = %e, "HTTP server stopped");

@@ -17,7 +17,9 @@ pub enum RecordMsg {
 
 const MAX_BATCH: usize = 500;
 
-pub async fn run_record_writer(store: Arc<SqliteStore>, mut rx: mpsc::UnboundedReceiver<RecordMsg>) {
+/// `published`, when given, receives each record as it arrives (for live
+/// events), before it is written.
+pub async fn run_record_writer(store: Arc<SqliteStore>, mut rx: mpsc::UnboundedReceiver<RecordMsg>, published: Option<mpsc::UnboundedSender<CallRecord>>) {
     let mut batch: Vec<CallRecord> = Vec::new();
     let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -25,6 +27,9 @@ pub async fn run_record_writer(store: Arc<SqliteStore>, mut rx: mpsc::UnboundedR
         while let Some(msg) = next.take() {
             match msg {
                 RecordMsg::Put(r) => {
+                    if let Some(p) = &published {
+                        let _ = p.send(r.clone());
+                    }
                     // The latest state of a call replaces an earlier one in the batch.
                     match batch.iter_mut().find(|c| c.id == r.id) {
                         Some(c) => *c = r,

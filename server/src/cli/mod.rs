@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::registrar::unix_now;
 use crate::server::{serve, BoxError};
 use crate::store::{SqliteStore, Store, StoreError, User};
+mod admin;
 mod pbx;
 
 use clap::{Args, Parser, Subcommand};
@@ -47,6 +48,9 @@ enum Command {
     Setting(pbx::SettingCommand),
     /// Call records.
     Calls(pbx::CallsArgs),
+    /// Admins of the web app and API.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
 }
 
 #[derive(Args)]
@@ -183,6 +187,7 @@ async fn run(cmd: Command) -> Result<(), BoxError> {
         Command::Did(c) => pbx::did(c).await,
         Command::Setting(c) => pbx::setting(c).await,
         Command::Calls(a) => pbx::calls(a).await,
+        Command::Admin(c) => admin::admin(c).await,
     }
 }
 
@@ -323,6 +328,12 @@ async fn seed_demo(cfg: &Config) -> Result<(), BoxError> {
     };
     store.put_ring_group(&group).await?;
     println!("ring group 3000 rings 1001, 1002 and 1003 at once");
+    // The web app's first admin, so the demo can be administered at once.
+    let spec = crate::api::accounts::AdminSpec { name: "admin".into(), role: crate::api::rights::Role::System, rights: Vec::new(), departments: Vec::new(), dids: Vec::new() };
+    match crate::api::accounts::create_admin(store.pool(), &spec).await {
+        Ok(pw) => println!("web admin: http://{}/ name admin, one-time password {pw} (then TOTP enrolment and a new password)", cfg.http.listen),
+        Err(e) => println!("web admin not created: {}", e.message),
+    }
     println!("SIP: {} (UDP/TCP), TLS {}; realm {realm}; media on {}", cfg.sip.listen, cfg.tls_listen(), cfg.media_address());
     use std::io::Write;
     let _ = std::io::stdout().flush();

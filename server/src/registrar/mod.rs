@@ -107,6 +107,23 @@ impl Registrar {
         self.location.lock().map(|l| l.bindings(extension, unix_now())).unwrap_or_default()
     }
 
+    /// Registered devices and extensions with at least one, right now.
+    pub fn counts(&self) -> (usize, usize) {
+        self.location.lock().map(|l| (l.count(), l.users_with_bindings())).unwrap_or((0, 0))
+    }
+
+    /// Forget one device's registration (an admin removed it); it must
+    /// register again to ring.
+    pub fn remove_device(&self, extension: &str, device_key: &str) -> bool {
+        let change = self.location.lock().ok().and_then(|mut l| l.remove(extension, device_key));
+        let removed = change.is_some();
+        if let Some(c) = change {
+            let _ = self.persist.send(c);
+        }
+        self.update_gauges();
+        removed
+    }
+
     pub fn handle_register(self: &Arc<Self>, req: Request, key: TxKey, peer: Peer, responder: &Responder) {
         let now = unix_now();
         if self.guard.lock().map(|g| g.source_banned(peer.addr.ip(), now)).unwrap_or(false) {
@@ -438,7 +455,7 @@ impl Registrar {
 
 /// Writes binding changes to the store in batches (one transaction per
 /// batch), so a burst of registrations costs few disk syncs.
-pub async fn run_persister(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<BindingChange>) {
+pub async fn run_persister(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<BindingChange>, events: Option<crate::api::events::EventBus>) {
     while let Some(first) = rx.recv().await {
         // Let a burst gather: one transaction for many registrations.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -447,6 +464,13 @@ pub async fn run_persister(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceive
             match rx.try_recv() {
                 Ok(c) => batch.push(c),
                 Err(_) => break,
+            }
+        }
+        if let Some(events) = &events {
+            for c in &batch {
+                if let Some(e) = crate::api::events::Event::of_binding(c) {
+                    events.send(e);
+                }
             }
         }
         if let Err(e) = store.apply_binding_changes(batch).await {
@@ -461,16 +485,7 @@ fn http_date(unix: u64) -> String {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let days = unix / 86400;
     let secs = unix % 86400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = crate::calendar::civil_from_days(days as i64);
     format!(
         "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
         DAYS[(days % 7) as usize],

@@ -174,6 +174,10 @@ pub const SETTING_MAIN_NUMBER: &str = "main_number";
 pub const SETTING_OUTSIDE_PREFIX: &str = "outside_prefix";
 pub const SETTING_CID_MAIN_PREFIX: &str = "cid_main_prefix";
 pub const SETTING_CID_OWN_PREFIX: &str = "cid_own_prefix";
+/// Roles whose admins must sign in with a TOTP code (comma-separated).
+pub const SETTING_MFA_REQUIRED_ROLES: &str = "mfa_required_roles";
+/// Every setting key, in the order admin screens list them.
+pub const SETTING_KEYS: [&str; 5] = [SETTING_MAIN_NUMBER, SETTING_OUTSIDE_PREFIX, SETTING_CID_MAIN_PREFIX, SETTING_CID_OWN_PREFIX, SETTING_MFA_REQUIRED_ROLES];
 
 pub fn setting_default(key: &str) -> Option<&'static str> {
     Some(match key {
@@ -181,12 +185,24 @@ pub fn setting_default(key: &str) -> Option<&'static str> {
         SETTING_OUTSIDE_PREFIX => "0",
         SETTING_CID_MAIN_PREFIX => "*81",
         SETTING_CID_OWN_PREFIX => "*82",
+        // A city's phone system: everyone who can change it proves who they are twice.
+        SETTING_MFA_REQUIRED_ROLES => "system,org,group,auditor,supervisor,readonly",
         _ => return None,
     })
 }
 
+/// Which call records to read.
+#[derive(Debug, Clone, Default)]
+pub struct CallQuery {
+    pub user: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub limit: Option<i64>,
+    pub newest_first: bool,
+}
+
 /// A call record.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct CallRecord {
     pub id: String,
     pub direction: String,
@@ -420,9 +436,7 @@ impl SqliteStore {
 
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         if setting_default(key).is_none() {
-            return Err(StoreError::Invalid(format!(
-                "unknown setting {key:?}; known: {SETTING_MAIN_NUMBER}, {SETTING_OUTSIDE_PREFIX}, {SETTING_CID_MAIN_PREFIX}, {SETTING_CID_OWN_PREFIX}"
-            )));
+            return Err(StoreError::Invalid(format!("unknown setting {key:?}; known: {}", SETTING_KEYS.join(", "))));
         }
         sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
             .bind(key)
@@ -481,17 +495,27 @@ impl SqliteStore {
     /// Records, oldest first; `user` filters to calls the extension made,
     /// was called on, or answered.
     pub async fn list_calls(&self, user: Option<&str>) -> Result<Vec<CallRecord>, StoreError> {
-        let rows = match user {
-            Some(u) => {
-                sqlx::query("SELECT * FROM calls WHERE caller = ? OR callee = ? OR answered_by = ? ORDER BY started_at, id")
-                    .bind(u)
-                    .bind(u)
-                    .bind(u)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => sqlx::query("SELECT * FROM calls ORDER BY started_at, id").fetch_all(&self.pool).await?,
-        };
+        self.query_calls(&CallQuery { user: user.map(str::to_string), ..CallQuery::default() }).await
+    }
+
+    /// Call records by user and start time (Unix ms, `from` inclusive, `to`
+    /// exclusive), oldest first or newest first, at most `limit`.
+    pub async fn query_calls(&self, q: &CallQuery) -> Result<Vec<CallRecord>, StoreError> {
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT * FROM calls WHERE 1 = 1");
+        if let Some(u) = q.user.as_ref().filter(|u| !u.is_empty()) {
+            qb.push(" AND (caller = ").push_bind(u.clone()).push(" OR callee = ").push_bind(u.clone()).push(" OR answered_by = ").push_bind(u.clone()).push(")");
+        }
+        if let Some(from) = q.from {
+            qb.push(" AND started_at >= ").push_bind(from);
+        }
+        if let Some(to) = q.to {
+            qb.push(" AND started_at < ").push_bind(to);
+        }
+        qb.push(if q.newest_first { " ORDER BY started_at DESC, id DESC" } else { " ORDER BY started_at, id" });
+        if let Some(limit) = q.limit {
+            qb.push(" LIMIT ").push_bind(limit);
+        }
+        let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(CallRecord {

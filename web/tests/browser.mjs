@@ -1,0 +1,358 @@
+#!/usr/bin/env node
+// The admin web app in headless Chromium against a real server
+// (driven by tests/e2e_web.rs, which starts the server and the first admin).
+//
+//   TSUNAGU_URL            http://127.0.0.1:PORT (the server's HTTP address)
+//   TSUNAGU_ADMIN          the first admin's name (role system)
+//   TSUNAGU_OTP            its one-time password (from `tsunagu admin add`)
+//   TSUNAGU_SIP            the server's SIP address, 127.0.0.1:PORT
+//   TSUNAGU_SIPP_SCENARIO  tests/sipp/register_auth.xml
+//   TSUNAGU_WORK           a directory for files (CSV, SIPp logs, downloads)
+//   CHROMIUM               optional, default /usr/bin/chromium
+//
+// Every step waits for an element or a response with a bounded timeout;
+// nothing sleeps for a fixed time. Exit code 0: every step passed.
+
+import { chromium } from 'playwright-core';
+import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set (see the top of web/tests/browser.mjs)`);
+  return v;
+};
+const URL = env('TSUNAGU_URL').replace(/\/$/, '');
+const ADMIN = env('TSUNAGU_ADMIN');
+const OTP = env('TSUNAGU_OTP');
+const SIP = env('TSUNAGU_SIP');
+const SCENARIO = env('TSUNAGU_SIPP_SCENARIO');
+const WORK = env('TSUNAGU_WORK');
+const NEW_PASSWORD = 'browser-test-password-1';
+/** Longest wait for one element or answer. */
+const STEP_MS = 15_000;
+
+fs.mkdirSync(WORK, { recursive: true });
+const started = Date.now();
+const log = (m) => console.log(`[browser ${((Date.now() - started) / 1000).toFixed(1)}s] ${m}`);
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(`assertion failed: ${msg}`);
+}
+
+// ---- TOTP (RFC 6238: HMAC-SHA1, 6 digits, 30 s steps) -----------------------
+
+function base32Decode(s) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0;
+  let value = 0;
+  const out = [];
+  for (const c of s.replace(/=+$/, '').replace(/\s+/g, '').toUpperCase()) {
+    const i = alphabet.indexOf(c);
+    if (i < 0) throw new Error(`not base32: ${c}`);
+    value = (value << 5) | i;
+    bits += 5;
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 0xff);
+      bits -= 8;
+    }
+  }
+  return Buffer.from(out);
+}
+
+function totpAt(secret, step) {
+  const msg = Buffer.alloc(8);
+  msg.writeBigUInt64BE(BigInt(step));
+  const mac = crypto.createHmac('sha1', base32Decode(secret)).update(msg).digest();
+  const off = mac[mac.length - 1] & 0x0f;
+  const n = (mac.readUInt32BE(off) & 0x7fffffff) % 1_000_000;
+  return String(n).padStart(6, '0');
+}
+
+const totp = { secret: '', lastStep: 0 };
+
+/** A code not used before: this step's, or the next one's (the server takes ±1 step). */
+async function nextCode() {
+  const deadline = Date.now() + 35_000;
+  for (;;) {
+    const now = Math.floor(Date.now() / 30_000);
+    const step = Math.max(now, totp.lastStep + 1);
+    if (step <= now + 1) {
+      totp.lastStep = step;
+      return totpAt(totp.secret, step);
+    }
+    // Both codes the server takes now were used: the next step starts within 30 s.
+    assert(Date.now() < deadline, 'no unused TOTP code within 35 s');
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+// ---- helpers --------------------------------------------------------------
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox'],
+});
+const problems = [];
+const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'ja-JP', acceptDownloads: true });
+context.setDefaultTimeout(STEP_MS);
+const page = await context.newPage();
+page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+
+async function visible(sel) {
+  await page.locator(sel).first().waitFor({ state: 'visible', timeout: STEP_MS });
+}
+
+async function text(sel) {
+  return (await page.locator(sel).first().textContent({ timeout: STEP_MS })) ?? '';
+}
+
+/** The text of a shown error, if one is shown. */
+async function shownError() {
+  const alerts = page.locator('[role=alert]:not([hidden])');
+  return (await alerts.count()) ? (await alerts.allTextContents()).join(' | ') : '';
+}
+
+/** Click and wait for the API answer of `method path` (path a prefix). */
+async function clickFor(sel, method, pathPrefix) {
+  const [res] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === method && new globalThis.URL(r.url()).pathname.startsWith(pathPrefix), { timeout: STEP_MS }),
+    page.click(sel),
+  ]);
+  return res;
+}
+
+async function navTo(screen) {
+  await page.click(`[data-testid=nav-${screen}]`);
+  await page.waitForFunction((s) => location.hash === `#/${s}`, screen, { timeout: STEP_MS });
+}
+
+function freeUdpPort() {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket('udp4');
+    s.on('error', reject);
+    s.bind(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+async function main() {
+  // ---- a. sign in: one-time password, TOTP enrolment, new password ----------
+
+  async function passwordStep(password) {
+    await page.goto(`${URL}/`);
+    await visible('#signin-name');
+    await page.fill('#signin-name', ADMIN);
+    await page.fill('#signin-password', password);
+    const res = await clickFor('#signin-submit', 'POST', '/api/v1/session');
+    assert(res.status() === 200, `sign-in answered ${res.status()}: ${await res.text()}`);
+    return (await res.json()).state;
+  }
+
+  log('a. sign-in with the one-time password');
+  assert((await passwordStep(OTP)) === 'enrol', 'a one-time password leads to TOTP enrolment');
+  await visible('[data-testid=totp-qr] svg');
+  totp.secret = (await text('[data-testid=totp-secret]')).trim();
+  assert(/^[A-Z2-7]{16,}$/.test(totp.secret), `the page shows the TOTP secret: ${totp.secret}`);
+  await page.fill('#enrol-code', await nextCode());
+  let res = await clickFor('#enrol-submit', 'POST', '/api/v1/me/totp/confirm');
+  assert(res.status() === 200, `enrolment answered ${res.status()}: ${await res.text()}`);
+  await visible('[data-testid=recovery-codes]');
+  const recovery = await page.locator('[data-testid=recovery-codes] li').allTextContents();
+  assert(recovery.length === 10, `ten recovery codes shown, got ${recovery.length}`);
+  await page.click('#recovery-continue');
+  // The one-time password is replaced next (it was typed already).
+  await visible('#new-password');
+  await page.fill('#new-password', NEW_PASSWORD);
+  await page.fill('#new-password-again', NEW_PASSWORD);
+  res = await clickFor('#new-password-submit', 'POST', '/api/v1/me/password');
+  assert(res.status() === 200, `new password answered ${res.status()}: ${await res.text()}`);
+  await visible('[data-testid=stat-users]');
+  assert((await text('[data-testid=who]')).includes(ADMIN), 'the header names the admin');
+  log('a. signed in (enrolled TOTP, chose a new password): dashboard shown');
+
+  log('a. sign out, then sign in with password + TOTP');
+  res = await clickFor('#signout', 'DELETE', '/api/v1/session');
+  assert(res.status() === 204, `sign-out answered ${res.status()}`);
+  await visible('#signin-name');
+  assert((await passwordStep(NEW_PASSWORD)) === 'mfa', 'the second sign-in asks for a TOTP code');
+  await visible('#totp-code');
+  // A wrong code is refused with a message.
+  await page.fill('#totp-code', '000000');
+  res = await clickFor('#totp-submit', 'POST', '/api/v1/session/totp');
+  assert(res.status() === 401, `a wrong code is refused (got ${res.status()})`);
+  await visible('[data-testid=totp-error]:not([hidden])');
+  await page.fill('#totp-code', await nextCode());
+  res = await clickFor('#totp-submit', 'POST', '/api/v1/session/totp');
+  assert(res.status() === 200, `the TOTP code answered ${res.status()}: ${await res.text()}`);
+  await visible('[data-testid=stat-users]');
+  log('a. signed in with TOTP');
+
+  // ---- b. a department, then a user through the form; SIPp registers it -----
+
+  log('b. add a department and a user through the UI');
+  await navTo('departments');
+  await visible('#dept-name');
+  await page.fill('#dept-name', '市民課');
+  res = await clickFor('#dept-submit', 'POST', '/api/v1/departments');
+  assert(res.status() === 201, `department answered ${res.status()}: ${await res.text()}`);
+  await page.locator('[data-testid=departments-table]', { hasText: '市民課' }).waitFor({ timeout: STEP_MS });
+
+  const EXT = '3001';
+  const SIP_PASSWORD = 'web-sip-pass-3001';
+  await navTo('users');
+  await visible('#user-extension');
+  // The department list is loaded after the screen: wait for the option.
+  await page.locator('#user-department option', { hasText: '市民課' }).waitFor({ state: 'attached', timeout: STEP_MS });
+  await page.fill('#user-extension', EXT);
+  await page.fill('#user-name', '山田 太郎');
+  await page.selectOption('#user-department', { label: '市民課' });
+  await page.fill('#user-password', SIP_PASSWORD);
+  res = await clickFor('#user-submit', 'POST', '/api/v1/users');
+  assert(res.status() === 201, `adding the user answered ${res.status()}: ${await res.text()} ${await shownError()}`);
+  await visible('[data-testid=user-add-result]');
+  await page.locator(`[data-testid=user-link-${EXT}]`).waitFor({ timeout: STEP_MS });
+  const addedAt = Date.now();
+
+  log('b. register the new extension with SIPp');
+  const inf = path.join(WORK, 'users.csv');
+  for (const p of [SIP_PASSWORD]) assert(!/[ ;\]]/.test(p), 'the SIP password suits a SIPp injection file');
+  fs.writeFileSync(inf, `SEQUENTIAL\n${EXT};${SIP_PASSWORD};[authentication username=${EXT} password=${SIP_PASSWORD}];\n`);
+  // The running registrar picks up a new user within its 250 ms poll; a
+  // REGISTER sent before that is refused, so up to three tries, 1 s apart at most.
+  let sipp;
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const local = await freeUdpPort();
+    sipp = spawnSync(
+      'sipp',
+      [SIP, '-sf', SCENARIO, '-inf', inf, '-t', 'u1', '-i', '127.0.0.1', '-p', String(local), '-m', '1', '-r', '1',
+        '-timeout', '20s', '-timeout_error', '-nostdin', '-max_retrans', '7', '-trace_err', '-error_file', path.join(WORK, `sipp-errors-${attempt}.log`)],
+      { cwd: WORK, timeout: 30_000, encoding: 'utf8' },
+    );
+    log(`b. SIPp attempt ${attempt}: exit ${sipp.status} ${sipp.error ? sipp.error.message : ''} (${Date.now() - addedAt} ms after the UI added the user)`);
+    if (sipp.status === 0 || sipp.error) break;
+    if (Date.now() - addedAt > 5000) break;
+  }
+  assert(!sipp.error, `SIPp could not run: ${sipp.error}`);
+  assert(sipp.status === 0, `SIPp registered ${EXT} (exit ${sipp.status}):\n${sipp.stdout}\n${sipp.stderr}`);
+  // The user's page says it is registered.
+  await page.click(`[data-testid=user-link-${EXT}]`);
+  await visible('[data-testid=fwd-form]');
+  await page.locator('.page-head .badge.good').waitFor({ timeout: STEP_MS });
+  log('b. SIPp registered the extension made in the UI');
+
+  // ---- c. a users CSV with two bad rows: dry run names rows 3 and 5 --------
+
+  log('c. CSV import with bad rows 3 and 5');
+  await navTo('users');
+  await visible('#users-import-file');
+  const csv = path.join(WORK, 'bad-users.csv');
+  fs.writeFileSync(
+    csv,
+    '\ufeffextension,name,department,password\r\n' +
+      '3101,佐藤 花子,市民課,\r\n' +
+      '31x2,鈴木 一郎,市民課,\r\n' +
+      '3103,高橋 次郎,市民課,\r\n' +
+      '3104,田中 三郎,存在しない課,\r\n',
+  );
+  await page.setInputFiles('#users-import-file', csv);
+  assert(await page.isChecked('#users-import-dry-run'), 'the dry run is checked by default');
+  res = await clickFor('#users-import-submit', 'POST', '/api/v1/users/import');
+  assert(res.status() === 422, `the dry run answered ${res.status()}`);
+  assert(new globalThis.URL(res.url()).searchParams.get('dry_run') === 'true', `a dry run was asked for: ${res.url()}`);
+  await visible('[data-testid=import-errors]');
+  const rows = await page.$$eval('[data-testid=import-errors] tbody tr', (trs) =>
+    trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent.trim())),
+  );
+  assert(rows.length === 2, `two bad rows shown: ${JSON.stringify(rows)}`);
+  assert(rows[0][0] === '3' && rows[1][0] === '5', `rows 3 and 5: ${JSON.stringify(rows)}`);
+  assert(/31x2/.test(rows[0][1]) && /2〜16桁/.test(rows[0][1]), `row 3 names the bad extension (in Japanese): ${rows[0][1]}`);
+  assert(/存在しない課/.test(rows[1][1]), `row 5 names the unknown department: ${rows[1][1]}`);
+  // The same file for real: still nothing imported (all or nothing).
+  await page.uncheck('#users-import-dry-run');
+  res = await clickFor('#users-import-submit', 'POST', '/api/v1/users/import');
+  assert(res.status() === 422, `the real import of a bad file answered ${res.status()}`);
+  await visible('[data-testid=import-errors]');
+  await page.reload();
+  await page.locator(`[data-testid=user-link-${EXT}]`).waitFor({ timeout: STEP_MS });
+  const exts = await page.$$eval('[data-testid=users-table] tbody a[data-testid^=user-link-]', (as) => as.map((a) => a.textContent));
+  assert(JSON.stringify(exts) === JSON.stringify([EXT]), `nothing was imported: the list is ${JSON.stringify(exts)}`);
+  log('c. rows 3 and 5 named, nothing imported');
+
+  // ---- d. call logs as CSV ---------------------------------------------------
+
+  log('d. export call logs');
+  await navTo('calls');
+  await visible('[data-testid=calls-export]');
+  await page.locator('[data-testid=calls-table]').waitFor({ timeout: STEP_MS });
+  const [download] = await Promise.all([page.waitForEvent('download', { timeout: STEP_MS }), page.click('[data-testid=calls-export]')]);
+  const saved = path.join(WORK, 'calls.csv');
+  await download.saveAs(saved);
+  const bytes = fs.readFileSync(saved);
+  assert(bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf, 'the CSV starts with a UTF-8 byte-order mark');
+  const header = bytes.subarray(3).toString('utf8').split(/\r?\n/)[0];
+  assert(header.startsWith('id,direction,caller,callee'), `the CSV header: ${header}`);
+  assert(/\.csv$/.test(download.suggestedFilename()), `a .csv file name: ${download.suggestedFilename()}`);
+  log(`d. downloaded ${download.suggestedFilename()}: ${header}`);
+
+  // ---- e. English and back ----------------------------------------------------
+
+  log('e. language switch');
+  assert((await page.getAttribute('html', 'lang')) === 'ja', 'Japanese first');
+  assert((await text('[data-testid=nav-users]')).trim() === '内線・利用者', `the Japanese nav label: ${await text('[data-testid=nav-users]')}`);
+  await page.click('#lang-switch');
+  await page.waitForFunction(() => document.documentElement.lang === 'en', null, { timeout: STEP_MS });
+  await page.locator('[data-testid=nav-users]', { hasText: 'Extensions' }).waitFor({ timeout: STEP_MS });
+  assert((await text('[data-testid=nav-calls]')).trim() === 'Call logs', `the English nav label: ${await text('[data-testid=nav-calls]')}`);
+  await page.click('#lang-switch');
+  await page.waitForFunction(() => document.documentElement.lang === 'ja', null, { timeout: STEP_MS });
+  await page.locator('[data-testid=nav-users]', { hasText: '内線・利用者' }).waitFor({ timeout: STEP_MS });
+  log('e. English and back to Japanese');
+
+  // ---- f. 768 px: the menu button opens the nav; Tab reaches a form field ----
+
+  log('f. 768 px wide');
+  await page.setViewportSize({ width: 768, height: 1024 });
+  await visible('#menu-toggle');
+  assert(!(await page.locator('[data-testid=nav-users]').isVisible()), 'the nav is folded away at 768 px');
+  await page.click('#menu-toggle');
+  await visible('[data-testid=nav-users]');
+  assert((await page.getAttribute('#menu-toggle', 'aria-expanded')) === 'true', 'the menu button says it is open');
+  await navTo('users');
+  await visible('#users-search');
+  // From the page heading, Tab forward until a form field has the focus.
+  await page.focus('#main');
+  let focused = null;
+  for (let i = 0; i < 40 && !focused; i++) {
+    await page.keyboard.press('Tab');
+    focused = await page.evaluate(() => {
+      const el = document.activeElement;
+      if (!el || !['INPUT', 'SELECT', 'TEXTAREA'].includes(el.tagName)) return null;
+      const r = el.getBoundingClientRect();
+      return { id: el.id, left: r.left, right: r.right, width: r.width };
+    });
+  }
+  assert(focused, 'Tab reaches a form field');
+  assert(focused.width > 0 && focused.left >= 0 && focused.right <= 768, `the focused field ${focused.id} is within the 768 px page: ${JSON.stringify(focused)}`);
+  log(`f. the menu opens the nav; Tab focused #${focused.id}`);
+}
+
+let failed = false;
+try {
+  await main();
+} catch (e) {
+  failed = true;
+  console.log(`FAILED: ${e.stack || e}`);
+  const shot = path.join(WORK, 'failure.png');
+  await page.screenshot({ path: shot, fullPage: true }).then(() => console.log(`screenshot: ${shot}`), () => {});
+  console.log(`page: ${page.url()}`);
+}
+await browser.close();
+if (problems.length) console.log(`problems:\n${problems.join('\n')}`);
+if (failed || problems.length) process.exit(1);
+log('all browser steps passed');
