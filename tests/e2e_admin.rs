@@ -189,17 +189,19 @@ fn every_role_against_every_kind_of_resource() {
         ("admins", "GET", "/api/v1/admins".into(), None),
         ("add group admin", "POST", "/api/v1/admins".into(), Some(json!({ "name": "tmp", "role": "readonly" }))),
         ("recordings", "GET", "/api/v1/recordings".into(), None),
+        ("schedules", "GET", "/api/v1/schedules".into(), None),
+        ("disaster mode", "PUT", "/api/v1/disaster".into(), Some(json!({ "on": false }))),
     ];
     // y: allowed, n: 403.
     let table: Vec<(&str, &Admin, &str)> = vec![
-        //                 dash users A  B  chB add pw grp own oth trk chT set pb  ePb cal aud adm addA rec
-        ("system", &sys, "y y y y y y n y y y y y y y y y y y y n"),
-        ("org", &org, "y y y y y y n y y y y n n y y y y y y n"),
-        ("group", &group, "y y y n n y n y y n n n n y n y n n n n"),
-        ("auditor", &auditor, "n n n n n n n n n n n n n n n n n n n y"),
-        ("supervisor", &supervisor, "y y y y n n n y n n n n n y n y n n n n"),
-        ("readonly", &readonly, "y y y y n n n y n n y n n y n y n n n n"),
-        ("org+devices", &devices, "y y y y y y y y y y y n n y y y y y y n"),
+        //                 dash users A  B  chB add pw grp own oth trk chT set pb  ePb cal aud adm addA rec sch dis
+        ("system", &sys, "y y y y y y n y y y y y y y y y y y y n y y"),
+        ("org", &org, "y y y y y y n y y y y n n y y y y y y n y y"),
+        ("group", &group, "y y y n n y n y y n n n n y n y n n n n y n"),
+        ("auditor", &auditor, "n n n n n n n n n n n n n n n n n n n y n n"),
+        ("supervisor", &supervisor, "y y y y n n n y n n n n n y n y n n n n y n"),
+        ("readonly", &readonly, "y y y y n n n y n n y n n y n y n n n n y n"),
+        ("org+devices", &devices, "y y y y y y y y y y y n n y y y y y y n y y"),
     ];
     let mut wrong = Vec::new();
     for (role, who, row) in &table {

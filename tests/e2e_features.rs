@@ -226,3 +226,65 @@ fn rand_u16() -> u16 {
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     (t.subsec_nanos() ^ std::process::id().rotate_left(7)) as u16
 }
+
+/// `tsunagu holidays YEAR`: the computed Japanese public holidays that
+/// business-hour schedules will use (issue 6), checked against the Cabinet
+/// Office's list for 2026; a year outside the formulas' range is refused.
+#[test]
+fn holidays_command_prints_the_year() {
+    let out = common::run_bounded(std::process::Command::new(common::TSUNAGU).args(["holidays", "2026"]), Duration::from_secs(30));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dates: Vec<&str> = text.lines().map(|l| l.split('\t').next().unwrap()).collect();
+    assert_eq!(
+        dates,
+        [
+            "2026-01-01", "2026-01-12", "2026-02-11", "2026-02-23", "2026-03-20", "2026-04-29", "2026-05-03", "2026-05-04", "2026-05-05",
+            "2026-05-06", "2026-07-20", "2026-08-11", "2026-09-21", "2026-09-22", "2026-09-23", "2026-10-12", "2026-11-03", "2026-11-23"
+        ],
+        "{text}"
+    );
+    assert!(text.contains("2026-05-06\t振替休日\t"), "{text}");
+    let out = common::run_bounded(std::process::Command::new(common::TSUNAGU).args(["holidays", "2100"]), Duration::from_secs(30));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1980 to 2099"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A schedule (`schedule:NAME`) sends a call to its open destination in
+/// opening hours, to its closed one outside them, and to its disaster
+/// destination in disaster mode; each change applies to the next call.
+#[test]
+fn schedules_route_by_hours_and_disaster_mode() {
+    let sb = Sandbox::new("schedules");
+    let s = pbx(&sb, &["2000", "2001", "2101", "2102", "2103"]);
+    let answer = || Behaviour::AnswerAfter(Duration::from_millis(50));
+    let open = phone(&s, "2101", answer());
+    let closed = phone(&s, "2102", answer());
+    let disaster = phone(&s, "2103", answer());
+    let caller = phone(&s, "2001", Behaviour::Ring);
+    // 2000 forwards everything to the schedule, as a public number would route to it.
+    s.cli(&["forward", "2000", "--always", "schedule:main"]);
+    let add = |hours: &str| {
+        s.cli(&["schedule", "add", "main", "--hours", hours, "--open", "user:2101", "--closed", "user:2102", "--disaster", "user:2103", "--no-holidays"]);
+    };
+    let call = |who: &Phone, what: &str| {
+        let before = who.invites().len();
+        let c = caller.dial("2000", Duration::from_secs(10));
+        assert_eq!(c.status(), 200, "{what}: {}", caller.transcript());
+        assert_eq!(who.invites().len(), before + 1, "{what}: the wrong phone rang");
+        caller.hangup(&c);
+    };
+    add("sun-sat 00:00-24:00");
+    call(&open, "in opening hours");
+    add("");
+    call(&closed, "outside opening hours");
+    s.cli(&["disaster", "on"]);
+    call(&disaster, "in disaster mode");
+    s.cli(&["disaster", "off"]);
+    call(&closed, "after disaster mode");
+    assert!(open.invites().len() == 1 && closed.invites().len() == 2 && disaster.invites().len() == 1);
+    // A schedule that sends calls to itself is refused.
+    let out = common::cli_unchecked(&s.data, &["schedule", "add", "loop", "--hours", "", "--open", "schedule:loop", "--closed", "user:2102"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot send calls to itself"));
+}

@@ -198,6 +198,13 @@ pub async fn resolve(store: &SqliteStore, registrar: &Registrar, presence: &Pres
                 }));
             }
             Dest::Any(_) => return Ok(Resolution::Reject(404, "Not Found")),
+            Dest::Schedule(name) => {
+                let Some(schedule) = store.schedule(&name).await? else { return Ok(Resolution::Reject(404, "Not Found")) };
+                let disaster = store.setting(crate::store::SETTING_DISASTER_MODE).await? == "on";
+                let (to, why) = schedule.route_at(crate::store::unix_ms() / 1000, disaster);
+                tracing::info!(schedule = %name, to = %to, why = ?why, "schedule chose a destination");
+                dest = to.clone();
+            }
         }
     }
     Ok(Resolution::Reject(482, "Loop Detected"))
@@ -224,6 +231,8 @@ async fn canonical(store: &SqliteStore, dest: &Dest) -> Result<Dest, StoreError>
 fn member_target(m: &Dest) -> RingTarget {
     match m {
         Dest::Number(n) => RingTarget::External(n.clone()),
+        // Refused when the group is saved; an old row rings nobody.
+        Dest::Schedule(n) => RingTarget::Ext(format!("schedule:{n}")),
         Dest::User(n) | Dest::Any(n) | Dest::Group(n) => {
             if n.starts_with('0') && is_valid_national(n) {
                 RingTarget::External(n.clone())

@@ -104,7 +104,9 @@ pub async fn import(State(state): State<ApiState>, who: Admin, Query(q): Query<D
         return Ok(Json(json!({ "dry_run": true, "would_import": entries.len() })));
     }
     let n = entries.len();
+    drop((rows, text, body));
     state.phonebook.replace_all(entries).await?;
+    crate::phonebook::release_freed_memory();
     audit::change(&state, &who, "phonebook_imported", &format!("{n} entries"), None, None).await;
     state.events.send(Event::change("phonebook", ""));
     Ok(Json(json!({ "imported": n })))

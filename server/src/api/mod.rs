@@ -14,6 +14,7 @@ pub mod logs;
 pub mod openapi;
 pub mod pbx;
 pub mod rights;
+pub mod schedules;
 pub mod session;
 pub mod users;
 mod web;
@@ -224,6 +225,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/dids/import", post(pbx::import_dids).layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
         .route("/dids/export", get(pbx::export_dids))
         .route("/dids/{number}", put(pbx::put_did).delete(pbx::remove_did))
+        .route("/schedules", get(schedules::list))
+        .route("/schedules/{name}", put(schedules::put).delete(schedules::remove))
+        .route("/disaster", get(schedules::disaster).put(schedules::set_disaster))
         .route("/trunks", get(pbx::list_trunks))
         .route("/trunks/{name}", put(pbx::put_trunk).delete(pbx::remove_trunk))
         .route("/settings", get(pbx::list_settings))

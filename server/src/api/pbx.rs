@@ -6,7 +6,7 @@ use super::events::Event;
 use super::rights::{Access, Resource, Role};
 use super::session::Admin;
 use super::{audit, csv_response, ApiError, ApiResult, ApiState, Body, RowError, Upload};
-use crate::store::{setting_default, Dest, RingGroup, Strategy, StoreError, Trunk, TrunkTransport, SETTING_KEYS, SETTING_MFA_REQUIRED_ROLES};
+use crate::store::{setting_default, Dest, RingGroup, Strategy, StoreError, Trunk, TrunkTransport, SETTING_DISASTER_MODE, SETTING_KEYS, SETTING_MFA_REQUIRED_ROLES};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -427,7 +427,11 @@ pub struct SettingBody {
 pub async fn put_setting(State(state): State<ApiState>, who: Admin, Path(key): Path<String>, Body(b): Body<SettingBody>) -> ApiResult<Json<Value>> {
     who.require(Resource::Settings, Access::Write)?;
     let value = b.value.trim().to_string();
-    if key == SETTING_MFA_REQUIRED_ROLES {
+    if key == SETTING_DISASTER_MODE {
+        if value != "on" && value != "off" {
+            return Err(ApiError::invalid(format!("{key}: on or off")));
+        }
+    } else if key == SETTING_MFA_REQUIRED_ROLES {
         if let Some(bad) = value.split(',').map(str::trim).find(|r| !r.is_empty() && Role::parse(r).is_none()) {
             return Err(ApiError::invalid(format!("{key}: unknown role {bad:?}")));
         }

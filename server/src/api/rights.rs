@@ -92,6 +92,7 @@ pub enum Resource {
     Admins,
     Recordings,
     Events,
+    Schedules,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,13 +129,13 @@ impl Principal {
             Role::System => true,
             Role::Org => !matches!((resource, access), (Trunks | Settings, Write)),
             Role::Group => match resource {
-                Dashboard | Departments | Phonebook | Calls | Events => access == Read,
+                Dashboard | Departments | Phonebook | Calls | Events | Schedules => access == Read,
                 Users | Groups | Dids => true,
                 _ => false,
             },
             Role::Auditor => false,
             Role::Supervisor => {
-                access == Read && matches!(resource, Dashboard | Departments | Users | Groups | Dids | Phonebook | Calls | Events)
+                access == Read && matches!(resource, Dashboard | Departments | Users | Groups | Dids | Phonebook | Calls | Events | Schedules)
             }
             Role::Readonly => access == Read && !matches!(resource, Audit | Admins),
         }

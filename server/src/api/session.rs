@@ -125,6 +125,7 @@ fn resource_name(r: super::rights::Resource) -> &'static str {
         Admins => "admins",
         Recordings => "recordings",
         Events => "live events",
+        Schedules => "schedules and disaster mode",
     }
 }
 

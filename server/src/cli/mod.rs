@@ -6,7 +6,9 @@ use crate::registrar::unix_now;
 use crate::server::{serve, BoxError};
 use crate::store::{SqliteStore, Store, StoreError, User};
 mod admin;
+mod holidays;
 mod pbx;
+mod schedule;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -51,6 +53,13 @@ enum Command {
     /// Admins of the web app and API.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Japanese public holidays of a year (computed).
+    Holidays(holidays::HolidaysArgs),
+    /// Business-hour schedules (destinations schedule:NAME).
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
+    /// Disaster mode: schedules send calls to their disaster destination.
+    Disaster(schedule::DisasterArgs),
 }
 
 #[derive(Args)]
@@ -188,6 +197,9 @@ async fn run(cmd: Command) -> Result<(), BoxError> {
         Command::Setting(c) => pbx::setting(c).await,
         Command::Calls(a) => pbx::calls(a).await,
         Command::Admin(c) => admin::admin(c).await,
+        Command::Holidays(a) => holidays::holidays(a).await,
+        Command::Schedule(c) => schedule::schedule(c).await,
+        Command::Disaster(a) => schedule::disaster(a).await,
     }
 }
 

@@ -3,6 +3,7 @@
 //! nodes share state.
 
 mod pbx;
+mod schedules;
 mod sqlite;
 
 pub use pbx::*;

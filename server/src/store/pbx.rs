@@ -7,8 +7,8 @@ use super::{SqliteStore, StoreError};
 use sqlx::Row;
 
 /// Where a call goes: the syntax admins type and CSV files carry is
-/// `user:1001`, `group:3000`, `number:0312345678`, or a bare number
-/// (resolved at call time against extensions, then groups).
+/// `user:1001`, `group:3000`, `number:0312345678`, `schedule:main`, or a
+/// bare number (resolved at call time against extensions, then groups).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Dest {
     User(String),
@@ -17,6 +17,8 @@ pub enum Dest {
     Number(String),
     /// A bare number, resolved when the call happens.
     Any(String),
+    /// A business-hour schedule, evaluated when the call arrives.
+    Schedule(String),
 }
 
 impl Dest {
@@ -26,6 +28,10 @@ impl Dest {
             Some((k, n)) => (Some(k), n),
             None => (None, s),
         };
+        if kind == Some("schedule") {
+            crate::schedule::check_name(num)?;
+            return Ok(Dest::Schedule(num.to_string()));
+        }
         let digits_ok = !num.is_empty() && num.len() <= 24 && num.bytes().all(|b| b.is_ascii_digit() || b == b'+' || b == b'*' || b == b'#');
         if !digits_ok {
             return Err(StoreError::Invalid(format!("destination {s:?}: expected user:EXT, group:NUMBER, number:DIGITS or a number")));
@@ -35,7 +41,7 @@ impl Dest {
             Some("group") => Dest::Group(num.to_string()),
             Some("number") | Some("tel") => Dest::Number(num.to_string()),
             None => Dest::Any(num.to_string()),
-            Some(k) => return Err(StoreError::Invalid(format!("destination {s:?}: unknown kind {k:?}"))),
+            Some(k) => return Err(StoreError::Invalid(format!("destination {s:?}: unknown kind {k:?} (user, group, number, schedule)"))),
         })
     }
 }
@@ -47,6 +53,7 @@ impl std::fmt::Display for Dest {
             Dest::Group(n) => write!(f, "group:{n}"),
             Dest::Number(n) => write!(f, "number:{n}"),
             Dest::Any(n) => write!(f, "{n}"),
+            Dest::Schedule(n) => write!(f, "schedule:{n}"),
         }
     }
 }
@@ -176,8 +183,11 @@ pub const SETTING_CID_MAIN_PREFIX: &str = "cid_main_prefix";
 pub const SETTING_CID_OWN_PREFIX: &str = "cid_own_prefix";
 /// Roles whose admins must sign in with a TOTP code (comma-separated).
 pub const SETTING_MFA_REQUIRED_ROLES: &str = "mfa_required_roles";
+/// "on": schedules with a disaster destination send calls there.
+pub const SETTING_DISASTER_MODE: &str = "disaster_mode";
 /// Every setting key, in the order admin screens list them.
-pub const SETTING_KEYS: [&str; 5] = [SETTING_MAIN_NUMBER, SETTING_OUTSIDE_PREFIX, SETTING_CID_MAIN_PREFIX, SETTING_CID_OWN_PREFIX, SETTING_MFA_REQUIRED_ROLES];
+pub const SETTING_KEYS: [&str; 6] =
+    [SETTING_MAIN_NUMBER, SETTING_OUTSIDE_PREFIX, SETTING_CID_MAIN_PREFIX, SETTING_CID_OWN_PREFIX, SETTING_MFA_REQUIRED_ROLES, SETTING_DISASTER_MODE];
 
 pub fn setting_default(key: &str) -> Option<&'static str> {
     Some(match key {
@@ -187,6 +197,7 @@ pub fn setting_default(key: &str) -> Option<&'static str> {
         SETTING_CID_OWN_PREFIX => "*82",
         // A city's phone system: everyone who can change it proves who they are twice.
         SETTING_MFA_REQUIRED_ROLES => "system,org,group,auditor,supervisor,readonly",
+        SETTING_DISASTER_MODE => "off",
         _ => return None,
     })
 }
@@ -298,6 +309,9 @@ impl SqliteStore {
     pub async fn put_ring_group(&self, g: &RingGroup) -> Result<(), StoreError> {
         if g.members.is_empty() {
             return Err(StoreError::Invalid("a ring group needs at least one member".into()));
+        }
+        if let Some(m) = g.members.iter().find(|m| matches!(m, Dest::Schedule(_))) {
+            return Err(StoreError::Invalid(format!("{m} cannot ring as a member; use it as the group's overflow or a number's destination")));
         }
         if self.user_exists(&g.number).await? {
             return Err(StoreError::Invalid(format!("{} is already an extension", g.number)));
