@@ -421,7 +421,7 @@ fn openapi_document_names_only_served_paths() {
         if e.path == "/api/v1/session" && e.method == "delete" {
             continue; // would sign the test out
         }
-        let path = e.path.replace("{id}", "999999").replace("{ext}", "9999").replace("{number}", "99999").replace("{name}", "nobody").replace("{key}", "no_such_key").replace("{device}", "d");
+        let path = e.path.replace("{id}", "999999").replace("{ext}", "9999").replace("{number}", "99999").replace("{name}", "nobody").replace("{key}", "no_such_key").replace("{device}", "d").replace("{year}", "2026");
         let empty = json!({});
         let r = sys.call(&e.method.to_uppercase(), &path, if e.method == "get" || e.method == "delete" { None } else { Some(&empty) });
         if r.status == 405 || r.text().contains("no such API path") {
@@ -429,6 +429,11 @@ fn openapi_document_names_only_served_paths() {
         }
     }
     assert!(missing.is_empty(), "documented but not served:\n{}", missing.join("\n"));
+    // The holidays the schedules use.
+    let h = sys.get("/api/v1/holidays/2026").json();
+    assert_eq!(h.as_array().unwrap().len(), 18, "{h}");
+    assert_eq!(h[0], json!({ "date": "2026-01-01", "name_ja": "元日", "name_en": "New Year's Day" }));
+    assert_eq!(sys.get("/api/v1/holidays/2100").status, 400);
     // An unknown path is a JSON 404.
     let r = sys.get("/api/v1/nothing-here");
     assert_eq!((r.status, r.json()["code"].clone()), (404, json!("not_found")));

@@ -4,8 +4,10 @@
 //! (enrolment, new password, then password + code), adds a user through
 //! the form and registers it at once with SIPp, imports a users CSV with
 //! two bad rows (a dry run names rows 3 and 5; nothing is stored), exports
-//! call logs as CSV, switches to English and back, and uses the app at
-//! 768 px (menu button, keyboard focus).
+//! call logs as CSV, switches to English and back, uses the app at 768 px
+//! (menu button, keyboard focus), and adds business hours (a schedule with
+//! its "now" column, a DID routed to it) and turns disaster mode on and off
+//! (the banner in two tabs, the second updated by the live events).
 //!
 //! Needs the built app (web/dist, from scripts/setup.sh), node, chromium
 //! and sipp; fails with a clear message when one is missing.
@@ -69,7 +71,7 @@ fn admin_web_app_in_a_browser() {
         common::tail(&server.log, 40)
     );
     // The steps it reports, so a green run shows what was checked.
-    for step in ["a. signed in with TOTP", "b. SIPp registered", "c. rows 3 and 5 named", "d. downloaded", "e. English and back", "f. the menu opens the nav", "all browser steps passed"] {
+    for step in ["a. signed in with TOTP", "b. SIPp registered", "c. rows 3 and 5 named", "d. downloaded", "e. English and back", "f. the menu opens the nav", "g. disaster mode on: banner shown in both tabs", "g. disaster mode off: the banner is gone", "all browser steps passed"] {
         assert!(stdout.contains(step), "the browser run did not report {step:?}:\n{stdout}");
     }
     println!("{stdout}");

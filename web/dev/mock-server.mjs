@@ -67,6 +67,17 @@ const trunks = new Map([
   ['ntt-hikari', { name: 'ntt-hikari', host: '203.0.113.10:5060', transport: 'udp', username: '0312345000', has_password: true, priority: 10, register: true, state: 'registered', detail: '200 OK', password: 'x' }],
   ['backup', { name: 'backup', host: '198.51.100.20:5061', transport: 'tls', username: null, has_password: false, priority: 20, register: false, state: 'failed', detail: 'TLS handshake timed out' }],
 ]);
+const schedules = new Map([
+  ['main', { name: 'main', label: '代表番号', hours: 'mon,tue,wed,thu,fri 08:30-17:15', open: 'group:3000', closed: 'number:0312349999', holiday: null, disaster: 'group:3000', closed_days: '12-29..01-03', use_holidays: true }],
+]);
+let disaster = false;
+function scheduleView(s) {
+  if (disaster && s.disaster) return { ...s, now: { to: s.disaster, why: 'disaster' } };
+  const jst = new Date(Date.now() + 9 * 3600e3);
+  const min = jst.getUTCHours() * 60 + jst.getUTCMinutes();
+  const open = s.hours && jst.getUTCDay() >= 1 && jst.getUTCDay() <= 5 && min >= 510 && min < 1035;
+  return { ...s, now: open ? { to: s.open, why: 'open' } : { to: s.closed, why: 'closed' } };
+}
 const settings = new Map([['main_number', '0312345000'], ['outside_prefix', '0'], ['cid_main_prefix', '*81'], ['cid_own_prefix', '*82']]);
 let pbSeq = 4;
 let pbVersion = 3;
@@ -160,7 +171,7 @@ async function json(req) {
   if (!b) return {};
   try { return JSON.parse(b); } catch { throw bad('body: not JSON'); }
 }
-const validDest = (d) => d == null || /^((user|group|number):)?[0-9+*#]{1,24}$/.test(d);
+const validDest = (d) => d == null || /^((user|group|number):)?[0-9+*#]{1,24}$/.test(d) || /^schedule:[a-z0-9_-]{1,32}$/.test(d);
 const rndPassword = () => crypto.randomBytes(9).toString('base64url');
 const uid = () => crypto.randomBytes(6).toString('hex');
 
@@ -382,6 +393,28 @@ async function api(req, res, url) {
       return send(res, 200, dids.get(n));
     }
     if (m === 'DELETE') { dids.delete(n); return send(res, 204); }
+  }
+  // business hours and disaster mode ("now" is simplified: weekdays 08:30-17:15 JST count as open)
+  if (p === '/schedules' && m === 'GET') return send(res, 200, [...schedules.values()].map(scheduleView));
+  if ((mm = p.match(/^\/schedules\/([^/]+)$/))) {
+    if (!['system', 'org'].includes(me.role)) throw forbidden(`${me.role} may not change business hours`);
+    const n = decodeURIComponent(mm[1]);
+    if (!/^[a-z0-9_-]{1,32}$/.test(n)) throw bad(`schedule name ${JSON.stringify(n)}: 1 to 32 lowercase letters, digits, '-' or '_'`);
+    if (m === 'PUT') {
+      const b = await json(req);
+      for (const k of ['open', 'closed']) if (!b[k] || !validDest(b[k])) throw bad(`${k}: expected a destination`);
+      schedules.set(n, { name: n, label: b.label || '', hours: b.hours || '', open: b.open, closed: b.closed, holiday: b.holiday || null, disaster: b.disaster || null, closed_days: b.closed_days || '', use_holidays: b.use_holidays !== false });
+      broadcast({ type: 'change', resource: 'schedules', key: n });
+      return send(res, 200, scheduleView(schedules.get(n)));
+    }
+    if (m === 'DELETE') { schedules.delete(n); broadcast({ type: 'change', resource: 'schedules', key: n }); return send(res, 204); }
+  }
+  if (p === '/disaster' && m === 'GET') return send(res, 200, { on: disaster });
+  if (p === '/disaster' && m === 'PUT') {
+    if (!['system', 'org'].includes(me.role)) throw forbidden(`${me.role} may not switch disaster mode`);
+    disaster = !!(await json(req)).on;
+    broadcast({ type: 'change', resource: 'disaster', key: disaster ? 'on' : 'off' });
+    return send(res, 200, { on: disaster });
   }
   // trunks, settings
   if (['/trunks', '/settings'].some((x) => p.startsWith(x)) && !['system', 'readonly'].includes(me.role)) throw forbidden(`${me.role} may not see trunks or settings`);

@@ -4,8 +4,9 @@ import { get, del, onSessionLost, setApiLanguage, setCsrf } from './api';
 import { h, replace } from './dom';
 import { getLang, setLang, t } from './i18n';
 import type { Key } from './i18n/ja';
-import { session, canView, firstScreen, SCREENS, type Screen } from './session';
+import { session, canView, canSetDisaster, firstScreen, SCREENS, type Screen } from './session';
 import { startEvents, stopEvents } from './events';
+import { disasterOn, onDisaster, startDisaster, stopDisaster } from './disaster';
 import type { Admin, SessionAnswer } from './types';
 import { renderSignIn, type PendingState } from './screens/signin';
 import { renderDashboard } from './screens/dashboard';
@@ -14,6 +15,7 @@ import { renderUser } from './screens/user';
 import { renderDepartments } from './screens/departments';
 import { renderGroups } from './screens/groups';
 import { renderDids } from './screens/dids';
+import { renderSchedules } from './screens/schedules';
 import { renderTrunks } from './screens/trunks';
 import { renderSettings } from './screens/settings';
 import { renderPhonebook } from './screens/phonebook';
@@ -32,6 +34,7 @@ const ROUTES: Record<Screen, Render> = {
   departments: renderDepartments,
   groups: renderGroups,
   dids: renderDids,
+  schedules: renderSchedules,
   trunks: renderTrunks,
   settings: renderSettings,
   phonebook: renderPhonebook,
@@ -80,12 +83,16 @@ function signedIn(admin: Admin, csrf: string) {
   pendingState = null;
   signInNotice = null;
   startEvents();
+  startDisaster();
   render();
 }
 
 function signedOut(notice: Key | null) {
   session.admin = null;
   setCsrf('');
+  offBanner?.();
+  offBanner = null;
+  stopDisaster();
   stopEvents();
   signInNotice = notice;
   render();
@@ -99,6 +106,31 @@ async function signOut() {
   }
   pendingState = null;
   signedOut(null);
+}
+
+let offBanner: (() => void) | null = null;
+
+/** The red disaster-mode banner under the top bar (a live region: it is announced when it appears). */
+function disasterBanner(): HTMLElement {
+  const slot = h('div', { class: 'disaster-slot', 'aria-live': 'assertive' });
+  const show = (on: boolean) =>
+    replace(
+      slot,
+      on
+        ? h(
+            'div',
+            { class: 'disaster-banner', 'data-testid': 'disaster-banner' },
+            h('strong', null, h('span', { 'aria-hidden': 'true' }, '⚠ '), t('disaster.banner')),
+            h('span', null, t('disaster.bannerText')),
+            h('a', { href: '#/schedules' }, t('disaster.bannerLink')),
+            canSetDisaster() ? h('a', { href: '#/dashboard' }, t('disaster.bannerOff')) : null,
+          )
+        : null,
+    );
+  offBanner?.();
+  offBanner = onDisaster(show);
+  show(disasterOn());
+  return slot;
 }
 
 function renderShell(): HTMLElement {
@@ -156,6 +188,7 @@ function renderShell(): HTMLElement {
       langButton(),
       h('button', { type: 'button', id: 'signout', 'data-testid': 'signout', class: 'ghost', onclick: () => void signOut() }, t('nav.signout')),
     ),
+    canView('schedules') ? disasterBanner() : null,
     h('div', { class: 'layout' }, nav, main),
   );
 }

@@ -7,6 +7,7 @@ export type Screen =
   | 'departments'
   | 'groups'
   | 'dids'
+  | 'schedules'
   | 'trunks'
   | 'settings'
   | 'phonebook'
@@ -21,6 +22,7 @@ export const SCREENS: Screen[] = [
   'departments',
   'groups',
   'dids',
+  'schedules',
   'trunks',
   'settings',
   'phonebook',
@@ -50,11 +52,11 @@ export function canView(s: Screen): boolean {
     case 'org':
       return true;
     case 'group':
-      return ['dashboard', 'departments', 'phonebook', 'calls', 'users', 'groups', 'dids'].includes(s);
+      return ['dashboard', 'departments', 'phonebook', 'calls', 'users', 'groups', 'dids', 'schedules'].includes(s);
     case 'auditor':
       return false;
     case 'supervisor':
-      return ['dashboard', 'departments', 'users', 'groups', 'dids', 'phonebook', 'calls'].includes(s);
+      return ['dashboard', 'departments', 'users', 'groups', 'dids', 'schedules', 'phonebook', 'calls'].includes(s);
     case 'readonly':
       return s !== 'audit' && s !== 'admins';
   }
@@ -85,6 +87,12 @@ export function canWrite(s: Screen): boolean {
 
 /** Adding or deleting DIDs (a group admin only routes the DIDs granted). */
 export function canManageDids(): boolean {
+  const r = session.admin?.role;
+  return r === 'system' || r === 'org';
+}
+
+/** Disaster mode (on or off for the whole organisation): Schedules, Write. */
+export function canSetDisaster(): boolean {
   const r = session.admin?.role;
   return r === 'system' || r === 'org';
 }

@@ -92,6 +92,24 @@ export interface Did {
   label: string;
 }
 
+export interface Schedule {
+  name: string;
+  label: string;
+  /** "mon,tue,wed,thu,fri 08:30-17:15; sat 09:00-12:00"; empty: never open. */
+  hours: string;
+  open: string;
+  closed: string;
+  /** null: the closed destination. */
+  holiday: string | null;
+  /** null: no change in disaster mode. */
+  disaster: string | null;
+  /** "12-29..01-03, 08-13" */
+  closed_days: string;
+  use_holidays: boolean;
+  /** why: open | closed | holiday:NAME | closed_day | disaster */
+  now: { to: string; why: string };
+}
+
 export interface Trunk {
   name: string;
   host: string;

@@ -1,8 +1,9 @@
 // Shared widgets: messages, form fields, tables, confirmation, CSV import/export, destinations.
-import { ApiError, api, query } from './api';
+import { ApiError, api, get, query } from './api';
 import { h, replace, type Attrs, type Child } from './dom';
 import { getLang, t } from './i18n';
 import type { Key } from './i18n/ja';
+import { canView } from './session';
 
 // ---- messages ---------------------------------------------------------------
 
@@ -319,31 +320,66 @@ export function exportLink(href: string, testid: string, label = t('common.expor
   return h('a', { href, download: '', class: 'button-link', 'data-testid': testid }, label);
 }
 
-// ---- destinations (user:EXT | group:N | number:DIGITS) ----------------------------------------
+// ---- destinations (user:EXT | group:N | number:DIGITS | schedule:NAME) ------------------------
 
 export interface DestField {
   el: HTMLElement;
   value(): string | null;
 }
 
-/** A destination picker: a kind select plus a number box. */
-export function destField(id: string, label: string, value: string | null, required = false): DestField {
+const DEST_RE = /^(user|ext|group|number|tel|schedule):(.*)$/;
+
+/** Schedule names for the picker's suggestions (one request shared for a few seconds). */
+let scheduleNames: { at: number; names: Promise<{ name: string; label: string }[]> } | null = null;
+function loadScheduleNames(): Promise<{ name: string; label: string }[]> {
+  if (!canView('schedules')) return Promise.resolve([]);
+  if (!scheduleNames || Date.now() - scheduleNames.at > 10_000) {
+    scheduleNames = {
+      at: Date.now(),
+      names: get<{ name: string; label: string }[]>('/api/v1/schedules').catch(() => []),
+    };
+  }
+  return scheduleNames.names;
+}
+
+/**
+ * A destination picker: a kind select plus a number (or schedule name) box.
+ * `noneLabel` names the empty choice ("転送しない" unless said otherwise).
+ */
+export function destField(id: string, label: string, value: string | null, required = false, noneLabel?: string): DestField {
   const v = value ?? '';
-  const m = /^(user|ext|group|number|tel):(.*)$/.exec(v);
+  const m = DEST_RE.exec(v);
   const kind = m ? ({ ext: 'user', tel: 'number' }[m[1]] ?? m[1]) : v ? 'any' : '';
   const num = m ? m[2] : v;
   const opts: [string, string][] = [
-    ...(required ? [] : ([['', t('dest.none')]] as [string, string][])),
+    ...(required ? [] : ([['', noneLabel ?? t('dest.none')]] as [string, string][])),
     ['user', t('dest.user')],
     ['group', t('dest.group')],
     ['number', t('dest.number')],
+    ['schedule', t('dest.schedule')],
   ];
   if (kind === 'any') opts.push(['any', t('dest.any')]);
   const sel = select(`${id}-kind`, opts, kind || (required ? 'user' : ''));
-  const box = input(`${id}-number`, { value: num, inputmode: 'tel', autocomplete: 'off', pattern: '[0-9+*#]*', class: 'dest-number' });
+  const listId = `${id}-schedules`;
+  const list = h('datalist', { id: listId });
+  const box = input(`${id}-number`, { value: num, autocomplete: 'off', class: 'dest-number' });
+  const numLabel = h('label', { for: `${id}-number`, class: 'sr-only' }, t('dest.numberLabel'));
   const sync = () => {
+    const sched = sel.value === 'schedule';
     box.disabled = sel.value === '';
     box.required = sel.value !== '';
+    box.inputMode = sched ? 'text' : 'tel';
+    box.pattern = sched ? '[a-z0-9_\\-]{1,32}' : '[0-9+*#]*';
+    box.placeholder = sched ? 'main' : '';
+    numLabel.textContent = sched ? t('dest.scheduleLabel') : t('dest.numberLabel');
+    if (sched) {
+      box.setAttribute('list', listId);
+      void loadScheduleNames().then((names) =>
+        replace(list, names.map((n) => h('option', { value: n.name }, n.label || n.name))),
+      );
+    } else {
+      box.removeAttribute('list');
+    }
   };
   sel.addEventListener('change', sync);
   sync();
@@ -354,8 +390,9 @@ export function destField(id: string, label: string, value: string | null, requi
     h('div', { class: 'dest-row' },
       h('label', { for: `${id}-kind`, class: 'sr-only' }, t('dest.kind')),
       sel,
-      h('label', { for: `${id}-number`, class: 'sr-only' }, t('dest.numberLabel')),
+      numLabel,
       box,
+      list,
     ),
   );
   return {
@@ -371,7 +408,7 @@ export function destField(id: string, label: string, value: string | null, requi
 /** A destination for display: "内線 1001". */
 export function destText(v: string | null | undefined): string {
   if (!v) return '';
-  const m = /^(user|ext|group|number|tel):(.*)$/.exec(v);
+  const m = DEST_RE.exec(v);
   if (!m) return v;
   const k = ({ ext: 'user', tel: 'number' } as Record<string, string>)[m[1]] ?? m[1];
   return `${t(`dest.${k}` as Key)} ${m[2]}`;

@@ -340,6 +340,78 @@ async function main() {
   assert(focused, 'Tab reaches a form field');
   assert(focused.width > 0 && focused.left >= 0 && focused.right <= 768, `the focused field ${focused.id} is within the 768 px page: ${JSON.stringify(focused)}`);
   log(`f. the menu opens the nav; Tab focused #${focused.id}`);
+
+  // ---- g. business hours: a schedule in the form, its "now" column; disaster mode ----
+
+  log('g. add business hours in the form');
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await navTo('schedules');
+  await visible('#schedule-name');
+  await page.fill('#schedule-name', 'main');
+  await page.fill('#schedule-label', '代表番号');
+  await page.fill('#schedule-hours', 'mon-fri 08:30-17:15');
+  await page.selectOption('#schedule-open-kind', 'user');
+  await page.fill('#schedule-open-number', EXT);
+  await page.selectOption('#schedule-closed-kind', 'number');
+  await page.fill('#schedule-closed-number', '0312345678');
+  await page.selectOption('#schedule-disaster-kind', 'user');
+  await page.fill('#schedule-disaster-number', EXT);
+  await page.fill('#schedule-closed-days', '12-29..01-03');
+  res = await clickFor('#schedule-submit', 'PUT', '/api/v1/schedules/main');
+  assert(res.status() === 200, `saving the schedule answered ${res.status()}: ${await res.text()} ${await shownError()}`);
+  const sched = await res.json();
+  const whyJa = (w) => (w === 'open' ? '開庁時間内' : w === 'closed' ? '時間外' : w === 'closed_day' ? '休業日' : w.startsWith('holiday:') ? `祝日（${w.slice(8)}）` : w);
+  const destJa = (d) => d.replace(/^user:/, '内線 ').replace(/^number:/, '外線番号 ');
+  const expectNow = `${whyJa(sched.now.why)} → ${destJa(sched.now.to)}`;
+  await page.locator('[data-testid=schedule-now-main]', { hasText: expectNow }).waitFor({ timeout: STEP_MS });
+  assert((await text('[data-testid=schedules-table]')).includes('代表番号'), 'the list shows the label');
+  log(`g. listed; now: ${expectNow}`);
+
+  log('g. a DID goes to the schedule (the picker\'s 営業時間 kind)');
+  await navTo('dids');
+  await visible('#did-number');
+  await page.fill('#did-number', '0312340000');
+  await page.selectOption('#did-dest-kind', 'schedule');
+  await page.fill('#did-dest-number', 'main');
+  res = await clickFor('#did-submit', 'PUT', '/api/v1/dids/0312340000');
+  assert(res.status() === 200 || res.status() === 201, `the DID answered ${res.status()}: ${await res.text()} ${await shownError()}`);
+  await page.locator('[data-testid=dids-table] tr', { hasText: '0312340000' }).filter({ hasText: '営業時間 main' }).waitFor({ timeout: STEP_MS });
+
+  log('g. disaster mode on: the banner here and, by the live feed, in a second tab');
+  const other = await context.newPage();
+  other.on('pageerror', (e) => problems.push(`page error (second tab): ${e.message}`));
+  await other.goto(`${URL}/#/users`);
+  await other.locator('[data-testid=users-table]').waitFor({ timeout: STEP_MS });
+  assert((await other.locator('[data-testid=disaster-banner]').count()) === 0, 'no banner while disaster mode is off');
+  // The first tab acts; a tab in the background would wait for throttled animation frames.
+  await page.bringToFront();
+  await navTo('dashboard');
+  await visible('#disaster-toggle');
+  assert((await page.getAttribute('#disaster-toggle', 'role')) === 'switch', 'the toggle is a switch');
+  assert((await page.getAttribute('#disaster-toggle', 'aria-checked')) === 'false', 'disaster mode starts off');
+  // The second tab hears the change on its live feed (or re-reads the state when the feed connects).
+  await page.click('#disaster-toggle');
+  await visible('[data-testid=confirm-dialog]');
+  res = await clickFor('[data-testid=confirm-ok]', 'PUT', '/api/v1/disaster');
+  assert(res.status() === 200, `turning disaster mode on answered ${res.status()}: ${await res.text()}`);
+  await visible('[data-testid=disaster-banner]');
+  await page.waitForFunction(() => document.querySelector('#disaster-toggle')?.getAttribute('aria-checked') === 'true', null, { timeout: STEP_MS });
+  await other.locator('[data-testid=disaster-banner]').waitFor({ state: 'visible', timeout: STEP_MS });
+  await navTo('schedules');
+  await page.locator('[data-testid=schedule-now-main]', { hasText: `災害モード → 内線 ${EXT}` }).waitFor({ timeout: STEP_MS });
+  assert(await page.locator('[data-testid=disaster-banner]').isVisible(), 'the banner stays on every screen');
+  log('g. disaster mode on: banner shown in both tabs; the schedule routes to its disaster destination');
+
+  log('g. disaster mode off');
+  await navTo('dashboard');
+  await page.click('#disaster-toggle');
+  await visible('[data-testid=confirm-dialog]');
+  res = await clickFor('[data-testid=confirm-ok]', 'PUT', '/api/v1/disaster');
+  assert(res.status() === 200, `turning disaster mode off answered ${res.status()}: ${await res.text()}`);
+  await page.locator('[data-testid=disaster-banner]').waitFor({ state: 'detached', timeout: STEP_MS });
+  await other.locator('[data-testid=disaster-banner]').waitFor({ state: 'detached', timeout: STEP_MS });
+  await other.close();
+  log('g. disaster mode off: the banner is gone');
 }
 
 let failed = false;

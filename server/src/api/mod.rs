@@ -228,6 +228,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/schedules", get(schedules::list))
         .route("/schedules/{name}", put(schedules::put).delete(schedules::remove))
         .route("/disaster", get(schedules::disaster).put(schedules::set_disaster))
+        .route("/holidays/{year}", get(schedules::holidays))
         .route("/trunks", get(pbx::list_trunks))
         .route("/trunks/{name}", put(pbx::put_trunk).delete(pbx::remove_trunk))
         .route("/settings", get(pbx::list_settings))

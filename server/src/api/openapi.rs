@@ -66,6 +66,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep!("delete", "/api/v1/schedules/{name}", "schedules", "Remove a schedule", "system, org", None),
     ep!("get", "/api/v1/disaster", "schedules", "Whether disaster mode is on", "all but auditor", None),
     ep!("put", "/api/v1/disaster", "schedules", "Turn disaster mode on or off", "system, org", Json),
+    ep!("get", "/api/v1/holidays/{year}", "schedules", "Japanese public holidays of a year (1980-2099), as schedules compute them", "all but auditor", None),
     ep!("get", "/api/v1/trunks", "trunks", "Carrier trunks and their state (passwords never read back)", "system, org, readonly", None),
     ep!("put", "/api/v1/trunks/{name}", "trunks", "Add or change a trunk", "system", Json),
     ep!("delete", "/api/v1/trunks/{name}", "trunks", "Remove a trunk", "system", None),

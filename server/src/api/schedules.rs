@@ -128,3 +128,11 @@ pub async fn set_disaster(State(state): State<ApiState>, who: Admin, Body(b): Bo
     state.events.send(Event::change("disaster", if b.on { "on" } else { "off" }));
     Ok(Json(json!({ "on": b.on })))
 }
+
+/// The public holidays of a year as the schedules see them (what
+/// `tsunagu holidays YEAR` prints).
+pub async fn holidays(who: Admin, Path(year): Path<i32>) -> ApiResult<Json<Vec<Value>>> {
+    who.require(Resource::Schedules, Access::Read)?;
+    let list = crate::holidays::holidays(year).map_err(|e| ApiError::invalid(e.to_string()))?;
+    Ok(Json(list.iter().map(|h| json!({ "date": h.date.to_string(), "name_ja": h.name_ja, "name_en": h.name_en })).collect()))
+}

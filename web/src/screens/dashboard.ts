@@ -5,7 +5,9 @@ import { connState, onConnState, onEvent, recent } from '../events';
 import { fmtClock, t } from '../i18n';
 import type { Key } from '../i18n/ja';
 import type { Dashboard, LiveEvent } from '../types';
-import { alertBox, clearBox, pageTitle, showError, table } from '../ui';
+import { alertBox, busy, clearBox, confirmDialog, pageTitle, showError, table } from '../ui';
+import { canSetDisaster } from '../session';
+import { disasterOn, onDisaster, setDisaster } from '../disaster';
 
 export function eventText(e: LiveEvent): string {
   switch (e.type) {
@@ -47,6 +49,43 @@ export function trunkBadge(s: string): HTMLElement {
   const good = ['registered', 'up', 'ok'].includes(s);
   const bad = ['failed', 'down'].includes(s);
   return h('span', { class: `badge ${good ? 'good' : bad ? 'bad' : 'neutral'}` }, trunkState(s));
+}
+
+/** The disaster-mode switch (system and org admins): a real button with role=switch, confirmed first. */
+function disasterCard(): { el: HTMLElement; off: () => void } {
+  const err = alertBox('disaster-error');
+  const state = h('span', { class: 'switch-state', 'aria-hidden': 'true' });
+  const btn = h(
+    'button',
+    { type: 'button', role: 'switch', id: 'disaster-toggle', 'data-testid': 'disaster-toggle', class: 'switch', 'aria-describedby': 'disaster-help' },
+    h('span', { class: 'switch-track', 'aria-hidden': 'true' }, h('span', { class: 'switch-thumb' })),
+    h('span', null, t('disaster.switch')),
+    state,
+  );
+  const show = (on: boolean) => {
+    btn.setAttribute('aria-checked', String(on));
+    btn.classList.toggle('on', on);
+    state.textContent = on ? t('disaster.on') : t('disaster.off');
+    el.classList.toggle('disaster-on', on);
+  };
+  btn.addEventListener('click', () => {
+    void (async () => {
+      const next = !disasterOn();
+      const ok = await confirmDialog(t(next ? 'disaster.confirmOn' : 'disaster.confirmOff'), t(next ? 'disaster.okOn' : 'disaster.okOff'));
+      if (!ok) return;
+      await busy(btn, err, () => setDisaster(next));
+    })();
+  });
+  const el = h(
+    'section',
+    { class: 'card disaster-card', 'data-testid': 'disaster-card' },
+    h('h2', null, t('disaster.title')),
+    h('p', { class: 'hint', id: 'disaster-help' }, t('disaster.help')),
+    btn,
+    err,
+  );
+  show(disasterOn());
+  return { el, off: onDisaster(show) };
 }
 
 export function renderDashboard(main: HTMLElement): () => void {
@@ -97,10 +136,12 @@ export function renderDashboard(main: HTMLElement): () => void {
     conn.textContent = t(`dash.conn.${s}` as Key);
   }
 
+  const disaster = canSetDisaster() ? disasterCard() : null;
   replace(
     main,
     pageTitle('nav.dashboard'),
     err,
+    disaster?.el,
     stats,
     h(
       'div',
@@ -135,5 +176,6 @@ export function renderDashboard(main: HTMLElement): () => void {
   return () => {
     offEvent();
     offConn();
+    disaster?.off();
   };
 }
