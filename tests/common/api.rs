@@ -244,6 +244,34 @@ impl Events {
     }
 }
 
+impl Events {
+    /// Wait until the server closes the socket (a close frame or EOF).
+    pub fn wait_closed(&mut self, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            while self.buf.len() >= 2 {
+                if self.buf[0] & 0x0f == 8 {
+                    return;
+                }
+                match parse_frame(&self.buf) {
+                    Some((_, used)) => {
+                        self.buf.drain(..used);
+                    }
+                    None => break,
+                }
+            }
+            assert!(start.elapsed() < timeout, "the event socket stayed open for {timeout:?}");
+            let mut chunk = [0u8; 4096];
+            match self.s.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
 /// One server frame (unmasked): Some(text) for a text frame, None for
 /// others, and the bytes it took.
 fn parse_frame(b: &[u8]) -> Option<(Option<String>, usize)> {

@@ -174,6 +174,8 @@ async function json(req) {
 const validDest = (d) => d == null || /^((user|group|number):)?[0-9+*#]{1,24}$/.test(d) || /^schedule:[a-z0-9_-]{1,32}$/.test(d);
 const rndPassword = () => crypto.randomBytes(9).toString('base64url');
 const uid = () => crypto.randomBytes(6).toString('hex');
+const apiTokens = [{ id: 1, admin: 'admin', label: '夜間の内線CSV連携', created_at: Math.floor(now / 1000) - 30 * 86400, last_used_at: Math.floor(now / 1000) - 3600, expires_at: Math.floor(now / 1000) + 60 * 86400 }];
+let apiTokenSeq = 2;
 
 // ---- the API ------------------------------------------------------------------
 async function api(req, res, url) {
@@ -229,6 +231,24 @@ async function api(req, res, url) {
     return send(res, 200, answer(sess));
   }
   if (sess.state !== 'ok') throw new HttpError(401, 'unauthenticated', `finish signing in first (${sess.state})`);
+  // API tokens (every role manages its own; the server also takes them as Bearer tokens, the mock does not).
+  if (p === '/me/tokens' && m === 'GET') return send(res, 200, apiTokens.filter((x) => x.admin === me.name).map(({ admin, ...x }) => x));
+  if (p === '/me/tokens' && m === 'POST') {
+    const b = await json(req);
+    const days = b.days ?? 90;
+    if (!(days >= 1 && days <= 366)) throw bad('days: 1 to 366');
+    const at = Math.floor(Date.now() / 1000);
+    const x = { id: apiTokenSeq++, admin: me.name, label: b.label || '', created_at: at, last_used_at: 0, expires_at: at + days * 86400 };
+    apiTokens.push(x);
+    return send(res, 201, { id: x.id, label: x.label, expires_at: x.expires_at, token: `tsu_${crypto.randomBytes(20).toString('hex')}` });
+  }
+  const tm = p.match(/^\/me\/tokens\/(\d+)$/);
+  if (tm && m === 'DELETE') {
+    const i = apiTokens.findIndex((x) => x.id === Number(tm[1]) && x.admin === me.name);
+    if (i < 0) throw notFound(`${me.name} has no API token ${tm[1]}`);
+    apiTokens.splice(i, 1);
+    return send(res, 204);
+  }
   const write = m !== 'GET';
   const readonlyRole = ['readonly', 'supervisor', 'auditor'].includes(me.role);
   if (write && readonlyRole) throw forbidden(`${me.role} may not change anything`);

@@ -182,7 +182,7 @@ function renderShell(): HTMLElement {
       h(
         'span',
         { class: 'who', 'data-testid': 'who' },
-        h('a', { href: '#/password', title: t('password.title') }, a.name),
+        h('a', { href: '#/password', title: t('me.title'), 'data-testid': 'me-link' }, a.name),
         h('span', { class: 'role-badge' }, roleLabel(a)),
       ),
       langButton(),

@@ -412,6 +412,42 @@ async function main() {
   await other.locator('[data-testid=disaster-banner]').waitFor({ state: 'detached', timeout: STEP_MS });
   await other.close();
   log('g. disaster mode off: the banner is gone');
+
+  // ---- h. an API token made in the UI works from Node, then is revoked -------
+
+  log('h. API token: create one on the own page');
+  const bearer = (token) =>
+    fetch(`${URL}/api/v1/dashboard`, { headers: { Authorization: `Bearer ${token}` }, credentials: 'omit', signal: AbortSignal.timeout(STEP_MS) });
+  await page.click('[data-testid=me-link]');
+  await page.waitForFunction(() => location.hash === '#/password', null, { timeout: STEP_MS });
+  await visible('#token-label');
+  await page.locator('[data-testid=tokens-table]').waitFor({ timeout: STEP_MS });
+  assert((await page.inputValue('#token-days')) === '90', 'the validity defaults to 90 days');
+  await page.fill('#token-label', 'browser-test script');
+  res = await clickFor('#token-submit', 'POST', '/api/v1/me/tokens');
+  assert(res.status() === 201, `creating the token answered ${res.status()}: ${await res.text()} ${await shownError()}`);
+  const made = await res.json();
+  await visible('[data-testid=token-value]');
+  const token = (await text('[data-testid=token-value]')).trim();
+  assert(/^tsu_[0-9a-f]+$/.test(token) && token === made.token, `the page shows the new token: ${token}`);
+  assert((await text('[data-testid=token-new]')).includes('二度と表示されません'), 'the page warns the token is shown once');
+  await page.locator(`[data-testid=token-used-${made.id}]`, { hasText: 'まだ使われていません' }).waitFor({ timeout: STEP_MS });
+  let api = await bearer(token);
+  const dashText = await api.text();
+  assert(api.status === 200, `the dashboard with the token answered ${api.status}: ${dashText}`);
+  const dash = JSON.parse(dashText);
+  assert(typeof dash.users === 'number', `the dashboard answer: ${JSON.stringify(dash)}`);
+
+  log('h. API token: revoke it in the UI');
+  await page.click(`[data-testid=token-revoke-${made.id}]`);
+  await visible('[data-testid=confirm-dialog]');
+  res = await clickFor('[data-testid=confirm-ok]', 'DELETE', `/api/v1/me/tokens/${made.id}`);
+  assert(res.status() === 204, `revoking the token answered ${res.status()}: ${await res.text()}`);
+  await page.locator(`[data-testid=token-revoke-${made.id}]`).waitFor({ state: 'detached', timeout: STEP_MS });
+  assert((await page.locator('[data-testid=token-value]').count()) === 0, 'the revoked token is no longer shown');
+  api = await bearer(token);
+  assert(api.status === 401, `the revoked token is refused (got ${api.status})`);
+  log(`h. API token ${made.id}: 200 with the token, 401 after revoking it in the UI`);
 }
 
 let failed = false;

@@ -89,12 +89,27 @@ pub async fn websocket(State(state): State<ApiState>, who: Admin, ws: WebSocketU
     who.require(Resource::Events, Access::Read)?;
     let scope = super::logs::extensions_in_scope(&state, &who).await?;
     let rx = state.events.subscribe();
-    Ok(ws.on_upgrade(move |socket| forward(socket, rx, scope)))
+    let session = who.session.clone();
+    Ok(ws.on_upgrade(move |socket| forward(socket, rx, scope, state, session)))
 }
 
-async fn forward(mut socket: WebSocket, mut rx: broadcast::Receiver<Event>, scope: Option<HashSet<String>>) {
+/// How often an open socket checks that its session still stands (one
+/// indexed read; a few dozen sockets at most).
+const SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn forward(mut socket: WebSocket, mut rx: broadcast::Receiver<Event>, scope: Option<HashSet<String>>, state: ApiState, session: Option<String>) {
+    let mut check = tokio::time::interval(SESSION_CHECK);
     loop {
         tokio::select! {
+            _ = check.tick() => {
+                // Signed out, expired or idle: the live view ends with the session.
+                if let Some(hash) = &session {
+                    if !super::session::session_alive(&state, hash).await {
+                        let _ = socket.send(Message::Close(None)).await;
+                        return;
+                    }
+                }
+            }
             e = rx.recv() => {
                 let text = match e {
                     Ok(e) => {

@@ -16,6 +16,7 @@ pub mod pbx;
 pub mod rights;
 pub mod schedules;
 pub mod session;
+pub mod tokens;
 pub mod users;
 mod web;
 
@@ -208,6 +209,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/me/totp", post(session::enrol_begin))
         .route("/me/totp/confirm", post(session::enrol_confirm))
         .route("/me/password", post(session::change_password))
+        .route("/me/tokens", get(tokens::list).post(tokens::create))
+        .route("/me/tokens/{id}", delete(tokens::revoke))
         .route("/dashboard", get(logs::dashboard))
         .route("/departments", get(pbx::list_departments).post(pbx::add_department))
         .route("/departments/{id}", put(pbx::rename_department).delete(pbx::remove_department))

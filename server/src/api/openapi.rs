@@ -36,6 +36,9 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep!("post", "/api/v1/me/totp", "session", "Start TOTP enrolment: a secret and its otpauth URL", "a session at step enrol or ok", None),
     ep!("post", "/api/v1/me/totp/confirm", "session", "Confirm enrolment with the first code; answers 10 recovery codes", "a session at step enrol or ok", Json),
     ep!("post", "/api/v1/me/password", "session", "Change one's own password", "a session at step password or ok", Json),
+    ep!("get", "/api/v1/me/tokens", "session", "One's own API tokens (not the tokens themselves)", "any admin", None),
+    ep!("post", "/api/v1/me/tokens", "session", "Make an API token for scripts (shown once; acts with one's rights; from a browser session only)", "any admin", Json),
+    ep!("delete", "/api/v1/me/tokens/{id}", "session", "Revoke one of one's API tokens", "any admin", None),
     ep!("get", "/api/v1/dashboard", "dashboard", "Registered devices, calls now, trunk states", "all but auditor", None),
     ep!("get", "/api/v1/departments", "departments", "Departments with their user counts", "all but auditor", None),
     ep!("post", "/api/v1/departments", "departments", "Add a department", "system, org", Json),
@@ -123,7 +126,9 @@ pub fn build() -> Value {
             Body::None => {}
         }
         if e.method != "get" && !e.path.starts_with("/api/v1/session") {
-            op["parameters"].as_array_mut().map(|p| p.push(json!({ "name": "X-CSRF-Token", "in": "header", "required": true, "schema": { "type": "string" } })));
+            if let Some(p) = op["parameters"].as_array_mut() {
+                p.push(json!({ "name": "X-CSRF-Token", "in": "header", "required": false, "description": "the session's CSRF token (not with an API token)", "schema": { "type": "string" } }));
+            }
         }
         let entry = paths.entry(e.path.to_string()).or_insert_with(|| json!({}));
         entry[e.method] = op;
@@ -135,14 +140,15 @@ pub fn build() -> Value {
         "servers": [{ "url": "/" }],
         "paths": paths,
         "components": {
-            "securitySchemes": { "session": { "type": "apiKey", "in": "cookie", "name": super::session::COOKIE } },
+            "securitySchemes": { "session": { "type": "apiKey", "in": "cookie", "name": super::session::COOKIE },
+                                 "token": { "type": "http", "scheme": "bearer", "description": "an API token (tsu_…) from POST /api/v1/me/tokens" } },
             "responses": { "Error": { "description": "An error naming the problem",
                 "content": { "application/json": { "schema": { "type": "object", "required": ["error", "code"],
                     "properties": { "error": { "type": "string" }, "code": { "type": "string" },
                                     "rows": { "type": "array", "items": { "type": "object", "properties": { "row": { "type": "integer" }, "message": { "type": "string" } } } },
                                     "retry_after_secs": { "type": "integer" } } } } } } },
         },
-        "security": [{ "session": [] }],
+        "security": [{ "session": [] }, { "token": [] }],
     })
 }
 

@@ -72,20 +72,53 @@ impl FromRequestParts<ApiState> for AnySession {
     }
 }
 
-/// A fully signed-in admin: what every API handler but sign-in takes.
+/// A fully signed-in admin: what every API handler but sign-in takes. A
+/// browser comes with the session cookie; a script with an API token
+/// (`Authorization: Bearer tsu_…`), which needs no CSRF header because no
+/// browser sends it by itself.
 pub struct Admin {
     pub principal: Principal,
     pub source: String,
+    /// The session's token hash (None for an API token): live event
+    /// sockets end with their session.
+    pub session: Option<String>,
 }
 
 impl FromRequestParts<ApiState> for Admin {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        if let Some(token) = bearer_token(&parts.headers) {
+            let (admin, id) = super::tokens::admin_of_token(state, &token).await?;
+            // The audit log tells a script's changes from a person's.
+            return Ok(Admin { principal: admin.principal(), source: format!("{} (API token {id})", source_of(parts)), session: None });
+        }
         let s = AnySession::from_request_parts(parts, state).await?;
         match s.session.state {
-            SessionState::Ok => Ok(Admin { principal: s.admin.principal(), source: s.source }),
+            SessionState::Ok => Ok(Admin { principal: s.admin.principal(), source: s.source, session: Some(s.session.token_hash) }),
             other => Err(ApiError::unauthenticated(format!("sign-in is not finished (next step: {})", other.as_str()))),
         }
+    }
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    v.strip_prefix("Bearer ").map(|t| t.trim().to_string())
+}
+
+/// Whether a session still stands (not signed out, not expired), for
+/// connections that outlive the request that opened them.
+pub async fn session_alive(state: &ApiState, token_hash: &str) -> bool {
+    let row = sqlx::query("SELECT created_at, last_seen FROM admin_sessions WHERE token_hash = ?").bind(token_hash).fetch_optional(state.store.pool()).await;
+    match row {
+        Ok(Some(r)) => {
+            use sqlx::Row;
+            let now = accounts::unix_secs();
+            let (created, seen): (i64, i64) = (r.try_get("created_at").unwrap_or(0), r.try_get("last_seen").unwrap_or(0));
+            now - seen <= state.settings.idle_secs && now - created <= state.settings.max_session_secs
+        }
+        Ok(None) => false,
+        // A database hiccup is not a reason to drop a live view.
+        Err(_) => true,
     }
 }
 

@@ -1,8 +1,10 @@
-// Change one's own password (POST /me/password).
+// The admin's own page: change one's password (POST /me/password) and
+// manage one's API tokens (screens/tokens.ts).
 import { post } from '../api';
 import { h, replace } from '../dom';
 import { t } from '../i18n';
 import { alertBox, busy, card, clearBox, field, input, showError, showStatus, statusBox } from '../ui';
+import { tokensPanel } from './tokens';
 
 export function renderPassword(main: HTMLElement): void {
   const err = alertBox();
@@ -33,5 +35,10 @@ export function renderPassword(main: HTMLElement): void {
       showStatus(ok, t('password.done'));
     });
   });
-  replace(main, h('div', { class: 'page-head' }, h('h1', { id: 'page-title' }, t('password.title'))), card(null, form));
+  replace(
+    main,
+    h('div', { class: 'page-head' }, h('h1', { id: 'page-title' }, t('me.title'))),
+    card(t('password.title'), form),
+    tokensPanel(),
+  );
 }
