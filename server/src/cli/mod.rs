@@ -343,7 +343,14 @@ async fn seed_demo(cfg: &Config) -> Result<(), BoxError> {
     // The web app's first admin, so the demo can be administered at once.
     let spec = crate::api::accounts::AdminSpec { name: "admin".into(), role: crate::api::rights::Role::System, rights: Vec::new(), departments: Vec::new(), dids: Vec::new() };
     match crate::api::accounts::create_admin(store.pool(), &spec).await {
-        Ok(pw) => println!("web admin: http://{}/ name admin, one-time password {pw} (then TOTP enrolment and a new password)", cfg.http.listen),
+        Ok(pw) => {
+            // Listening on every address: this machine's browser reaches it on loopback.
+            let mut url = cfg.http.listen;
+            if url.ip().is_unspecified() {
+                url.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            println!("web admin: http://{url}/ name admin, one-time password {pw} (then TOTP enrolment and a new password)")
+        }
         Err(e) => println!("web admin not created: {}", e.message),
     }
     println!("SIP: {} (UDP/TCP), TLS {}; realm {realm}; media on {}", cfg.sip.listen, cfg.tls_listen(), cfg.media_address());
