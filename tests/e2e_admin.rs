@@ -72,6 +72,9 @@ fn sign_in_needs_totp_locks_after_failures_and_checks_csrf() {
     assert_eq!(a.get("/api/v1/users").status, 401);
     a.sign_in(NEW_PW);
     assert_eq!(a.get("/api/v1/users").status, 200);
+    // A signed-in session cannot replace the enrolled TOTP (a stolen session would keep the account).
+    let r = a.call("POST", "/api/v1/me/totp", None);
+    assert_eq!(r.status, 409, "{}", r.text());
 
     // A changing request without the CSRF header is refused.
     let mut no_csrf = Admin::new(a.addr, "root", NEW_PW);
@@ -406,6 +409,16 @@ fn phonebook_for_apps_and_desk_phones() {
     let body = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
     assert!(body.contains("<Name>水道局</Name>") && !body.contains("消防"), "a search over HTTPS: {body}");
+
+    // Guessing SIP passwords here counts towards the registrar's bans (10
+    // failures for an extension): then even the right password is refused.
+    s.cli(&["user", "add", "2002", "--password", "desk-pass-2002"]);
+    let basic = |pw: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("2002:{pw}")));
+    for i in 0..10 {
+        assert_eq!(request(s.http_addr(), "GET", "/phonebook.xml", &[("Authorization", &basic(&format!("guess-{i}")))], b"").status, 401);
+    }
+    assert_eq!(request(s.http_addr(), "GET", "/phonebook.xml", &[("Authorization", &basic("desk-pass-2002"))], b"").status, 401, "2002 is banned now");
+    assert_eq!(request(s.http_addr(), "GET", "/phonebook.xml", &[("Authorization", &right)], b"").status, 200, "other extensions are not");
 }
 
 #[test]

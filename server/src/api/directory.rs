@@ -123,24 +123,42 @@ pub struct XmlQuery {
 }
 
 /// The extension whose SIP password the Basic credentials carry, if right.
-async fn sip_user(state: &ApiState, headers: &HeaderMap) -> Option<String> {
+/// Wrong passwords count towards the registrar's brute-force bans, and a
+/// banned source or extension is refused without a check.
+async fn sip_user(state: &ApiState, headers: &HeaderMap, from: Option<std::net::IpAddr>) -> Option<String> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let b64 = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic "))?;
     let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (user, password) = text.split_once(':')?;
-    let stored = state.store.get_user(user).await.ok()??;
-    let realm = state.store.realm().await.ok()?;
+    let guard = state.registrar.as_ref().zip(from);
+    if let Some((reg, ip)) = guard {
+        if !reg.password_check_allowed(ip, user) {
+            return None;
+        }
+    }
+    let known = sip_password_matches(state, user, password).await;
+    if !known {
+        if let Some((reg, ip)) = guard {
+            reg.password_check_failed(ip, user);
+        }
+        return None;
+    }
+    Some(user.to_string())
+}
+
+async fn sip_password_matches(state: &ApiState, user: &str, password: &str) -> bool {
+    let Ok(Some(stored)) = state.store.get_user(user).await else { return false };
+    let Ok(realm) = state.store.realm().await else { return false };
     let given = tsunagu_sip::digest::StoredCredentials::from_password(user, &realm, password);
     // Compare every byte whatever the first difference (no timing hint).
-    let same = given.ha1_sha256.len() == stored.credentials.ha1_sha256.len()
-        && given.ha1_sha256.bytes().zip(stored.credentials.ha1_sha256.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    same.then(|| user.to_string())
+    given.ha1_sha256.len() == stored.credentials.ha1_sha256.len()
+        && given.ha1_sha256.bytes().zip(stored.credentials.ha1_sha256.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 /// The remote phonebook for desk phones, with their own SIP credentials.
-pub async fn desk_phone_xml(State(state): State<ApiState>, headers: HeaderMap, Query(q): Query<XmlQuery>) -> Response {
-    if sip_user(&state, &headers).await.is_none() {
+pub async fn desk_phone_xml(State(state): State<ApiState>, super::session::Source(source): super::session::Source, headers: HeaderMap, Query(q): Query<XmlQuery>) -> Response {
+    if sip_user(&state, &headers, source.parse().ok()).await.is_none() {
         return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"Tsunagu phonebook\", charset=\"UTF-8\"")], "sign in with the phone's extension and SIP password\n").into_response();
     }
     match state.phonebook.search(q.q.as_deref().unwrap_or(""), 100_000).await {

@@ -292,10 +292,20 @@ pub async fn totp(State(state): State<ApiState>, s: AnySession, Body(req): Body<
 }
 
 /// Start (or restart) TOTP enrolment: a new secret, confirmed by its first code.
-pub async fn enrol_begin(State(state): State<ApiState>, s: AnySession) -> ApiResult<Json<Value>> {
-    if !matches!(s.session.state, SessionState::Enrol | SessionState::Ok) {
-        return Err(ApiError::conflict(format!("enrolment is not open now (next step: {})", s.session.state.as_str())));
+/// Enrolment is open while signing in (step enrol) or, for an admin without
+/// TOTP, once signed in. Replacing an enrolled TOTP is not: a stolen session
+/// could otherwise take the account over; another admin resets it instead.
+fn enrolment_open(s: &AnySession) -> ApiResult<()> {
+    match s.session.state {
+        SessionState::Enrol => Ok(()),
+        SessionState::Ok if s.admin.totp_secret.is_none() => Ok(()),
+        SessionState::Ok => Err(ApiError::conflict("TOTP is already set up; to move it to a new phone, ask another admin to reset it (or run tsunagu admin reset-mfa)")),
+        other => Err(ApiError::conflict(format!("enrolment is not open now (next step: {})", other.as_str()))),
     }
+}
+
+pub async fn enrol_begin(State(state): State<ApiState>, s: AnySession) -> ApiResult<Json<Value>> {
+    enrolment_open(&s)?;
     let secret = accounts::new_totp_secret();
     sqlx::query("UPDATE admins SET totp_pending = ? WHERE name = ?").bind(&secret).bind(&s.admin.name).execute(state.store.pool()).await.map_err(crate::store::StoreError::from)?;
     let url = accounts::otpauth_url(&state.settings.totp_issuer, &s.admin.name, &secret);
@@ -304,9 +314,7 @@ pub async fn enrol_begin(State(state): State<ApiState>, s: AnySession) -> ApiRes
 
 pub async fn enrol_confirm(State(state): State<ApiState>, s: AnySession, Body(req): Body<Code>) -> ApiResult<Json<Value>> {
     let pool = state.store.pool();
-    if !matches!(s.session.state, SessionState::Enrol | SessionState::Ok) {
-        return Err(ApiError::conflict(format!("enrolment is not open now (next step: {})", s.session.state.as_str())));
-    }
+    enrolment_open(&s)?;
     let Some(pending) = s.admin.totp_pending.clone() else {
         return Err(ApiError::conflict("start enrolment first (POST /api/v1/me/totp)"));
     };

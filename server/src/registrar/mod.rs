@@ -107,6 +107,20 @@ impl Registrar {
         self.location.lock().map(|l| l.bindings(extension, unix_now())).unwrap_or_default()
     }
 
+    /// Whether a password check for `ext` from `ip` outside SIP (the desk
+    /// phones' phonebook over HTTP Basic) may go ahead: the same
+    /// brute-force guard as for REGISTER, so HTTP is no side door for
+    /// guessing SIP passwords.
+    pub fn password_check_allowed(&self, ip: std::net::IpAddr, ext: &str) -> bool {
+        let now = unix_now();
+        !self.guard.lock().map(|g| g.source_banned(ip, now) || g.extension_banned(ext, now)).unwrap_or(false)
+    }
+
+    /// Count a wrong password given outside SIP (see [`Self::password_check_allowed`]).
+    pub fn password_check_failed(&self, ip: std::net::IpAddr, ext: &str) {
+        let _ = self.guard.lock().map(|mut g| g.record_failure(ip, ext, unix_now()));
+    }
+
     /// Registered devices and extensions with at least one, right now.
     pub fn counts(&self) -> (usize, usize) {
         self.location.lock().map(|l| (l.count(), l.users_with_bindings())).unwrap_or((0, 0))
