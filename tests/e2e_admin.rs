@@ -239,6 +239,11 @@ fn every_role_against_every_kind_of_resource() {
     assert!(exts.contains(&"2001") && !exts.contains(&"2002"), "{exts:?}");
     let dids = group.get("/api/v1/dids").json();
     assert_eq!(dids.as_array().unwrap().len(), 1, "{dids}");
+    // Its live events say that users changed, not which one in another department.
+    let mut group_events = Events::open(&group).expect("event socket");
+    assert_eq!(sys.call("PUT", "/api/v1/users/2002", Some(&json!({ "name": "別の課" }))).status, 200);
+    let e = group_events.wait("a users change", Duration::from_secs(10), |e| e["type"] == "change" && e["resource"] == "users");
+    assert_eq!(e["key"], "", "{e}");
     // Moving its user into a department it was not granted is refused.
     let r = group.call("PUT", "/api/v1/users/2001", Some(&json!({ "department": dep_b })));
     assert_eq!(r.status, 403, "{}", r.text());

@@ -120,6 +120,13 @@ async fn forward(mut socket: WebSocket, mut rx: broadcast::Receiver<Event>, scop
                         if !visible {
                             continue;
                         }
+                        // A scoped admin learns that something changed (to
+                        // reload a list), not which extension or number in
+                        // another department it was.
+                        let e = match (e, &scope) {
+                            (Event::Change { resource, .. }, Some(_)) => Event::Change { resource, key: String::new() },
+                            (e, _) => e,
+                        };
                         serde_json::to_string(&e).unwrap_or_default()
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => format!("{{\"type\":\"missed\",\"count\":{n}}}"),
