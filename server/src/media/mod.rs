@@ -5,6 +5,7 @@
 //! time). Per direction a `tsunagu_media::Pipeline` may decrypt SRTP,
 //! transcode and encrypt again.
 
+pub mod endpoint;
 mod epoll;
 mod ports;
 mod relay_thread;
