@@ -1,6 +1,10 @@
 //! Calendar arithmetic without a time-zone database: civil dates from day
 //! counts (for HTTP dates, log exports and, later, business-hour schedules).
 
+/// Japan Standard Time: UTC+9 all year (Japan has no daylight saving), so
+/// local times need no time-zone database.
+pub const JST_OFFSET_SECS: i64 = 9 * 3600;
+
 /// The proleptic Gregorian (year, month, day) of a day count since
 /// 1970-01-01 (Howard Hinnant's `civil_from_days`).
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {

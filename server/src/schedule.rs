@@ -7,8 +7,7 @@
 use crate::holidays;
 use crate::store::{Dest, StoreError};
 
-/// Japan Standard Time: UTC+9, no daylight saving.
-const JST_OFFSET_SECS: i64 = 9 * 3600;
+use crate::calendar::JST_OFFSET_SECS;
 
 /// Opening hours on some weekdays: `[from, to)` in minutes after midnight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

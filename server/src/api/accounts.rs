@@ -217,7 +217,7 @@ pub struct AdminSpec {
 /// which is returned: the only time it is seen.
 pub async fn create_admin(pool: &SqlitePool, spec: &AdminSpec) -> Result<String, ApiError> {
     check_admin_name(&spec.name)?;
-    let password = format!("{}-{}-{}", random_text(4), random_text(4), random_text(4));
+    let password = one_time_password();
     let hash = hash_password(password.clone()).await?;
     let mut tx = pool.begin().await.map_err(StoreError::from)?;
     let r = sqlx::query("INSERT INTO admins (name, role, rights, password_hash, must_change_password, created_at) VALUES (?, ?, ?, ?, 1, ?)")
@@ -277,9 +277,24 @@ async fn write_grants(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, spec: &Admin
     Ok(())
 }
 
+/// After a credential of `name` changed (`changed` rows: 0 when there is
+/// no such admin), end its sessions: they were opened with the old one.
+async fn sign_out_everywhere(pool: &SqlitePool, name: &str, changed: u64) -> Result<(), ApiError> {
+    if changed == 0 {
+        return Err(ApiError::not_found(format!("no such admin {name}")));
+    }
+    sqlx::query("DELETE FROM admin_sessions WHERE admin = ?").bind(name).execute(pool).await.map_err(StoreError::from)?;
+    Ok(())
+}
+
+/// A one-time password, read from the terminal and typed once.
+fn one_time_password() -> String {
+    format!("{}-{}-{}", random_text(4), random_text(4), random_text(4))
+}
+
 /// Give an admin a new one-time password (the CLI's way back in).
 pub async fn reset_password(pool: &SqlitePool, name: &str) -> Result<String, ApiError> {
-    let password = format!("{}-{}-{}", random_text(4), random_text(4), random_text(4));
+    let password = one_time_password();
     let hash = hash_password(password.clone()).await?;
     let r = sqlx::query("UPDATE admins SET password_hash = ?, must_change_password = 1, failed_signins = 0, locked_until = 0 WHERE name = ?")
         .bind(hash)
@@ -287,11 +302,32 @@ pub async fn reset_password(pool: &SqlitePool, name: &str) -> Result<String, Api
         .execute(pool)
         .await
         .map_err(StoreError::from)?;
-    if r.rows_affected() == 0 {
-        return Err(ApiError::not_found(format!("no such admin {name}")));
-    }
-    sqlx::query("DELETE FROM admin_sessions WHERE admin = ?").bind(name).execute(pool).await.map_err(StoreError::from)?;
+    sign_out_everywhere(pool, name, r.rows_affected()).await?;
     Ok(password)
+}
+
+/// Forget an admin's TOTP (a lost phone): it enrols again at the next
+/// sign-in, and its sessions end.
+pub async fn reset_mfa(pool: &SqlitePool, name: &str) -> Result<(), ApiError> {
+    let r = sqlx::query("UPDATE admins SET totp_secret = NULL, totp_pending = NULL, recovery_codes = '' WHERE name = ?")
+        .bind(name)
+        .execute(pool)
+        .await
+        .map_err(StoreError::from)?;
+    sign_out_everywhere(pool, name, r.rows_affected()).await?;
+    Ok(())
+}
+
+/// Every admin, by name.
+pub async fn list_admins(pool: &SqlitePool) -> Result<Vec<AdminRow>, StoreError> {
+    let names = sqlx::query("SELECT name FROM admins ORDER BY name").fetch_all(pool).await?;
+    let mut out = Vec::new();
+    for r in names {
+        if let Some(a) = get_admin(pool, &r.try_get::<String, _>("name")?).await? {
+            out.push(a);
+        }
+    }
+    Ok(out)
 }
 
 /// Count a failed sign-in; lock the account at the limit. Answers the

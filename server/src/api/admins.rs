@@ -12,7 +12,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sqlx::Row;
 
 #[derive(Deserialize)]
 pub struct AdminBody {
@@ -55,14 +54,7 @@ fn check_manage(who: &Admin, name: &str, role: Role, rights: &[Right]) -> ApiRes
 
 pub async fn list(State(state): State<ApiState>, who: Admin) -> ApiResult<Json<Vec<Value>>> {
     who.require(Resource::Admins, Access::Read)?;
-    let names = sqlx::query("SELECT name FROM admins ORDER BY name").fetch_all(state.store.pool()).await.map_err(crate::store::StoreError::from)?;
-    let mut out = Vec::new();
-    for r in names {
-        let name: String = r.try_get("name").map_err(crate::store::StoreError::from)?;
-        if let Some(a) = accounts::get_admin(state.store.pool(), &name).await? {
-            out.push(admin_json(&a));
-        }
-    }
+    let out = accounts::list_admins(state.store.pool()).await?.iter().map(admin_json).collect();
     Ok(Json(out))
 }
 
@@ -102,9 +94,7 @@ pub async fn remove(State(state): State<ApiState>, who: Admin, Path(name): Path<
 pub async fn reset_mfa(State(state): State<ApiState>, who: Admin, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let before = load(&state, &name).await?;
     check_manage(&who, &name, before.role, &before.rights)?;
-    let pool = state.store.pool();
-    sqlx::query("UPDATE admins SET totp_secret = NULL, totp_pending = NULL, recovery_codes = '' WHERE name = ?").bind(&name).execute(pool).await.map_err(crate::store::StoreError::from)?;
-    sqlx::query("DELETE FROM admin_sessions WHERE admin = ?").bind(&name).execute(pool).await.map_err(crate::store::StoreError::from)?;
+    accounts::reset_mfa(state.store.pool(), &name).await?;
     audit::change(&state, &who, "admin_mfa_reset", &name, None, None).await;
     Ok(Json(admin_json(&load(&state, &name).await?)))
 }

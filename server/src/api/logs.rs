@@ -13,9 +13,7 @@ use serde_json::{json, Value};
 use sqlx::Row;
 use std::collections::HashSet;
 
-/// Times in exports are Japan Standard Time (UTC+9, no daylight saving),
-/// as the city's staff read them.
-const JST_OFFSET_SECS: i64 = 9 * 3600;
+use crate::calendar::JST_OFFSET_SECS;
 
 /// `2026-12-07 22:31:05` (JST) for Unix milliseconds.
 pub fn iso_time(ms: i64) -> String {

@@ -212,22 +212,6 @@ fn did_json(number: &str, dest: &Dest, label: &str) -> Value {
     json!({ "number": number, "dest": dest.to_string(), "label": label })
 }
 
-fn check_did_number(n: &str) -> Result<(), String> {
-    if (2..=20).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(())
-    } else {
-        Err(format!("number {n:?}: 2 to 20 digits"))
-    }
-}
-
-fn check_label(l: &str) -> Result<(), String> {
-    if l.chars().count() > 100 || l.chars().any(char::is_control) {
-        Err("the label has at most 100 characters, no control characters".into())
-    } else {
-        Ok(())
-    }
-}
-
 pub async fn list_dids(State(state): State<ApiState>, who: Admin) -> ApiResult<Json<Vec<Value>>> {
     who.require(Resource::Dids, Access::Read)?;
     let dids = state.store.list_dids().await?;
@@ -252,8 +236,10 @@ fn require_did(who: &Admin, number: &str) -> ApiResult<()> {
 
 pub async fn put_did(State(state): State<ApiState>, who: Admin, Path(number): Path<String>, Body(b): Body<DidBody>) -> ApiResult<Json<Value>> {
     require_did(&who, &number)?;
-    check_did_number(&number).map_err(ApiError::invalid)?;
-    check_label(&b.label).map_err(ApiError::invalid)?;
+    if crate::store::did_number(&number)? != number {
+        return Err(ApiError::invalid(format!("number {number:?}: give it in national form ({})", crate::store::did_number(&number)?)));
+    }
+    crate::store::validate_did_label(&b.label)?;
     let dest = Dest::parse(&b.dest)?;
     let before = state.store.list_dids().await?.into_iter().find(|(n, _, _)| *n == number).map(|(n, d, l)| did_json(&n, &d, &l));
     state.store.put_dids(&[(number.clone(), dest.clone(), b.label.clone())]).await?;
@@ -283,37 +269,19 @@ pub async fn import_dids(State(state): State<ApiState>, who: Admin, Query(q): Qu
     who.require(Resource::Dids, Access::Write)?;
     let text = crate::csv::decode(&body).map_err(|e| ApiError::invalid(e.to_string()))?;
     let rows = crate::csv::parse(&text).map_err(|e| ApiError::rows("the file is not valid CSV", vec![RowError { row: e.line, message: e.message }]))?;
-    let Some((_, header)) = rows.first() else { return Err(ApiError::invalid("the file is empty")) };
-    let header: Vec<String> = header.iter().map(|h| h.trim().to_lowercase()).collect();
-    let (Some(ni), Some(di)) = (header.iter().position(|h| h == "number"), header.iter().position(|h| h == "dest")) else {
-        return Err(ApiError::rows("the header row must name the columns number,dest,label", vec![RowError { row: 1, message: "expected number,dest,label".into() }]));
-    };
-    let li = header.iter().position(|h| h == "label");
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut errors = Vec::new();
+    let parsed = crate::store::dids_from_rows(&rows);
+    let mut errors: Vec<RowError> = parsed.as_ref().err().into_iter().flatten().map(|(row, message)| RowError { row: *row, message: message.clone() }).collect();
     let mut dids = Vec::new();
-    for (line, f) in rows.iter().skip(1) {
-        let get = |i: Option<usize>| i.and_then(|i| f.get(i)).map(|s| s.trim().to_string()).unwrap_or_default();
-        let (number, dest, label) = (get(Some(ni)), get(Some(di)), get(li));
-        let mut problems = Vec::new();
-        if let Err(e) = check_did_number(&number) {
-            problems.push(e);
-        } else if let Some(first) = seen.insert(number.clone(), *line) {
-            problems.push(format!("number {number} is also on row {first}"));
-        } else if !who.principal.in_did(&number) {
-            problems.push(format!("the routing of {number} has not been granted to {}", who.principal.name));
-        }
-        let parsed = Dest::parse(&dest).map_err(|e| problems.push(e.to_string().replace("invalid data: ", ""))).ok();
-        if let Err(e) = check_label(&label) {
-            problems.push(e);
-        }
-        match (problems.is_empty(), parsed) {
-            (true, Some(d)) => dids.push((number, d, label)),
-            _ => errors.push(RowError { row: *line, message: problems.join("; ") }),
+    for (line, number, dest, label) in parsed.unwrap_or_default() {
+        if who.principal.in_did(&number) {
+            dids.push((number, dest, label));
+        } else {
+            errors.push(RowError { row: line, message: format!("the routing of {number} has not been granted to {}", who.principal.name) });
         }
     }
     if !errors.is_empty() {
-        return Err(ApiError::rows(format!("{} of {} rows have problems; nothing was imported", errors.len(), rows.len() - 1), errors));
+        errors.sort_by_key(|e| e.row);
+        return Err(ApiError::rows(format!("{} of {} rows have problems; nothing was imported", errors.len(), rows.len().saturating_sub(1)), errors));
     }
     if q.dry_run {
         return Ok(Json(json!({ "dry_run": true, "would_import": dids.len() })));

@@ -64,7 +64,7 @@ fn yes() -> bool {
 }
 
 fn dest(field: &str, v: &str) -> ApiResult<Dest> {
-    Dest::parse(v).map_err(|e| ApiError::invalid(format!("{field}: {}", e.to_string().replace("invalid data: ", ""))))
+    Dest::parse(v).map_err(|e| ApiError::invalid(format!("{field}: {}", e.detail())))
 }
 
 fn opt_dest(field: &str, v: &Option<String>) -> ApiResult<Option<Dest>> {

@@ -145,13 +145,7 @@ fn check_name(name: &str) -> Result<(), String> {
 }
 
 fn check_sip_password(p: &str) -> Result<(), String> {
-    if !(8..=128).contains(&p.chars().count()) {
-        return Err("the SIP password must have 8 to 128 characters".into());
-    }
-    if p.chars().any(char::is_control) {
-        return Err("the SIP password contains control characters".into());
-    }
-    Ok(())
+    crate::store::validate_sip_password(p).map_err(|e| e.detail())
 }
 
 fn check_caller_id(c: &str) -> Result<(), String> {
@@ -161,12 +155,9 @@ fn check_caller_id(c: &str) -> Result<(), String> {
     }
 }
 
-fn check_did(d: &str) -> Result<(), String> {
-    if (2..=20).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(())
-    } else {
-        Err(format!("own_did {d:?}: 2 to 20 digits"))
-    }
+/// A user's own public number, in national form.
+fn own_did(d: &str) -> Result<String, String> {
+    crate::store::did_number(d).map_err(|e| format!("own_did: {}", e.detail()))
 }
 
 /// A SIP password people can type on a desk phone's keypad if they must.
@@ -246,10 +237,7 @@ pub async fn add(State(state): State<ApiState>, who: Admin, Body(b): Body<AddUse
     if let Some(c) = &b.caller_id {
         check_caller_id(c).map_err(ApiError::invalid)?;
     }
-    let own_did = b.own_did.filter(|d| !d.is_empty());
-    if let Some(d) = &own_did {
-        check_did(d).map_err(ApiError::invalid)?;
-    }
+    let own_did = b.own_did.filter(|d| !d.is_empty()).map(|d| own_did(&d)).transpose().map_err(ApiError::invalid)?;
     if !who.principal.in_department(b.department) {
         return Err(ApiError::forbidden(match b.department {
             Some(d) => format!("department {d} is not granted to {}", who.principal.name),
@@ -304,9 +292,11 @@ pub async fn update(State(state): State<ApiState>, who: Admin, Path(ext): Path<S
     if let Some(c) = &b.caller_id {
         check_caller_id(c).map_err(ApiError::invalid)?;
     }
-    if let Some(Some(d)) = &b.own_did {
-        check_did(d).map_err(ApiError::invalid)?;
-    }
+    let new_own_did = match &b.own_did {
+        Some(Some(d)) if !d.is_empty() => Some(Some(own_did(d).map_err(ApiError::invalid)?)),
+        Some(_) => Some(None),
+        None => None,
+    };
     let mut tx = pool.begin().await.map_err(StoreError::from)?;
     if let Some(name) = &b.name {
         sqlx::query("UPDATE users SET name = ? WHERE extension = ?").bind(name).bind(&ext).execute(&mut *tx).await.map_err(StoreError::from)?;
@@ -325,8 +315,7 @@ pub async fn update(State(state): State<ApiState>, who: Admin, Path(ext): Path<S
         if let Some(c) = &b.caller_id {
             sqlx::query("UPDATE user_settings SET caller_id = ? WHERE extension = ?").bind(c).bind(&ext).execute(&mut *tx).await.map_err(StoreError::from)?;
         }
-        if let Some(d) = &b.own_did {
-            let d = d.as_ref().filter(|d| !d.is_empty());
+        if let Some(d) = &new_own_did {
             sqlx::query("UPDATE user_settings SET own_did = ? WHERE extension = ?").bind(d).bind(&ext).execute(&mut *tx).await.map_err(StoreError::from)?;
         }
     }
@@ -483,7 +472,7 @@ async fn check_import(state: &ApiState, who: &Admin, bytes: &[u8]) -> ApiResult<
         }
         let extension = get("extension");
         if let Err(e) = validate_extension(&extension) {
-            problems.push(e.to_string().replace("invalid data: ", ""));
+            problems.push(e.detail());
         } else if let Some(first) = seen.get(&extension) {
             problems.push(format!("extension {extension} is also on row {first}"));
         } else if existing.contains(&extension) {
@@ -519,10 +508,10 @@ async fn check_import(state: &ApiState, who: &Admin, bytes: &[u8]) -> ApiResult<
         if let Some(Err(e)) = caller_id.as_deref().map(check_caller_id) {
             problems.push(e);
         }
-        let own_did = Some(get("own_did")).filter(|c| !c.is_empty());
-        if let Some(Err(e)) = own_did.as_deref().map(check_did) {
-            problems.push(e);
-        }
+        let own_did = match get("own_did") {
+            d if d.is_empty() => None,
+            d => own_did(&d).map_err(|e| problems.push(e)).ok(),
+        };
         if problems.is_empty() {
             users.push(NewUser { extension, name, department, password, caller_id, own_did });
         } else {

@@ -68,23 +68,15 @@ pub async fn admin(cmd: AdminCommand) -> Result<(), BoxError> {
         }
         AdminCommand::ResetMfa { d, name } => {
             let store = open_store(&d.data, d.config.as_deref()).await?;
-            let r = sqlx::query("UPDATE admins SET totp_secret = NULL, totp_pending = NULL, recovery_codes = '' WHERE name = ?").bind(&name).execute(store.pool()).await?;
-            if r.rows_affected() == 0 {
-                return Err(format!("no such admin {name}").into());
-            }
-            sqlx::query("DELETE FROM admin_sessions WHERE admin = ?").bind(&name).execute(store.pool()).await?;
+            accounts::reset_mfa(store.pool(), &name).await.map_err(|e| e.message)?;
             crate::api::audit::record(store.pool(), "(command line)", "admin_mfa_reset", &name, None, None, "").await;
             println!("{name} enrols TOTP again at the next sign-in");
         }
         AdminCommand::List { d } => {
             let store = open_store(&d.data, d.config.as_deref()).await?;
-            let rows = sqlx::query("SELECT name FROM admins ORDER BY name").fetch_all(store.pool()).await?;
-            for r in rows {
-                let name: String = sqlx::Row::try_get(&r, "name")?;
-                if let Some(a) = accounts::get_admin(store.pool(), &name).await? {
-                    let rights = accounts::rights_text(&a.rights);
-                    println!("{}\t{}\trights={}\tmfa={}", a.name, a.role.as_str(), if rights.is_empty() { "-" } else { &rights }, if a.totp_secret.is_some() { "yes" } else { "no" });
-                }
+            for a in accounts::list_admins(store.pool()).await? {
+                let rights = accounts::rights_text(&a.rights);
+                println!("{}\t{}\trights={}\tmfa={}", a.name, a.role.as_str(), if rights.is_empty() { "-" } else { &rights }, if a.totp_secret.is_some() { "yes" } else { "no" });
             }
         }
     }

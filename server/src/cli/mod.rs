@@ -203,16 +203,8 @@ async fn run(cmd: Command) -> Result<(), BoxError> {
     }
 }
 
-pub const MIN_PASSWORD_LEN: usize = 8;
-
 fn check_password(p: &str) -> Result<(), String> {
-    if p.chars().count() < MIN_PASSWORD_LEN {
-        return Err(format!("password must be at least {MIN_PASSWORD_LEN} characters"));
-    }
-    if p.chars().any(char::is_control) {
-        return Err("password must not contain control characters".into());
-    }
-    Ok(())
+    crate::store::validate_sip_password(p).map_err(|e| e.detail())
 }
 
 fn new_user(realm: &str, extension: &str, password: &str, name: &str) -> User {
@@ -258,7 +250,7 @@ async fn user_command(cmd: UserCommand) -> Result<(), BoxError> {
         }
         UserCommand::Import { data, config, file } => {
             let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", file.display()))?;
+            let text = crate::csv::decode(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
             let store = open_store(&data, config.as_deref()).await?;
             let realm = store.realm().await?;
             let users = users_from_csv(&text, &realm)?;
@@ -322,7 +314,7 @@ async fn seed_demo(cfg: &Config) -> Result<(), BoxError> {
     let mut users = Vec::new();
     println!("demo organisation: extensions and their SIP passwords (shown once)");
     for (i, ext) in exts.iter().enumerate() {
-        let password = random_password();
+        let password = crate::api::accounts::random_text(12);
         println!("{ext}\t{password}");
         users.push(new_user(&realm, ext, &password, &format!("Demo {}", i + 1)));
     }
@@ -357,14 +349,6 @@ async fn seed_demo(cfg: &Config) -> Result<(), BoxError> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     Ok(())
-}
-
-fn random_password() -> String {
-    use rand::Rng;
-    // No look-alike characters: people type these into phones.
-    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzACDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut rng = rand::thread_rng();
-    (0..12).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
 }
 
 #[cfg(test)]

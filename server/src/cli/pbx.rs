@@ -339,56 +339,23 @@ pub async fn trunk(cmd: TrunkCommand) -> Result<(), BoxError> {
 /// row is reported with its line number.
 pub fn dids_from_csv(text: &str) -> Result<Vec<(String, Dest, String)>, String> {
     let rows = crate::csv::parse(text).map_err(|e| e.to_string())?;
-    let mut rows = rows.into_iter();
-    let Some((_, header)) = rows.next() else { return Err("the file is empty".into()) };
-    let col = |name: &str| header.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
-    let (Some(num_i), Some(dest_i)) = (col("number"), col("destination")) else {
-        return Err("line 1: the header must name the columns number,destination[,label]".into());
-    };
-    let label_i = col("label");
-    let mut errors = Vec::new();
-    let mut out = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for (line, fields) in rows {
-        let get = |i: usize| fields.get(i).map(|s| s.trim()).unwrap_or("");
-        let number = crate::routing::national(get(num_i));
-        if number.is_empty() || number.len() > 16 || !number.bytes().all(|b| b.is_ascii_digit()) {
-            errors.push(format!("line {line}: number {:?} must be digits", get(num_i)));
-            continue;
-        }
-        let d = match Dest::parse(get(dest_i)) {
-            Ok(d) => d,
-            Err(e) => {
-                errors.push(format!("line {line}: {e}"));
-                continue;
-            }
-        };
-        if !seen.insert(number.clone()) {
-            errors.push(format!("line {line}: number {number} appears twice in the file"));
-            continue;
-        }
-        out.push((number, d, label_i.map(get).unwrap_or("").to_string()));
-    }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(format!("nothing was imported:\n{}", errors.join("\n")))
+    match crate::store::dids_from_rows(&rows) {
+        Ok(dids) => Ok(dids.into_iter().map(|(_, n, d, l)| (n, d, l)).collect()),
+        Err(errors) => Err(format!("nothing was imported:\n{}", errors.iter().map(|(line, e)| format!("line {line}: {e}")).collect::<Vec<_>>().join("\n"))),
     }
 }
 
 pub async fn did(cmd: DidCommand) -> Result<(), BoxError> {
     match cmd {
         DidCommand::Add { d, number, to, label } => {
-            let number = crate::routing::national(&number);
-            if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!("number {number:?} must be digits").into());
-            }
+            let number = crate::store::did_number(&number)?;
+            crate::store::validate_did_label(&label)?;
             store_of(&d).await?.put_dids(&[(number.clone(), dest(&to)?, label)]).await?;
             println!("{number} -> {to}");
         }
         DidCommand::Import { d, file } => {
             let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", file.display()))?;
+            let text = crate::csv::decode(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
             let dids = dids_from_csv(&text)?;
             let n = store_of(&d).await?.put_dids(&dids).await?;
             println!("imported {n} numbers");

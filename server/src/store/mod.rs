@@ -86,6 +86,29 @@ pub trait Store: Send + Sync + 'static {
     fn list_bindings(&self) -> StoreFuture<'_, Vec<StoredBinding>>;
 }
 
+impl StoreError {
+    /// The message alone, for a caller that adds its own context (a CSV
+    /// row, a field name): "invalid data: " and the like dropped.
+    pub fn detail(&self) -> String {
+        match self {
+            StoreError::Invalid(m) => m.clone(),
+            e => e.to_string(),
+        }
+    }
+}
+
+/// Check a SIP password as admins and CSV files give it: 8 to 128
+/// characters (desk phones hold no more), no control characters.
+pub fn validate_sip_password(p: &str) -> Result<(), StoreError> {
+    if !(8..=128).contains(&p.chars().count()) {
+        return Err(StoreError::Invalid("the SIP password must have 8 to 128 characters".into()));
+    }
+    if p.chars().any(char::is_control) {
+        return Err(StoreError::Invalid("the SIP password must not contain control characters".into()));
+    }
+    Ok(())
+}
+
 /// Check an extension number: digits only, 2 to 16 of them (what desk
 /// phones can dial and what the numbering plan uses).
 pub fn validate_extension(ext: &str) -> Result<(), StoreError> {

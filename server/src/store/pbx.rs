@@ -202,6 +202,68 @@ pub fn setting_default(key: &str) -> Option<&'static str> {
     })
 }
 
+/// A public number as stored: the national form of what was given
+/// (`+81312345678` becomes `0312345678`), 2 to 20 digits.
+pub fn did_number(raw: &str) -> Result<String, StoreError> {
+    let number = crate::routing::national(raw);
+    if (2..=20).contains(&number.len()) && number.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(number)
+    } else {
+        Err(StoreError::Invalid(format!("number {raw:?}: 2 to 20 digits (or +81 and the number)")))
+    }
+}
+
+/// A DID's label: what admins read in lists.
+pub fn validate_did_label(label: &str) -> Result<(), StoreError> {
+    if label.chars().count() > 100 || label.chars().any(char::is_control) {
+        return Err(StoreError::Invalid("the label has at most 100 characters, no control characters".into()));
+    }
+    Ok(())
+}
+
+/// Public numbers from CSV rows (as `csv::parse` gives them): a header
+/// naming `number` and `dest` (or `destination`), and `label` if wanted.
+/// Answers each number with its line, or every bad line with the reason.
+#[allow(clippy::type_complexity)]
+pub fn dids_from_rows(rows: &[(usize, Vec<String>)]) -> Result<Vec<(usize, String, Dest, String)>, Vec<(usize, String)>> {
+    let Some((header_line, header)) = rows.first() else { return Err(vec![(1, "the file is empty".into())]) };
+    let col = |names: &[&str]| header.iter().position(|h| names.iter().any(|n| h.trim().eq_ignore_ascii_case(n)));
+    let (Some(num_i), Some(dest_i)) = (col(&["number"]), col(&["dest", "destination"])) else {
+        return Err(vec![(*header_line, "the header must name the columns number,dest[,label]".into())]);
+    };
+    let label_i = col(&["label"]);
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (line, fields) in &rows[1..] {
+        let get = |i: usize| fields.get(i).map(|s| s.trim()).unwrap_or("");
+        let mut problems = Vec::new();
+        let number = did_number(get(num_i)).map_err(|e| problems.push(e.detail())).ok();
+        let dest = Dest::parse(get(dest_i)).map_err(|e| problems.push(e.detail())).ok();
+        let label = label_i.map(get).unwrap_or("").to_string();
+        if let Err(e) = validate_did_label(&label) {
+            problems.push(e.detail());
+        }
+        match (number, dest) {
+            // Only good rows claim a number: a bad row's number is reported
+            // for what is wrong with it, not as a duplicate.
+            (Some(n), Some(d)) if problems.is_empty() => {
+                if seen.insert(n.clone()) {
+                    out.push((*line, n, d, label));
+                } else {
+                    errors.push((*line, format!("number {n} appears twice in the file")));
+                }
+            }
+            _ => errors.push((*line, problems.join("; "))),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
 /// Which call records to read.
 #[derive(Debug, Clone, Default)]
 pub struct CallQuery {
