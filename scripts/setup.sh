@@ -8,7 +8,10 @@ set -euo pipefail
 # libasound2-dev: ALSA headers for cpal (the desktop phone's sound card).
 # chromium: the web app's browser tests (driven by playwright-core);
 # fonts-noto-cjk: Japanese text in its screenshots.
-packages=(sip-tester baresip linphone-cli kamailio kamailio-extra-modules rtpengine-daemon sox libopus-dev libasound2-dev cmake pkg-config curl libjna-java chromium fonts-noto-cjk)
+# espeak-ng: the built-in Japanese prompts and spoken announcements (the PBX
+# runs it); libsox-fmt-mp3 and opus-tools: the tests make MP3 and Ogg Opus
+# uploads with sox and opusenc.
+packages=(sip-tester baresip linphone-cli kamailio kamailio-extra-modules rtpengine-daemon sox libopus-dev libasound2-dev cmake pkg-config curl libjna-java chromium fonts-noto-cjk espeak-ng libsox-fmt-mp3 opus-tools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -36,6 +39,12 @@ if ! python3 -c 'import pytest' >/dev/null 2>&1; then
   echo "setup: installing pytest"
   python3 -m pip install -q --disable-pip-version-check pytest >/dev/null 2>&1 \
     || { SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"; DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-pytest >/dev/null; }
+fi
+# moto's standalone S3 server: the recording test stores calls in it.
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "setup: installing moto[server] (a local S3 for the recording tests)"
+  python3 -m pip install -q --disable-pip-version-check 'moto[server]' >/dev/null 2>&1 \
+    || echo "setup: warning: could not install moto[server]; the S3 recording test will fail" >&2
 fi
 # The admin web app (TypeScript + Vite, and playwright-core for its tests).
 "$(dirname "$0")/build-web.sh"

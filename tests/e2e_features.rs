@@ -288,3 +288,37 @@ fn schedules_route_by_hours_and_disaster_mode() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot send calls to itself"));
 }
+
+/// The setting `schedule_clock` makes schedules act as if it were another
+/// time, so one running server shows every branch: in hours, after hours,
+/// a public holiday (成人の日 2027, computed) and a one-off closed date.
+#[test]
+fn a_configured_clock_moves_calls_between_hours_holidays_and_one_off_dates() {
+    let sb = Sandbox::new("schedule-clock");
+    let s = pbx(&sb, &["2000", "2001", "2101", "2102", "2104"]);
+    let answer = || Behaviour::AnswerAfter(Duration::from_millis(50));
+    let open = phone(&s, "2101", answer());
+    let closed = phone(&s, "2102", answer());
+    let holiday = phone(&s, "2104", answer());
+    let caller = phone(&s, "2001", Behaviour::Ring);
+    s.cli(&["forward", "2000", "--always", "schedule:main"]);
+    s.cli(&["schedule", "add", "main", "--hours", "mon-fri 08:30-17:15", "--open", "user:2101", "--closed", "user:2102", "--holiday", "user:2104", "--overrides", "2027-01-04 closed"]);
+    let call_at = |clock: &str, who: &Phone, what: &str| {
+        s.cli(&["setting", "set", "schedule_clock", clock]);
+        let before = who.invites().len();
+        let c = caller.dial("2000", Duration::from_secs(10));
+        assert_eq!(c.status(), 200, "{what}: {}", caller.transcript());
+        assert_eq!(who.invites().len(), before + 1, "{what}: the wrong phone rang");
+        caller.hangup(&c);
+    };
+    call_at("2027-01-05T10:00", &open, "Tuesday in hours");
+    call_at("2027-01-05T18:00", &closed, "Tuesday after hours");
+    call_at("2027-01-11T10:00", &holiday, "成人の日");
+    call_at("2027-01-04T10:00", &closed, "a Monday closed for the day");
+    assert_eq!((open.invites().len(), closed.invites().len(), holiday.invites().len()), (1, 2, 1));
+    // Overlapping hours and a bad clock are refused, naming the problem.
+    let out = common::cli_unchecked(&s.data, &["schedule", "add", "bad", "--hours", "mon-fri 08:30-17:15; fri 17:00-20:00", "--open", "user:2101", "--closed", "user:2102"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("overlaps"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = common::cli_unchecked(&s.data, &["setting", "set", "schedule_clock", "tomorrow"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("2027-01-01T10:00"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,11 +1,11 @@
 //! Transfers, call waiting, digits and a push wake-up with the SDK against
 //! real phones (baresip, and linphonec for one call) through the PBX.
 //!
-//! The PBX passes REFER and NOTIFY between the legs of a call, so these
-//! are transfers the phones carry out: the transferee calls the target
-//! through the PBX and reports by NOTIFY. (Transfers the PBX performs
-//! itself, with recall, and the PBX's own handling of Replaces are the
-//! call-features work.)
+//! With `transfer_mode = phones` the PBX passes REFER and NOTIFY between
+//! the legs of a call, so these are transfers the phones carry out: the
+//! transferee calls the target through the PBX and reports by NOTIFY.
+//! (Blind transfers the PBX performs itself, with recall, are in
+//! e2e_pbx_media.)
 
 mod common;
 
@@ -36,6 +36,9 @@ fn rig(name: &str) -> Rig {
     for e in ["1001", "1002", "1003"] {
         s.cli(&["user", "add", e, "--password", PW]);
     }
+    // These are the phones' own transfers: the PBX passes REFER across
+    // (its own transfers, with recall, are tested in e2e_pbx_media).
+    s.cli(&["setting", "set", "transfer_mode", "phones"]);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut config = RegistrationConfig::new("1001", PW, &s.sip_addr().to_string());
     config.expires = 300;

@@ -9,7 +9,10 @@
 //! its "now" column, a DID routed to it) and turns disaster mode on and off
 //! (the banner in two tabs, the second updated by the live events), and
 //! makes an API token on the admin's own page that works from outside the
-//! browser until it is revoked there.
+//! browser until it is revoked there; then makes an announcement from text
+//! (espeak-ng) and one by upload, plays one in the page, builds a voice menu
+//! on it, sees a menu that enters itself refused with the loop named, and
+//! routes a DID to the menu.
 //!
 //! Needs the built app (web/dist, from scripts/setup.sh), node, chromium
 //! and sipp; fails with a clear message when one is missing.
@@ -73,7 +76,7 @@ fn admin_web_app_in_a_browser() {
         common::tail(&server.log, 40)
     );
     // The steps it reports, so a green run shows what was checked.
-    for step in ["a. signed in with TOTP", "b. SIPp registered", "c. rows 3 and 5 named", "d. downloaded", "e. English and back", "f. the menu opens the nav", "g. disaster mode on: banner shown in both tabs", "g. disaster mode off: the banner is gone", "200 with the token, 401 after revoking it in the UI", "all browser steps passed"] {
+    for step in ["a. signed in with TOTP", "b. SIPp registered", "c. rows 3 and 5 named", "d. downloaded", "e. English and back", "f. the menu opens the nav", "g. disaster mode on: banner shown in both tabs", "g. disaster mode off: the banner is gone", "200 with the token, 401 after revoking it in the UI", "i. the loop was refused", "i. announcement, voice menu and loop checked; the DID routes to the menu", "all browser steps passed"] {
         assert!(stdout.contains(step), "the browser run did not report {step:?}:\n{stdout}");
     }
     println!("{stdout}");

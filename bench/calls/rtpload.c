@@ -2,7 +2,7 @@
  * rtpload: G.711 RTP load through a media relay, with loss and latency.
  *
  *   rtpload -f ENDPOINTS [-R ramp_s] [-w warmup_s] [-d duration_s] [-g drain_ms]
- *           [-p NAME=PID]... [-o RESULT]
+ *           [-p NAME=PID]... [-o RESULT] [-Q SIDE] [-F SIDE]
  *
  * ENDPOINTS has one line per local RTP endpoint (two per call, caller and
  * callee side), written by setup_calls.py from the SDP the server sent:
@@ -36,6 +36,24 @@
  * the generator itself kept up: if its p99 is above 1 ms the generator was
  * the bottleneck, not the relay.
  *
+ * -Q SIDE: endpoints of that side (the 4th column) only receive, never send
+ * (the callee of a call whose caller hears a prompt the relay plays).
+ *
+ * -F SIDE: also account for RTP streams the server itself sends (an IVR
+ * prompt, an announcement, rtpengine's "play media"): packets without this
+ * program's payload marker. Per receiving socket it follows one SSRC and
+ * counts, in the counted window (by kernel receive time), the packets, the
+ * sequence numbers missing, SSRC changes and the inter-arrival times;
+ * RTCP (payload types 64-95) is counted apart. Endpoints of SIDE are the
+ * ones expected to receive such a stream: "stream_silent" counts those that
+ * got none in the window. Output keys stream_*.
+ *
+ * -T PID: that process's CPU over the counted window split by thread name
+ * (/proc/PID/task/TID/schedstat: ns on the CPU; stat's ticks if absent; threads of one name summed, e.g. the tokio
+ * workers; per thread, so a thread ending in the window is missed, one
+ * starting in it counted from its start): keys thr_NAME_pct, NAME with anything but letters and digits
+ * made '_'.
+ *
  * -p NAME=PID (repeatable): CPU of that process (utime+stime of all its
  * threads, /proc/PID/stat) over the counted window, as % of one core.
  *
@@ -56,6 +74,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -81,6 +100,15 @@ struct ep {
 	uint32_t recv_all;     /* all packets of this sender received */
 	int32_t first_rx;      /* index of the endpoint that received its first packet */
 	uint8_t *seen;         /* bitmap of received sequence numbers */
+	int quiet;             /* -Q: receive only */
+	/* -F: the stream the server sends to this socket */
+	int f_have;
+	uint32_t f_ssrc;
+	uint16_t f_seq;
+	int64_t f_kts;         /* kernel receive time of the last one (realtime ns) */
+	uint32_t f_win;        /* packets received in the counted window */
+	uint32_t f_gaps;       /* sequence numbers missing (in the window) */
+	uint32_t f_ssrc_changes, f_dup, f_reorder;
 };
 
 static struct ep *eps;
@@ -90,6 +118,10 @@ static uint64_t hist_relay[HIST_US + 1], hist_late[HIST_US + 1];
 static uint64_t n_relay, n_late;
 static uint64_t dup_pkts, misrouted, bad_pkts, foreign_pkts, send_errors, no_tstamp;
 static volatile sig_atomic_t stop_now;
+static int foreign_mode;             /* -F */
+static char foreign_side;            /* endpoints expected to receive a server stream */
+static int64_t win0_rt, win1_rt;     /* counted window, CLOCK_REALTIME ns (kernel timestamps) */
+static uint64_t hist_ia[HIST_US + 1], n_ia, f_rtcp, f_bad;
 
 static void on_signal(int sig) { (void)sig; stop_now = 1; }
 
@@ -169,10 +201,104 @@ static long long proc_ticks(int pid)
 	return (long long)(ut + st);
 }
 
+/* -T: CPU ticks per thread name of one process */
+#define MAX_TGROUPS 64
+static int thr_pid;
+static char tg_name[MAX_TGROUPS][24];
+static long long tg_cpu[MAX_TGROUPS]; /* ns on the CPU in the window */
+static int n_tg;
+/* Per thread at the window's start: a thread that started in the window
+ * counts from 0; one that ended in it is missed (its time is not lost from
+ * the others, as a per-name sum of the two edges would do). */
+#define MAX_TIDS 4096
+static int tid0[MAX_TIDS];
+static long long ns0[MAX_TIDS];
+static int n_tid0;
+
+static int tgroup(const char *name)
+{
+	for (int i = 0; i < n_tg; i++)
+		if (!strcmp(tg_name[i], name))
+			return i;
+	if (n_tg == MAX_TGROUPS)
+		return -1;
+	snprintf(tg_name[n_tg], sizeof tg_name[n_tg], "%s", name);
+	return n_tg++;
+}
+
+static void thread_ticks(int end)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/task", thr_pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		char sp[300], buf[4096];
+		snprintf(sp, sizeof sp, "/proc/%d/task/%s/stat", thr_pid, de->d_name);
+		int fd = open(sp, O_RDONLY);
+		if (fd < 0)
+			continue;
+		ssize_t r = read(fd, buf, sizeof buf - 1);
+		close(fd);
+		if (r <= 0)
+			continue;
+		buf[r] = 0;
+		char *lp = strchr(buf, '('), *rp = strrchr(buf, ')');
+		if (!lp || !rp || rp < lp)
+			continue;
+		char name[24];
+		int k = 0;
+		for (char *c = lp + 1; c < rp && k < 23; c++)
+			name[k++] = ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9')) ? *c : '_';
+		name[k] = 0;
+		/* Time on the CPU in ns from schedstat (precise); else utime+stime ticks. */
+		long long ns = -1;
+		snprintf(sp, sizeof sp, "/proc/%d/task/%s/schedstat", thr_pid, de->d_name);
+		fd = open(sp, O_RDONLY);
+		if (fd >= 0) {
+			char sb[128];
+			ssize_t m = read(fd, sb, sizeof sb - 1);
+			close(fd);
+			if (m > 0) {
+				sb[m] = 0;
+				ns = atoll(sb);
+			}
+		}
+		if (ns < 0) {
+			unsigned long long ut = 0, st = 0;
+			if (sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+				continue;
+			ns = (long long)(ut + st) * (1000000000LL / sysconf(_SC_CLK_TCK));
+		}
+		int tid = atoi(de->d_name);
+		if (!end) {
+			if (n_tid0 < MAX_TIDS) {
+				tid0[n_tid0] = tid;
+				ns0[n_tid0++] = ns;
+			}
+			continue;
+		}
+		long long before = 0;
+		for (int i = 0; i < n_tid0; i++)
+			if (tid0[i] == tid) {
+				before = ns0[i];
+				break;
+			}
+		int g = tgroup(name);
+		if (g >= 0)
+			tg_cpu[g] += ns - before;
+	}
+	closedir(d);
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: rtpload -f ENDPOINTS [-R ramp_s] [-w warmup_s] [-d duration_s] "
-			"[-g drain_ms] [-p NAME=PID]... [-o RESULT]\n");
+			"[-g drain_ms] [-p NAME=PID]... [-o RESULT] [-Q SIDE] [-F SIDE] [-T PID]\n");
 	exit(2);
 }
 
@@ -202,10 +328,77 @@ static void send_one(struct ep *e, int idx, int counted)
 }
 
 #define RX_BATCH 8
+static int64_t kernel_ts(struct msghdr *mh)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+			struct timespec t;
+			memcpy(&t, CMSG_DATA(c), sizeof t);
+			return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+		}
+	}
+	return -1;
+}
+
+/* -F: an RTP packet the server itself sent to endpoint ridx. */
+static void foreign_account(int ridx, const uint8_t *buf, ssize_t r, struct msghdr *mh)
+{
+	if (r < RTP_HDR || buf[0] >> 6 != 2) {
+		f_bad++;
+		return;
+	}
+	int pt = buf[1] & 0x7f;
+	if (pt >= 64 && pt <= 95) { /* RTCP (RFC 5761) */
+		f_rtcp++;
+		return;
+	}
+	struct ep *e = &eps[ridx];
+	uint16_t seq = (uint16_t)(buf[2] << 8 | buf[3]);
+	uint32_t ssrc = (uint32_t)buf[8] << 24 | (uint32_t)buf[9] << 16 | (uint32_t)buf[10] << 8 | buf[11];
+	int64_t kts = kernel_ts(mh);
+	int in_win = kts >= win0_rt && kts < win1_rt && win0_rt > 0;
+	if (e->f_have && ssrc != e->f_ssrc) {
+		if (in_win)
+			e->f_ssrc_changes++;
+		e->f_have = 0;
+	}
+	if (!e->f_have) {
+		e->f_have = 1;
+		e->f_ssrc = ssrc;
+		e->f_seq = seq;
+		e->f_kts = kts;
+		if (in_win)
+			e->f_win++;
+		return;
+	}
+	uint16_t d = (uint16_t)(seq - e->f_seq);
+	if (d == 0) {
+		e->f_dup++;
+		return;
+	}
+	if (d >= 32768) { /* older than the last one */
+		e->f_reorder++;
+		if (in_win)
+			e->f_win++;
+		return;
+	}
+	if (in_win) {
+		e->f_win++;
+		if (e->f_kts >= win0_rt) {
+			e->f_gaps += d - 1u;
+			hist_add(hist_ia, &n_ia, kts - e->f_kts);
+		}
+	}
+	e->f_seq = seq;
+	e->f_kts = kts;
+}
+
 static void account(int ridx, const uint8_t *buf, ssize_t r, struct msghdr *mh)
 {
 	uint32_t w[3];
 	if (r != PKT_LEN || (memcpy(w, buf + RTP_HDR, 12), ntohl(w[0]) != MAGIC)) {
+		if (foreign_mode)
+			foreign_account(ridx, buf, r, mh);
 		if (r >= RTP_HDR)
 			foreign_pkts++;
 		else
@@ -234,14 +427,7 @@ static void account(int ridx, const uint8_t *buf, ssize_t r, struct msghdr *mh)
 	if (!counted)
 		return;
 	s->recv_counted++;
-	int64_t kts = -1;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
-			struct timespec t;
-			memcpy(&t, CMSG_DATA(c), sizeof t);
-			kts = (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
-		}
-	}
+	int64_t kts = kernel_ts(mh);
 	if (kts > 0)
 		hist_add(hist_relay, &n_relay, kts - sent);
 	else
@@ -282,8 +468,12 @@ int main(int argc, char **argv)
 	int drain_ms = 500, opt;
 	char *pname[MAX_PROCS];
 	int ppid[MAX_PROCS], nproc = 0;
-	while ((opt = getopt(argc, argv, "f:R:w:d:g:p:o:h")) != -1) {
+	char quiet_side = 0;
+	while ((opt = getopt(argc, argv, "f:R:w:d:g:p:o:Q:F:T:h")) != -1) {
 		switch (opt) {
+		case 'Q': quiet_side = optarg[0]; break;
+		case 'T': thr_pid = atoi(optarg); break;
+		case 'F': foreign_mode = 1; foreign_side = optarg[0]; break;
 		case 'f': file = optarg; break;
 		case 'R': ramp_s = atof(optarg); break;
 		case 'w': warm_s = atof(optarg); break;
@@ -336,6 +526,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		e->side = side[0];
+		e->quiet = quiet_side && side[0] == quiet_side;
 		e->first_rx = -1;
 		nep++;
 	}
@@ -384,6 +575,11 @@ int main(int argc, char **argv)
 	const int64_t t_end = t_count + (int64_t)(dur_s * 1e9);
 	const int64_t t_stop = t_end + (int64_t)drain_ms * 1000000LL;
 	const int64_t ramp_ns = (int64_t)(ramp_s * 1e9);
+	{
+		int64_t rt_off = ts_ns(CLOCK_REALTIME) - ts_ns(CLOCK_MONOTONIC);
+		win0_rt = t_count + rt_off;
+		win1_rt = t_end + rt_off;
+	}
 	int64_t next_m = 0;
 	int next_k = 0;
 	long long pt0[MAX_PROCS], pt1[MAX_PROCS];
@@ -399,6 +595,8 @@ int main(int argc, char **argv)
 			getrusage(RUSAGE_SELF, &ru0);
 			for (int i = 0; i < nproc; i++)
 				pt0[i] = proc_ticks(ppid[i]);
+			if (thr_pid > 0)
+				thread_ticks(0);
 		}
 		if (window == 1 && now >= t_end) {
 			window = 2;
@@ -406,6 +604,8 @@ int main(int argc, char **argv)
 			getrusage(RUSAGE_SELF, &ru1);
 			for (int i = 0; i < nproc; i++)
 				pt1[i] = proc_ticks(ppid[i]);
+			if (thr_pid > 0)
+				thread_ticks(1);
 		}
 		if (now >= t_stop || stop_now)
 			break;
@@ -421,7 +621,7 @@ int main(int argc, char **argv)
 				}
 				continue;
 			}
-			if (due >= t0 + ramp_ns * next_k / nep) {
+			if (due >= t0 + ramp_ns * next_k / nep && !eps[next_k].quiet) {
 				int counted = due >= t_count;
 				if (counted)
 					hist_add(hist_late, &n_late, now - due);
@@ -481,7 +681,7 @@ int main(int argc, char **argv)
 			  ((ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) + (ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec)) / 1e6);
 	long hz = sysconf(_SC_CLK_TCK);
 
-	char res[4096];
+	char res[8192];
 	int len = snprintf(res, sizeof res,
 		"endpoints=%d sent=%" PRIu64 " received=%" PRIu64 " lost=%" PRIu64 " loss_pct=%.4f"
 		" lost_A=%" PRIu64 " sent_A=%" PRIu64 " lost_B=%" PRIu64 " sent_B=%" PRIu64
@@ -497,9 +697,47 @@ int main(int argc, char **argv)
 		hist_pct(hist_relay, n_relay, 99.9), hist_max(hist_relay), hist_mean(hist_relay, n_relay),
 		hist_pct(hist_late, n_late, 50), hist_pct(hist_late, n_late, 99), hist_max(hist_late),
 		wall > 0 ? 100 * gen_cpu / wall : 0, wall);
+	if (foreign_mode) {
+		uint64_t rx = 0, gaps = 0, chg = 0, dupf = 0, reo = 0, streams = 0, silent = 0, receivers = 0;
+		uint32_t minw = UINT32_MAX, maxw = 0;
+		for (int i = 0; i < nep; i++) {
+			struct ep *e = &eps[i];
+			rx += e->f_win;
+			gaps += e->f_gaps;
+			chg += e->f_ssrc_changes;
+			dupf += e->f_dup;
+			reo += e->f_reorder;
+			if (e->f_win)
+				streams++;
+			if (e->side == foreign_side) {
+				receivers++;
+				if (!e->f_win)
+					silent++;
+				if (e->f_win < minw)
+					minw = e->f_win;
+				if (e->f_win > maxw)
+					maxw = e->f_win;
+			}
+		}
+		if (!receivers)
+			minw = 0;
+		len += snprintf(res + len, sizeof res - len,
+			" stream_receivers=%" PRIu64 " stream_streams=%" PRIu64 " stream_silent=%" PRIu64 " stream_rx=%" PRIu64
+			" stream_pps=%.1f stream_pps_per_stream=%.2f stream_min_pkts=%u stream_max_pkts=%u stream_expected_per_stream=%.0f"
+			" stream_missing_seq=%" PRIu64 " stream_ssrc_changes=%" PRIu64 " stream_dup=%" PRIu64 " stream_reordered=%" PRIu64
+			" stream_rtcp=%" PRIu64 " stream_ia_p10_us=%.0f stream_ia_p50_us=%.0f stream_ia_p90_us=%.0f stream_ia_p99_us=%.0f stream_ia_p999_us=%.0f stream_ia_max_us=%.0f",
+			receivers, streams, silent, rx, wall > 0 ? rx / wall : 0, (wall > 0 && receivers) ? rx / wall / receivers : 0,
+			minw, maxw, dur_s * 50, gaps, chg, dupf, reo, f_rtcp,
+			hist_pct(hist_ia, n_ia, 10), hist_pct(hist_ia, n_ia, 50), hist_pct(hist_ia, n_ia, 90), hist_pct(hist_ia, n_ia, 99),
+			hist_pct(hist_ia, n_ia, 99.9), hist_max(hist_ia));
+	}
 	for (int i = 0; i < nproc && len < (int)sizeof res - 64; i++) {
 		double pct = (pt0[i] >= 0 && pt1[i] >= pt0[i] && wall > 0) ? 100.0 * (pt1[i] - pt0[i]) / hz / wall : -1;
 		len += snprintf(res + len, sizeof res - len, " cpu_%s_pct=%.1f", pname[i], pct);
+	}
+	for (int i = 0; i < n_tg && len < (int)sizeof res - 64; i++) {
+		double pct = wall > 0 ? 100.0 * tg_cpu[i] / 1e9 / wall : -1;
+		len += snprintf(res + len, sizeof res - len, " thr_%s_pct=%.3f", tg_name[i], pct);
 	}
 	printf("%s\n", res);
 	if (out) {

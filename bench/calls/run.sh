@@ -12,6 +12,15 @@
 #          SERVER_CPU, load generator on GEN_CPU): setup_calls.py sets up N calls
 #          over SIP, rtpload sends 20 ms packets both ways through the relay for
 #          RELAY_SECONDS and measures loss and the latency the relay adds.
+#   record the relay benchmark's N calls on one core run twice, without and with
+#          call recording (Tsunagu: recording_mode none / all; rtpengine:
+#          --recording-method=pcap and the record-call flag): CPU per recorded
+#          call, split by thread, loss, latency, bytes, the upload measured apart
+#          -> RECORD_RESULT_FILE (not a default benchmark: BENCHES=record)
+#   ivr    N calls the server answers itself with a long prompt (Tsunagu: a DID
+#          to ivr:main; rtpengine: "play media" over its ng protocol on a relayed
+#          call): CPU per prompt stream on one core, and the stream as received
+#          (packets/s, missing sequence numbers, inter-arrival) -> IVR_RESULT_FILE
 #
 # Environment (all optional):
 #   PEERS="kamailio tsunagu"    which servers, in this order
@@ -36,7 +45,15 @@
 #   MEDIA_PORT_MIN=16000 MEDIA_PORT_MAX=25999   the server's relay ports (both servers)
 #   GEN_RTP_BASE=10000          rtpload's ports: GEN_RTP_BASE .. +2N-1
 #   KEEP_WORK=1                 keep the temporary directory (logs, SIPp statistics)
-#   RESULT_FILE=path            default bench/calls/last-result.txt
+#   RESULT_FILE=path            default bench/calls/last-result.txt (caps, relay)
+#   RECORD_CALLS="200 500"      record: concurrent calls, each measured without and with recording
+#   RECORD_SECONDS=20           record and ivr: counted window (RELAY_WARMUP, RELAY_RAMP before it)
+#   RECORD_UPLOAD_TIMEOUT=300   record: longest wait for every recording row to become `stored`
+#   RECORD_REPEAT=1             record: each pair (without, with) this many times, interleaved
+#   RECORD_RESULT_FILE=path     default bench/calls/last-result-record.txt
+#   IVR_CALLS="200 500"         ivr: concurrent calls answered by the server with a prompt
+#   IVR_PROMPT_SECONDS=120      ivr: length of the prompt (longer than the call is held)
+#   IVR_RESULT_FILE=path        default bench/calls/last-result-ivr.txt
 #   TSUNAGU_LOG=warn            RUST_LOG-style filter for the server
 #
 # See README.md next to this file.
@@ -76,6 +93,15 @@ SIPP_UAC_MEDIA_PORT=9000
 SIPP_UAS_MEDIA_PORT=9010
 KEEP_WORK=${KEEP_WORK:-0}
 RESULT_FILE=${RESULT_FILE:-$HERE/last-result.txt}
+RECORD_CALLS=${RECORD_CALLS:-"200 500"}
+RECORD_SECONDS=${RECORD_SECONDS:-20}
+RECORD_UPLOAD_TIMEOUT=${RECORD_UPLOAD_TIMEOUT:-300}
+RECORD_REPEAT=${RECORD_REPEAT:-1}
+RECORD_RESULT_FILE=${RECORD_RESULT_FILE:-$HERE/last-result-record.txt}
+IVR_CALLS=${IVR_CALLS:-"200 500"}
+IVR_PROMPT_SECONDS=${IVR_PROMPT_SECONDS:-120}
+IVR_RESULT_FILE=${IVR_RESULT_FILE:-$HERE/last-result-ivr.txt}
+IVR_DID=5550200
 DEFAULT_TSUNAGU_BIN=$ROOT/target/release/tsunagu
 TSUNAGU_BIN=${TSUNAGU_BIN:-$DEFAULT_TSUNAGU_BIN}
 DID=5550100
@@ -97,15 +123,19 @@ for tool in sipp kamailio rtpengine gcc taskset flock curl awk sort timeout ss p
 	command -v "$tool" >/dev/null || die "$tool not found (scripts/setup.sh installs sip-tester kamailio rtpengine-daemon)"
 done
 [[ -n $PY ]] || die "python3 not found"
-for n in $CAPS_RATES $RELAY_CALLS $RELAY_REF_CALLS; do
-	[[ $n =~ ^[0-9]+$ ]] && ((n > 0)) || die "bad number '$n' in CAPS_RATES / RELAY_CALLS"
+for n in $CAPS_RATES $RELAY_CALLS $RELAY_REF_CALLS $RECORD_CALLS $IVR_CALLS; do
+	[[ $n =~ ^[0-9]+$ ]] && ((n > 0)) || die "bad number '$n' in CAPS_RATES / RELAY_CALLS / RECORD_CALLS / IVR_CALLS"
 done
+((RECORD_SECONDS > 0 && RECORD_SECONDS <= 300)) || die "RECORD_SECONDS must be 1..300"
+((RECORD_UPLOAD_TIMEOUT > 0 && RECORD_UPLOAD_TIMEOUT <= 1800)) || die "RECORD_UPLOAD_TIMEOUT must be 1..1800"
+((RECORD_REPEAT >= 1 && RECORD_REPEAT <= 10)) || die "RECORD_REPEAT must be 1..10"
+((IVR_PROMPT_SECONDS >= RECORD_SECONDS + 30 && IVR_PROMPT_SECONDS <= 900)) || die "IVR_PROMPT_SECONDS must be RECORD_SECONDS+30..900"
 ((CAPS_STEP_SECONDS > 0 && CAPS_STEP_SECONDS <= 300)) || die "CAPS_STEP_SECONDS must be 1..300"
 ((CAPS_MEDIA_SECONDS >= 0 && CAPS_MEDIA_SECONDS <= 60)) || die "CAPS_MEDIA_SECONDS must be 0..60"
 ((RELAY_SECONDS > 0 && RELAY_SECONDS <= 300)) || die "RELAY_SECONDS must be 1..300"
 ((CPUS = $(nproc))) && ((SERVER_CPU < CPUS && GEN_CPU < CPUS)) || die "SERVER_CPU/GEN_CPU beyond $(nproc) CPUs"
 max_relay=0
-for n in $RELAY_CALLS $RELAY_REF_CALLS; do ((n > max_relay)) && max_relay=$n; done
+for n in $RELAY_CALLS $RELAY_REF_CALLS $RECORD_CALLS $IVR_CALLS; do ((n > max_relay)) && max_relay=$n; done
 ((GEN_RTP_BASE + 2 * max_relay <= MEDIA_PORT_MIN || GEN_RTP_BASE >= MEDIA_PORT_MAX)) ||
 	die "rtpload ports $GEN_RTP_BASE..$((GEN_RTP_BASE + 2 * max_relay)) overlap the relay range $MEDIA_PORT_MIN..$MEDIA_PORT_MAX"
 # rtpengine takes 4 ports per call (RTP+RTCP on both sides).
@@ -382,12 +412,12 @@ start_kamailio() { # start_kamailio PIN ("-" = not pinned)
 	spawn_bounded "$WORK/rtpengine.log" "$pin" rtpengine --config-file=none --table=-1 --foreground \
 		--log-stderr --log-level=4 --interface=127.0.0.1 --listen-ng="127.0.0.1:$RTPE_NG_PORT" \
 		--port-min="$MEDIA_PORT_MIN" --port-max="$MEDIA_PORT_MAX" --delete-delay=0 --timeout=60 \
-		--pidfile="$WORK/rtpengine.pid"
+		--pidfile="$WORK/rtpengine.pid" ${RTPE_EXTRA[@]+"${RTPE_EXTRA[@]}"}
 	RTPE_PID=$SPAWNED
 	wait_udp "$RTPE_NG_PORT" 10 || { tail -20 "$WORK/rtpengine.log" >&2; die "rtpengine not listening on $RTPE_NG_PORT"; }
 	spawn_bounded "$WORK/kamailio.log" "$pin" kamailio -f "$HERE/kamailio.cfg" -DD -E -w "$WORK" -m 512 -M 16 \
 		-l "udp:127.0.0.1:$KAM_PORT" -A "RTPENGINE_SOCK=\"udp:127.0.0.1:$RTPE_NG_PORT\"" \
-		-A "DID=\"$DID\"" -A "EXT=\"$EXT\"" -A "PASSWORD=\"$PASSWORD\""
+		-A "DID=\"$DID\"" -A "EXT=\"$EXT\"" -A "PASSWORD=\"$PASSWORD\"" ${KAM_EXTRA[@]+"${KAM_EXTRA[@]}"}
 	main=$SPAWNED
 	for ((i = 0; i < 100; i++)); do
 		kill -0 "$main" 2>/dev/null || { tail -20 "$WORK/kamailio.log" >&2; die "kamailio exited at startup"; }
@@ -412,6 +442,24 @@ start_tsunagu() { # start_tsunagu PIN
 			{ "$TSUNAGU_BIN" did add "$DID" --to "user:$EXT" --data "$data" ||
 				"$TSUNAGU_BIN" did add "$DID" --to "$EXT" --data "$data"; }
 	} >"$WORK/tsunagu-setup.log" 2>&1 9>&- || { tail -20 "$WORK/tsunagu-setup.log" >&2; die "tsunagu user/trunk/did setup failed"; }
+	# record benchmark: recording on or off, and no recording notice (the
+	# calls are set up exactly like unrecorded ones: no early media first).
+	if [[ -n ${TSU_RECORDING:-} ]]; then
+		{
+			"$TSUNAGU_BIN" setting set --data "$data" recording_mode "$TSU_RECORDING" &&
+				"$TSUNAGU_BIN" setting set --data "$data" recording_notice ""
+		} >>"$WORK/tsunagu-setup.log" 2>&1 9>&- || { tail -20 "$WORK/tsunagu-setup.log" >&2; die "tsunagu recording settings failed"; }
+	fi
+	# ivr benchmark: the DID IVR_DID goes to an IVR menu whose prompt is the
+	# long prompt file (so it is still playing when the calls end).
+	if [[ ${TSU_IVR:-0} == 1 ]]; then
+		{
+			"$TSUNAGU_BIN" announcement add --data "$data" bench-prompt --file "$WORK/prompt.wav" &&
+				"$TSUNAGU_BIN" ivr add --data "$data" main --prompt bench-prompt --option 0=repeat \
+					--invalid-prompt bench-prompt --timeout-prompt bench-prompt --timeout-ms 60000 &&
+				"$TSUNAGU_BIN" did add "$IVR_DID" --to ivr:main --data "$data"
+		} >>"$WORK/tsunagu-setup.log" 2>&1 9>&- || { tail -20 "$WORK/tsunagu-setup.log" >&2; die "tsunagu announcement/ivr setup failed"; }
+	fi
 	TSUNAGU_SIP_LISTEN=127.0.0.1:$TSU_SIP_PORT TSUNAGU_HTTP_LISTEN=127.0.0.1:$TSU_HTTP_PORT \
 		TSUNAGU_MEDIA_PORT_MIN=$MEDIA_PORT_MIN TSUNAGU_MEDIA_PORT_MAX=$MEDIA_PORT_MAX \
 		TSUNAGU_MEDIA_ADDRESS=127.0.0.1 TSUNAGU_LOG=${TSUNAGU_LOG:-warn} \
@@ -825,6 +873,303 @@ measure_relay() { # measure_relay PEER
 	stop_servers
 }
 
+# ---------------------------------------------------------------- record, ivr
+RTPE_EXTRA=()
+KAM_EXTRA=()
+
+# field_kv LINE CLASS KEY: KEY=value inside "CLASS=[...]" of a step line
+field_kv() {
+	awk -v c="$2" -v k="$3" '{ i = index($0, c "=["); if (!i) { print "-"; exit }
+		r = substr($0, i + length(c) + 2); r = substr(r, 1, index(r, "]") - 1)
+		n = split(r, a, " "); for (j = 1; j <= n; j++) { split(a[j], kvp, "="); if (kvp[1] == k) { print kvp[2]; exit } } print "-" }' <<<"$1"
+}
+# thr_snapshot PID: "TID NAME NS" per thread, ns on the CPU from
+# /proc/PID/task/*/schedstat.
+thr_snapshot() {
+	local t comm ns
+	for t in /proc/"$1"/task/*; do
+		comm=$(tr -c 'A-Za-z0-9\n' '_' <"$t/comm" 2>/dev/null) || continue
+		ns=$(awk '{ print $1 }' "$t/schedstat" 2>/dev/null) || continue
+		echo "${t##*/} $comm ${ns:-0}"
+	done
+}
+# Tsunagu's thread classes: media-relay-* (relay threads), media-recorder,
+# tokio-rt-worker (tokio workers and blocking threads), sqlx-sqlite-worker
+# (the database), sip-udp-* (SIP receive threads), the rest.
+THR_CLASSIFY='function cls(k) { if (k ~ /^media_relay/) return "relay"; if (k ~ /^media_recorder/) return "recorder";
+	if (k ~ /^tokio/) return "tokio"; if (k ~ /^sqlx/) return "sqlite"; if (k ~ /^sip_udp/) return "sip"; return "other" }
+	function out(c, t) { printf "relay=%.2f recorder=%.2f tokio=%.2f sqlite=%.2f sip=%.2f other=%.2f total=%.2f\n",
+		c["relay"], c["recorder"], c["tokio"], c["sqlite"], c["sip"], c["other"], t }'
+# thr_split BEFORE AFTER SECONDS: the CPU between two snapshots per thread
+# class, % of one core (a thread that ended in between is missed).
+thr_split() {
+	awk -v secs="$3" "$THR_CLASSIFY"'FNR == NR { a[$1] = $3; next } { v = 100 * ($3 - a[$1]) / 1e9 / secs; c[cls($2)] += v; t += v }
+		END { out(c, t) }' "$1" "$2"
+}
+# thr_classes LOAD_LINE: the same classes from rtpload's thr_NAME_pct keys (the counted window).
+thr_classes() {
+	tr ' ' '\n' <<<"$1" | awk -F= "$THR_CLASSIFY"'$1 ~ /^thr_.*_pct$/ { k = substr($1, 5, length($1) - 8); v = $2 + 0; t += v; c[cls(k)] += v; f = 1 }
+		END { if (f) out(c, t); else print "relay=- recorder=- tokio=- sqlite=- sip=- other=- total=-" }'
+}
+# thr_top LOAD_LINE: every thread name with its share of a core, biggest first (rtpengine's threads).
+thr_top() {
+	tr ' ' '\n' <<<"$1" | awk -F= '$1 ~ /^thr_.*_pct$/ && $2 + 0 >= 0.05 { printf "%s=%.2f\n", substr($1, 5, length($1) - 8), $2 }' |
+		sort -t= -k2 -gr | tr '\n' ' '
+}
+
+# media_step PEER N DIR DID [RTPLOAD_ARGS...]: set up N calls to DID with
+# setup_calls.py, run MS_HOOK DIR N if set (e.g. rtpengine "play media"), load
+# them with rtpload for RECORD_SECONDS (CPU of the relay process and its threads
+# in the counted window), read the memory, then tear them down. Sets MS_SETUP,
+# MS_LOAD, MS_DOWN (key=value lines), MS_PSS, MS_THR0 (thread snapshot file at
+# the release) and MS_T_RELEASE / MS_T_DOWN (epoch seconds).
+media_step() {
+	local peer=$1 n=$2 dir=$3 did=$4
+	shift 4
+	mkdir -p "$dir"
+	rm -f "$dir/release" "$dir/endpoints.txt" "$dir/stats.txt" "$dir/calls.txt"
+	local p
+	for ((p = GEN_RTP_BASE; p <= GEN_RTP_BASE + 2 * n - 1; p += 97)); do need_free "$p" udp; done
+	taskset -c "$GEN_CPU" "$PY" "$HERE/setup_calls.py" --server "127.0.0.1:$SIP_PORT" \
+		--caller-port "$CALLER_PORT" --callee-port "$CALLEE_PORT" --ext "$EXT" --password "$PASSWORD" \
+		--did "$did" --calls "$n" --rate "$RELAY_SETUP_RATE" --rtp-base "$GEN_RTP_BASE" \
+		--out "$dir/endpoints.txt" --stats "$dir/stats.txt" --release-file "$dir/release" --calls-out "$dir/calls.txt" \
+		--hold-max $((RELAY_RAMP + RELAY_WARMUP + RECORD_SECONDS + 60)) \
+		--max-seconds $((n / RELAY_SETUP_RATE + RELAY_RAMP + RELAY_WARMUP + RECORD_SECONDS + 200)) \
+		>"$dir/driver.log" 2>&1 9>&- &
+	local drv=$! i limit=$(((n / RELAY_SETUP_RATE + 60) * 10))
+	BG_PIDS=("$drv")
+	for ((i = 0; i < limit; i++)); do
+		[[ -s $dir/endpoints.txt ]] && break
+		kill -0 "$drv" 2>/dev/null || break
+		sleep 0.1
+	done
+	MS_SETUP=$(grep '^phase=setup' "$dir/stats.txt" 2>/dev/null || true)
+	MS_LOAD=
+	if [[ -s $dir/endpoints.txt ]]; then
+		[[ -z ${MS_HOOK:-} ]] || "$MS_HOOK" "$dir" "$n"
+		taskset -c "$GEN_CPU" "$WORK/rtpload" -f "$dir/endpoints.txt" -R "$RELAY_RAMP" -w "$RELAY_WARMUP" \
+			-d "$RECORD_SECONDS" -g 500 -p "relay=$RELAY_PID" -T "$RELAY_PID" "$@" -o "$dir/rtpload.txt" \
+			>"$dir/rtpload.out" 2>"$dir/rtpload.err" 9>&- || true
+		MS_LOAD=$(cat "$dir/rtpload.txt" 2>/dev/null || true)
+		[[ -n $MS_LOAD ]] || { log "rtpload failed:"; cat "$dir/rtpload.err" >&2; }
+	else
+		log "$peer: no call set up within the time limit, see $dir/driver.log"
+		tail -5 "$dir/driver.log" >&2 || true
+	fi
+	MS_PSS=$(pss_mb "${SRV_PIDS[@]}")
+	MS_THR0=$dir/threads-release.txt
+	thr_snapshot "$RELAY_PID" >"$MS_THR0"
+	MS_T_RELEASE=$(date +%s.%N)
+	touch "$dir/release"
+	for ((i = 0; i < (n / 100 + 60) * 10; i++)); do kill -0 "$drv" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$drv" 2>/dev/null && stop_tree "$drv"
+	wait "$drv" 2>/dev/null || true
+	BG_PIDS=()
+	MS_T_DOWN=$(date +%s.%N)
+	MS_DOWN=$(grep '^phase=teardown' "$dir/stats.txt" 2>/dev/null || true)
+}
+
+# The prompt of the ivr benchmark: IVR_PROMPT_SECONDS of a 440/660 Hz tone,
+# 8 kHz 16-bit mono WAV (Tsunagu imports it as an announcement; rtpengine
+# plays the file itself).
+make_prompt() {
+	"$PY" - "$WORK/prompt.wav" "$IVR_PROMPT_SECONDS" <<'EOF'
+import math, struct, sys, wave
+n = int(sys.argv[2]) * 8000
+w = wave.open(sys.argv[1], "wb"); w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000)
+frames = bytearray()
+for i in range(n):
+    f = 440 if (i // 4000) % 2 == 0 else 660
+    frames += struct.pack("<h", int(6000 * math.sin(2 * math.pi * f * i / 8000)))
+w.writeframes(bytes(frames)); w.close()
+EOF
+}
+
+# record_step PEER N MODE (none|all): one server start, N calls, the report line.
+declare -A REC_LINE
+RECORD_LINES=()
+record_step() {
+	local peer=$1 n=$2 mode=$3 r=${4:-1} dir=$WORK/record-$1-$2-$3-$4
+	mkdir -p "$dir"
+	TSU_RECORDING=
+	RTPE_EXTRA=()
+	KAM_EXTRA=()
+	if [[ $peer == tsunagu ]]; then
+		TSU_RECORDING=$mode
+	elif [[ $mode == all ]]; then
+		mkdir -p "$dir/rtpe-rec"
+		RTPE_EXTRA=(--recording-dir="$dir/rtpe-rec" --recording-method=pcap)
+		KAM_EXTRA=(-A RECORD_CALL)
+	fi
+	start_peer "$peer" "$SERVER_CPU"
+	TSU_RECORDING=
+	RTPE_EXTRA=()
+	KAM_EXTRA=()
+	local data=$WORK/tsunagu-data
+	MS_HOOK=
+	media_step "$peer" "$n" "$dir" "$DID"
+	# After the teardown: Tsunagu's recordings are closed and uploaded; wait
+	# until every row is `stored` (bounded), and take the CPU of that phase.
+	local rows=- stored=- bytes=- upload_s=- files=- objbytes=- dropped=- thr1 split_up="-" t_end
+	if [[ $mode == none ]]; then
+		# The same span without recording: the teardown's own CPU (BYEs, call
+		# records), to tell the upload's share apart.
+		sleep 1
+		t_end=$(date +%s.%N)
+		thr1=$dir/threads-stored.txt
+		thr_snapshot "$RELAY_PID" >"$thr1"
+		upload_s=$(awk -v a="$MS_T_RELEASE" -v b="$t_end" 'BEGIN { printf "%.1f", b - a }')
+		split_up=$(thr_split "$MS_THR0" "$thr1" "$upload_s")
+	fi
+	if [[ $mode == all ]]; then
+		local i deadline list
+		deadline=$(($(date +%s) + RECORD_UPLOAD_TIMEOUT))
+		if [[ $peer == tsunagu ]]; then
+			while :; do
+				list=$(taskset -c "$GEN_CPU" "$TSUNAGU_BIN" recording list --data "$data" --limit 1000000 2>/dev/null 9>&- || true)
+				rows=$(grep -c . <<<"$list" || true)
+				stored=$(awk -F'\t' '$4 == "stored"' <<<"$list" | grep -c . || true)
+				((rows > 0 && stored == rows)) && break
+				(($(date +%s) < deadline)) || break
+				sleep 0.5
+			done
+			t_end=$(date +%s.%N)
+			bytes=$(awk -F'\t' '{ s += $5 } END { printf "%.0f", s }' <<<"$list")
+			files=$(find "$data/objects" -type f -name '*.wav' 2>/dev/null | wc -l)
+			objbytes=$(du -sb "$data/objects" 2>/dev/null | awk '{ print $1 }')
+			dropped=$(curl -sf -m 2 "http://127.0.0.1:$TSU_HTTP_PORT/metrics" 2>/dev/null |
+				awk '/^tsunagu_recording_dropped_total/ { s += $NF; f = 1 } END { printf "%.0f\n", f ? s : 0 }' || echo -)
+			echo "$list" >"$dir/recording-list.txt"
+		else
+			# rtpengine writes its pcap files as packets go; a deleted call's file is closed at once.
+			sleep 1
+			t_end=$(date +%s.%N)
+			files=$(find "$dir/rtpe-rec/pcaps" -type f -size +24c 2>/dev/null | wc -l)
+			rows=$(find "$dir/rtpe-rec/pcaps" -type f 2>/dev/null | wc -l)
+			stored=$files
+			bytes=$(du -sb "$dir/rtpe-rec/pcaps" 2>/dev/null | awk '{ print $1 }')
+			objbytes=$bytes
+		fi
+		thr1=$dir/threads-stored.txt
+		thr_snapshot "$RELAY_PID" >"$thr1"
+		upload_s=$(awk -v a="$MS_T_RELEASE" -v b="$t_end" 'BEGIN { printf "%.1f", b - a }')
+		split_up=$(thr_split "$MS_THR0" "$thr1" "$upload_s")
+	fi
+	local load=$MS_LOAD split
+	if [[ $peer == tsunagu ]]; then split=$(thr_classes "$load"); else split=$(thr_top "$load"); fi
+	STEP_LINE=$(printf "%-8s %5d %4s %5s %6s %8s %7s %7s %8s %7s %7s %6s %5s %5s %12s %8s %7s" \
+		"$peer" "$n" "$mode" "$(kv up "$MS_SETUP")" "$(kv lost "$load")" "$(kv loss_pct "$load")" \
+		"$(kv relay_p50_us "$load")" "$(kv relay_p99_us "$load")" "$(kv relay_p999_us "$load")" "$(kv late_p99_us "$load")" \
+		"$(kv cpu_relay_pct "$load")" "$MS_PSS" "$rows" "$stored" "$bytes" "$upload_s" "$dropped")
+	local tear_ms=-
+	[[ $split_up == - ]] || tear_ms=$(awk -v t="$(field_kv "x upload=[$split_up]" upload total)" -v s="$upload_s" -v n="$n" 'BEGIN { printf "%.2f", t * s * 10 / n }')
+	[[ $peer == kamailio ]] && tear_ms=-
+	STEP_LINE="$STEP_LINE bye_ok=$(kv bye_ok "$MS_DOWN")/$(kv up "$MS_SETUP") teardown_cpu_ms_per_call=$tear_ms window=[$split] upload=[$split_up]"
+	STEP_LINE="$STEP_LINE rep=$r"
+	REC_LINE[$peer,$n,$mode,$r]=$STEP_LINE
+	RECORD_LINES+=("$STEP_LINE")
+	echo "$STEP_LINE" >&2
+	check_alive "$peer" || true
+	stop_servers
+}
+RECORD_HEADER=$(printf "%-8s %5s %4s %5s %6s %8s %7s %7s %8s %7s %7s %6s %5s %5s %12s %8s %7s" \
+	peer calls rec up lost loss% p50us p99us p999us late99 relCPU pssMB rows stored bytes upl_s dropped)
+
+measure_record() { # measure_record PEER
+	local peer=$1 n
+	log "$peer: record, server on CPU $SERVER_CPU, generator on CPU $GEN_CPU, ${RECORD_SECONDS}s counted, calls: $RECORD_CALLS, each without and with recording"
+	echo "$RECORD_HEADER" >&2
+	local r
+	for n in $RECORD_CALLS; do
+		for ((r = 1; r <= RECORD_REPEAT; r++)); do
+			record_step "$peer" "$n" none "$r"
+			sleep 2
+			record_step "$peer" "$n" all "$r"
+			sleep 2
+		done
+	done
+}
+
+# play_media DIR N: rtpengine plays the prompt file to every caller (ng
+# "play media", from-tag = the caller's tag), as an IVR or announcement would.
+play_media() {
+	taskset -c "$GEN_CPU" "$PY" - "$RTPE_NG_PORT" "$1/calls.txt" "$WORK/prompt.wav" >"$1/play-media.txt" 2>&1 9>&- <<'EOF' || true
+import random, re, socket, sys, time
+def benc(o):
+    if isinstance(o, int): return b"i%de" % o
+    if isinstance(o, str): o = o.encode()
+    if isinstance(o, bytes): return b"%d:%s" % (len(o), o)
+    if isinstance(o, list): return b"l" + b"".join(benc(x) for x in o) + b"e"
+    return b"d" + b"".join(benc(k) + benc(v) for k, v in sorted(o.items())) + b"e"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+ok = bad = 0; errors = {}
+t0 = time.monotonic()
+for line in open(sys.argv[2]):
+    call_id, from_tag, to_tag = line.split()
+    cookie = b"%08x" % random.getrandbits(32)
+    s.sendto(cookie + b" " + benc({"command": "play media", "call-id": call_id, "from-tag": from_tag, "file": sys.argv[3]}),
+             ("127.0.0.1", int(sys.argv[1])))
+    try:
+        r = s.recv(65536)
+    except OSError as e:
+        r = str(e).encode()
+    if b"6:result2:ok" in r:
+        ok += 1
+    else:
+        bad += 1; k = r[:120]; errors[k] = errors.get(k, 0) + 1
+print("play_media ok=%d failed=%d seconds=%.2f errors=%r" % (ok, bad, time.monotonic() - t0, errors))
+EOF
+	log "rtpengine: $(cat "$1/play-media.txt")"
+}
+
+declare -A IVR_LINE
+IVR_LINES=()
+ivr_step() { # ivr_step PEER N
+	local peer=$1 n=$2 dir=$WORK/ivr-$1-$2 load split did rtpargs
+	mkdir -p "$dir"
+	if [[ $peer == tsunagu ]]; then
+		TSU_IVR=1
+		did=$IVR_DID
+		MS_HOOK=
+		rtpargs=(-F A)
+	else
+		did=$DID
+		MS_HOOK=play_media
+		rtpargs=(-Q B -F A)
+	fi
+	start_peer "$peer" "$SERVER_CPU"
+	TSU_IVR=0
+	media_step "$peer" "$n" "$dir" "$did" "${rtpargs[@]}"
+	MS_HOOK=
+	load=$MS_LOAD
+	if [[ $peer == tsunagu ]]; then split=$(thr_classes "$load"); else split=$(thr_top "$load"); fi
+	STEP_LINE=$(printf "%-8s %5d %5s %5s %6s %9s %8s %6s %6s %7s %8s %8s %8s %7s %7s %6s" \
+		"$peer" "$n" "$(kv up "$MS_SETUP")" "$(kv stream_streams "$load")" "$(kv stream_silent "$load")" \
+		"$(kv stream_pps "$load")" "$(kv stream_pps_per_stream "$load")" "$(kv stream_min_pkts "$load")" \
+		"$(kv stream_expected_per_stream "$load")" "$(kv stream_missing_seq "$load")" \
+		"$(kv stream_ia_p50_us "$load")" "$(kv stream_ia_p99_us "$load")" "$(kv stream_ia_max_us "$load")" \
+		"$(kv late_p99_us "$load")" "$(kv cpu_relay_pct "$load")" "$MS_PSS")
+	STEP_LINE="$STEP_LINE bye_ok=$(kv bye_ok "$MS_DOWN")/$(kv up "$MS_SETUP") ia_p10/p90=$(kv stream_ia_p10_us "$load")/$(kv stream_ia_p90_us "$load") ssrc_changes=$(kv stream_ssrc_changes "$load") reordered=$(kv stream_reordered "$load") rtcp=$(kv stream_rtcp "$load") relayed_lost=$(kv lost "$load") window=[$split]"
+	IVR_LINE[$peer,$n]=$STEP_LINE
+	IVR_LINES+=("$STEP_LINE")
+	echo "$STEP_LINE" >&2
+	check_alive "$peer" || true
+	stop_servers
+}
+IVR_HEADER=$(printf "%-8s %5s %5s %5s %6s %9s %8s %6s %6s %7s %8s %8s %8s %7s %7s %6s" \
+	peer calls up strms silent pkts/s pps/strm minpkt expect missing ia50us ia99us iamaxus late99 relCPU pssMB)
+
+measure_ivr() { # measure_ivr PEER
+	local peer=$1 n
+	log "$peer: ivr, server on CPU $SERVER_CPU, generator on CPU $GEN_CPU, ${RECORD_SECONDS}s counted, calls: $IVR_CALLS"
+	echo "$IVR_HEADER" >&2
+	for n in $IVR_CALLS; do
+		ivr_step "$peer" "$n"
+		sleep 2
+	done
+}
+
 # ---------------------------------------------------------------- main
 need_free "$CALLER_PORT" udp
 need_free "$CALLEE_PORT" udp
@@ -850,12 +1195,23 @@ for bench in $BENCHES; do
 			for n in $(printf '%s\n' $RELAY_CALLS $RELAY_REF_CALLS | sort -nu); do relay_baseline "$n"; done
 		fi
 		for peer in "${RUN_PEERS[@]}"; do measure_relay "$peer"; sleep 2; done ;;
-	*) die "unknown benchmark '$bench' (caps, relay)" ;;
+	record)
+		for peer in "${RUN_PEERS[@]}"; do measure_record "$peer"; sleep 2; done ;;
+	ivr)
+		make_prompt
+		for peer in "${RUN_PEERS[@]}"; do measure_ivr "$peer"; sleep 2; done ;;
+	*) die "unknown benchmark '$bench' (caps, relay, record, ivr)" ;;
 	esac
 done
 
 # ---------------------------------------------------------------- report
 field() { awk -v f="$2" '{ print $f }' <<<"$1"; }
+report_head() {
+	echo "machine: $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(uname -r), loadavg before: $LOAD_BEFORE"
+	echo "tools: $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1), kamailio $(kamailio -v 2>/dev/null | awk 'NR==1{print $3}'), rtpengine $(rtpengine --version 2>&1 | awk '{print $2; exit}') (userspace, --table=-1)," \
+		"$(if [[ " $PEERS " != *" tsunagu "* ]]; then echo 'tsunagu not requested'; elif [[ -n $TSU_SKIP ]]; then echo "tsunagu SKIPPED: $TSU_SKIP"; else echo "$("$TSUNAGU_BIN" --version 2>/dev/null | head -1) ($TSUNAGU_BIN, built $(date -r "$TSUNAGU_BIN" '+%F %T'))"; fi)"
+}
+if [[ " $BENCHES " == *" caps "* || " $BENCHES " == *" relay "* ]]; then
 {
 	echo "Call benchmarks ($START) - bench/calls/run.sh"
 	echo "machine: $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(uname -r), loadavg before: $LOAD_BEFORE"
@@ -976,4 +1332,122 @@ field() { awk -v f="$2" '{ print $f }' <<<"$1"; }
 } | tee "$RESULT_FILE.tmp"
 mv "$RESULT_FILE.tmp" "$RESULT_FILE"
 log "written to $RESULT_FILE"
+fi
+
+
+if [[ " $BENCHES " == *" record "* ]]; then
+{
+	echo "Recording benchmark ($START) - BENCHES=record bench/calls/run.sh"
+	report_head
+	echo
+	echo "== RECORD: the same N concurrent G.711 calls on ONE core (server pinned to CPU $SERVER_CPU, generator + SIP driver on CPU $GEN_CPU),"
+	echo "   each N run twice, each time with a fresh server: without recording and with every call recorded"
+	echo "tsunagu: recording_mode none / all, recording_notice \"\" (no notice, so recorded calls are set up exactly like the others);"
+	echo "         the relay thread copies each packet into the call's tap, media-recorder writes a stereo u-law WAV spool file,"
+	echo "         at call end it is uploaded to the object store (the default: DATA/objects on the same disk) and the row marked stored"
+	echo "kamailio: rtpengine --recording-method=pcap --recording-dir=... (userspace: its pcap writer, no kernel module, no recording daemon),"
+	echo "         Kamailio's offer carries the flag record-call; one pcap file per call, both directions"
+	echo "per call 2 x 50 packets/s of 172 bytes through the relay; ${RELAY_RAMP}s ramp + ${RELAY_WARMUP}s warm-up, then ${RECORD_SECONDS}s counted"
+	echo "relCPU = the relay process in the counted window, % of one core (/proc/PID/stat); window=[...] = its threads in the same window"
+	echo "         (/proc/PID/task/*/schedstat; tsunagu: media-relay-* / media-recorder / tokio-rt-worker / sqlx-sqlite-worker / sip-udp-* / the rest;"
+	echo "         rtpengine: by thread name, those >= 0.05 %)"
+	echo "rows/stored = recording rows and how many became 'stored' (rtpengine: pcap files / non-empty ones); bytes = the recordings' bytes;"
+	echo "upl_s = BYEs sent -> every row stored (teardown + close + upload; without recording, and rtpengine: teardown + 1 s), upload=[...] = the"
+	echo "         server's threads over that span, % of a core; teardown_cpu_ms_per_call = their CPU over it per call (tsunagu: with - without = the"
+	echo "         close and upload of one recording, plus its row's update)"
+	echo "dropped = tsunagu_recording_dropped_total (batches the relay dropped because the writer was behind)"
+	echo
+	echo "$RECORD_HEADER"
+	printf '%s\n' "${RECORD_LINES[@]}"
+	echo
+	echo "CPU per recorded call = (relCPU with recording - relCPU without) / N, % of one core; target <= 0.1 % (ADR 0005: also 0 loss and p99 within 10 %)"
+	for peer in "${RUN_PEERS[@]}"; do
+		for n in $RECORD_CALLS; do
+		for ((r = 1; r <= RECORD_REPEAT; r++)); do
+			a=${REC_LINE[$peer,$n,none,$r]:-}
+			b=${REC_LINE[$peer,$n,all,$r]:-}
+			[[ -n $a && -n $b ]] || continue
+			awk -v peer="$peer" -v n="$n" -v a="$a" -v b="$b" -v r="$r" -v reps="$RECORD_REPEAT" \
+				-v ar="$(field_kv "$a" window relay)" -v br="$(field_kv "$b" window relay)" \
+				-v bw="$(field_kv "$b" window recorder)" -v at="$(field_kv "$a" window tokio)" -v bt="$(field_kv "$b" window tokio)" \
+				-v as="$(field_kv "$a" window sqlite)" -v bs="$(field_kv "$b" window sqlite)" \
+				-v atot="$(field_kv "$a" window total)" -v btot="$(field_kv "$b" window total)" \
+				-v atear="$(kv teardown_cpu_ms_per_call "$a")" -v btear="$(kv teardown_cpu_ms_per_call "$b")" 'BEGIN {
+				split(a, x, " +"); split(b, y, " +")
+				d = (y[11] - x[11]) / n
+				line = sprintf("%-8s %5d calls: relCPU %s -> %s %%: %.4f %% of a core per recorded call (%s); loss %s -> %s %%; p99 %s -> %s us (%+.0f %%)",
+					peer, n, x[11], y[11], d, (d <= 0.1 ? "target met" : "target MISSED"), x[6], y[6], x[8], y[8],
+					(x[8] > 0 ? 100 * (y[8] - x[8]) / x[8] : 0))
+				if (peer == "tsunagu" && atot != "-")
+					line = line sprintf("\n                 threads (schedstat): total %.2f -> %.2f %% = %.4f %%/call; relay threads %.2f -> %.2f (%+.4f %%/call), media-recorder %.2f (%.4f %%/call), tokio %.2f -> %.2f (%+.4f %%/call), sqlite %.2f -> %.2f",
+						atot, btot, (btot - atot) / n, ar, br, (br - ar) / n, bw, bw / n, at, bt, (bt - at) / n, as, bs)
+				if (y[13] != "-" && y[14] != "-")
+					line = line sprintf("\n                 recordings: %s rows, %s stored, %s bytes (%.0f per call), BYEs sent -> all stored %s s, dropped batches %s",
+						y[13], y[14], y[15], (y[15] > 0 && y[13] > 0 ? y[15] / y[13] : 0), y[16], y[17])
+				if (atear != "-" && btear != "-")
+					line = line sprintf("\n                 at the end: server CPU from the BYEs until all stored %s ms per call, without recording %s ms: %.2f ms of CPU per recording to close and upload (once per call, not per second)",
+						btear, atear, btear - atear)
+				print line (reps > 1 ? " (pair " r ")" : "") }'
+		done
+		done
+	done
+	if ((RECORD_REPEAT > 1)); then
+		echo
+		echo "over the $RECORD_REPEAT pairs (each pair: a server without recording, then one with), % of a core per recorded call:"
+		for peer in "${RUN_PEERS[@]}"; do
+			for n in $RECORD_CALLS; do
+				for ((r = 1; r <= RECORD_REPEAT; r++)); do
+					a=${REC_LINE[$peer,$n,none,$r]:-}
+					b=${REC_LINE[$peer,$n,all,$r]:-}
+					[[ -n $a && -n $b ]] || continue
+					echo "$(field "$a" 11) $(field "$b" 11)"
+				done | awk -v peer="$peer" -v n="$n" '{ d = ($2 - $1) / n; s += d; a += $1; b += $2; k++; if (k == 1 || d < lo) lo = d; if (k == 1 || d > hi) hi = d }
+					END { if (k) printf "%-8s %5d calls: relCPU mean %.1f -> %.1f %%, per recorded call mean %.4f %% (min %.4f, max %.4f) - %s\n",
+						peer, n, a / k, b / k, s / k, lo, hi, (s / k <= 0.1 ? "target met" : "target MISSED") }'
+			done
+		done
+	fi
+	echo
+	echo "External reference, self-reported, not measured here: RustPBX reports 0.08-0.13 % of a core per recorded call."
+	if [[ -s $WORK/tsunagu.log ]]; then
+		echo
+		echo "tsunagu log (last server): $(grep -c . "$WORK/tsunagu.log") lines, $(grep -ciE 'error|panic' "$WORK/tsunagu.log" || true) with error/panic"
+	fi
+} | tee "$RECORD_RESULT_FILE.tmp"
+mv "$RECORD_RESULT_FILE.tmp" "$RECORD_RESULT_FILE"
+log "written to $RECORD_RESULT_FILE"
+fi
+
+if [[ " $BENCHES " == *" ivr "* ]]; then
+{
+	echo "IVR prompt benchmark ($START) - BENCHES=ivr bench/calls/run.sh"
+	report_head
+	echo
+	echo "== IVR: N concurrent calls the server answers itself with a ${IVR_PROMPT_SECONDS}-second prompt, on ONE core (server pinned to CPU $SERVER_CPU, generator on CPU $GEN_CPU)"
+	echo "tsunagu: the DID $IVR_DID goes to ivr:main, whose prompt is the file (imported as an announcement); the PBX answers the call and its"
+	echo "         relay thread sends one 20 ms PCMU frame per call from the call's endpoint; no callee leg"
+	echo "kamailio: the DID rings the callee as in the relay benchmark (rtpengine relays the call), then rtpengine's ng \"play media\" plays the"
+	echo "         WAV file to each caller (its media player decodes and encodes it); the callee is silent (rtpload -Q B), but rtpengine still"
+	echo "         relays the caller's packets to it - 50 more packets/s per call that Tsunagu's IVR does not forward"
+	echo "both: each caller sends 50 packets/s to the server (as a caller's voice would); ${RELAY_RAMP}s ramp + ${RELAY_WARMUP}s warm-up, ${RECORD_SECONDS}s counted"
+	echo "strms/silent = callers that received / did not receive the server's stream in the window; pkts/s = all of them, pps/strm = per caller"
+	echo "         (50 expected), minpkt/expect = the fewest packets one caller got / ${RECORD_SECONDS} s x 50; missing = sequence numbers missing"
+	echo "ia50us/ia99us/iamaxus = inter-arrival of a stream's packets (kernel receive time), 20000 expected; relCPU = server process, % of one core"
+	echo
+	echo "$IVR_HEADER"
+	printf '%s\n' "${IVR_LINES[@]}"
+	echo
+	for peer in "${RUN_PEERS[@]}"; do
+		for n in $IVR_CALLS; do
+			a=${IVR_LINE[$peer,$n]:-}
+			[[ -n $a ]] || continue
+			awk -v peer="$peer" -v n="$n" -v a="$a" 'BEGIN { split(a, x, " +")
+				printf "%-8s %5d prompt streams: %.4f %% of a core per stream (%s %% / %d), %s packets/s per stream, %s missing, inter-arrival p99 %s us\n",
+					peer, n, x[15] / n, x[15], n, x[7], x[10], x[12] }'
+		done
+	done
+} | tee "$IVR_RESULT_FILE.tmp"
+mv "$IVR_RESULT_FILE.tmp" "$IVR_RESULT_FILE"
+log "written to $IVR_RESULT_FILE"
+fi
 FINISHED=1

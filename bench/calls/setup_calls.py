@@ -683,6 +683,8 @@ def main():
                    help="caller RTP ports rtp_base..+calls-1, callee ports rtp_base+calls..+2*calls-1")
     p.add_argument("--out", required=True, help="endpoints file for rtpload")
     p.add_argument("--stats", required=True, help="key=value results (appended)")
+    p.add_argument("--calls-out", default=None,
+                   help="also write one line per call set up: Call-ID, From tag, To tag (before --out appears)")
     p.add_argument("--release-file", default=None, help="tear down when this file exists")
     p.add_argument("--hold-max", type=float, default=120, help="longest hold before teardown, s")
     p.add_argument("--max-seconds", type=float, default=600, help="hard limit for the whole run")
@@ -714,6 +716,14 @@ def main():
             f.write(f"{c['a_port']} {c['relay'][0]} {c['relay'][1]} A\n")
         for x in sorted(legs_b, key=lambda x: x["j"]):
             f.write(f"{x['b_port']} {x['relay'][0]} {x['relay'][1]} B\n")
+    if a.calls_out:
+        # For a media server's own control commands (rtpengine's "play media"):
+        # Call-ID, the caller's From tag and the answering side's To tag.
+        with open(a.calls_out + ".tmp", "w") as f:
+            for c in sorted(up, key=lambda c: c["i"]):
+                m = re.search(r";\s*tag=([^;>\s]+)", c.get("to_tagged") or "", re.I)
+                f.write("%s %s %s\n" % (c["call_id"], "f%s%d" % (d.tag_base, c["i"]), m.group(1) if m else "-"))
+        os.replace(a.calls_out + ".tmp", a.calls_out)
     os.replace(tmp, a.out)
     times = [c["t_setup"] * 1000 for c in up]
     whys = {}

@@ -17,6 +17,16 @@ pub struct Config {
     pub security: SecurityConfig,
     pub media: MediaConfig,
     pub calls: CallsConfig,
+    pub storage: StorageConfig,
+}
+
+/// Where call recordings are kept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `s3://bucket/prefix` (credentials and endpoint from `AWS_*`
+    /// variables), `file:///path`, or unset: the folder `DATA/objects`.
+    pub url: Option<String>,
 }
 
 /// Call handling timers.
@@ -143,6 +153,7 @@ impl Default for Config {
             security: SecurityConfig::default(),
             media: MediaConfig::default(),
             calls: CallsConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -272,6 +283,9 @@ impl Config {
         }
         if let Some(v) = get("TSUNAGU_TLS_TRUNK_CA") {
             self.tls.trunk_ca = Some(v.into());
+        }
+        if let Some(v) = get("TSUNAGU_STORAGE_URL") {
+            self.storage.url = Some(v).filter(|v| !v.trim().is_empty());
         }
         if let Some(v) = get("TSUNAGU_TLS_KEY") {
             self.tls.key = Some(v.into());

@@ -4,6 +4,7 @@
 //! trunks, call records), the store, the admin API and web app, and the command line. Protocol logic lives in tsunagu-sip; this crate holds the
 //! policy and the I/O around it.
 
+pub mod announce;
 pub mod api;
 pub mod calendar;
 pub mod calls;
@@ -12,8 +13,10 @@ pub mod config;
 pub mod csv;
 pub mod holidays;
 pub mod http;
+pub mod ivr;
 pub mod media;
 pub mod phonebook;
+pub mod recording;
 pub mod registrar;
 pub mod routing;
 pub mod schedule;

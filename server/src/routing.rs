@@ -50,8 +50,17 @@ pub struct Hunt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
     Ring(Hunt),
+    /// The PBX answers the call itself (an announcement or an IVR menu).
+    Local(LocalApp),
     /// Refuse with this status.
     Reject(u16, &'static str),
+}
+
+/// What the PBX plays to a call it answers itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalApp {
+    Announcement(String),
+    Ivr(String),
 }
 
 /// How an outbound call presents itself, chosen per call by prefixes.
@@ -198,10 +207,20 @@ pub async fn resolve(store: &SqliteStore, registrar: &Registrar, presence: &Pres
                 }));
             }
             Dest::Any(_) => return Ok(Resolution::Reject(404, "Not Found")),
+            Dest::Announcement(name) => return Ok(Resolution::Local(LocalApp::Announcement(name))),
+            Dest::Ivr(name) => return Ok(Resolution::Local(LocalApp::Ivr(name))),
             Dest::Schedule(name) => {
                 let Some(schedule) = store.schedule(&name).await? else { return Ok(Resolution::Reject(404, "Not Found")) };
                 let disaster = store.setting(crate::store::SETTING_DISASTER_MODE).await? == "on";
-                let (to, why) = schedule.route_at(crate::store::unix_ms() / 1000, disaster);
+                let clock = store.setting(crate::store::SETTING_SCHEDULE_CLOCK).await?;
+                let now = match crate::schedule::parse_clock(&clock) {
+                    Some(t) => {
+                        tracing::warn!(schedule = %name, clock = %clock, "schedule_clock is set: schedules act as if it were that time");
+                        t
+                    }
+                    None => crate::store::unix_ms() / 1000,
+                };
+                let (to, why) = schedule.route_at(now, disaster);
                 tracing::info!(schedule = %name, to = %to, why = ?why, "schedule chose a destination");
                 dest = to.clone();
             }
@@ -232,7 +251,7 @@ fn member_target(m: &Dest) -> RingTarget {
     match m {
         Dest::Number(n) => RingTarget::External(n.clone()),
         // Refused when the group is saved; an old row rings nobody.
-        Dest::Schedule(n) => RingTarget::Ext(format!("schedule:{n}")),
+        Dest::Schedule(_) | Dest::Announcement(_) | Dest::Ivr(_) => RingTarget::Ext(m.to_string()),
         Dest::User(n) | Dest::Any(n) | Dest::Group(n) => {
             if n.starts_with('0') && is_valid_national(n) {
                 RingTarget::External(n.clone())

@@ -60,7 +60,13 @@ pub fn parse_hours(text: &str) -> Result<Vec<Span>, String> {
         if from_min >= to_min {
             return Err(format!("hours {part:?}: the end must come after the start"));
         }
-        spans.push(Span { days: mask, from_min, to_min });
+        let span = Span { days: mask, from_min, to_min };
+        // Overlapping ranges are almost always a typo (mon-fri 08:30-17:15;
+        // fri 17:00-20:00): say which two, rather than guess the intent.
+        if let Some(other) = spans.iter().find(|o: &&Span| o.days & span.days != 0 && o.from_min < span.to_min && span.from_min < o.to_min) {
+            return Err(format!("hours {part:?} overlaps {:?}", hours_text(std::slice::from_ref(other))));
+        }
+        spans.push(span);
     }
     Ok(spans)
 }
@@ -107,6 +113,66 @@ pub fn closed_days_text(days: &[(MonthDay, MonthDay)]) -> String {
         .join(", ")
 }
 
+/// A one-off change for one date: closed all day (`None`), or open only
+/// in these hours (minutes after midnight, `[from, to)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateOverride {
+    pub date: (i64, u32, u32),
+    pub hours: Option<(u16, u16)>,
+}
+
+/// `2026-12-28 closed; 2027-01-04 10:00-15:00`: dates that differ from the
+/// usual rules (an office closed for a local event, a Saturday opening for
+/// tax returns). Each date once.
+pub fn parse_overrides(text: &str) -> Result<Vec<DateOverride>, String> {
+    let mut out: Vec<DateOverride> = Vec::new();
+    for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let err = || format!("override {part:?}: expected like \"2026-12-28 closed\" or \"2027-01-04 10:00-15:00\"");
+        let (date, what) = part.split_once(' ').ok_or_else(err)?;
+        let parsed: holidays::Date = date.trim().parse().map_err(|_| err())?;
+        let date = (i64::from(parsed.year), parsed.month, parsed.day);
+        let hours = match what.trim() {
+            "closed" => None,
+            times => {
+                let (f, t) = times.split_once('-').ok_or_else(err)?;
+                let (f, t) = (parse_time(f).ok_or_else(err)?, parse_time(t).ok_or_else(err)?);
+                if f >= t {
+                    return Err(format!("override {part:?}: the end must come after the start"));
+                }
+                Some((f, t))
+            }
+        };
+        if out.iter().any(|o| o.date == date) {
+            return Err(format!("override {part:?}: that date is given twice"));
+        }
+        out.push(DateOverride { date, hours });
+    }
+    Ok(out)
+}
+
+pub fn overrides_text(list: &[DateOverride]) -> String {
+    list.iter()
+        .map(|o| {
+            let (y, m, d) = o.date;
+            match o.hours {
+                None => format!("{y:04}-{m:02}-{d:02} closed"),
+                Some((f, t)) => format!("{y:04}-{m:02}-{d:02} {:02}:{:02}-{:02}:{:02}", f / 60, f % 60, t / 60, t % 60),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `2027-01-01T10:00` as JST wall-clock time, in Unix seconds: the form of
+/// the setting `schedule_clock`, which makes schedules act as if it were
+/// that time (to try a schedule out, and for tests).
+pub fn parse_clock(text: &str) -> Option<i64> {
+    let (date, time) = text.trim().split_once('T')?;
+    let date: holidays::Date = date.parse().ok()?;
+    let minutes = parse_time(time).filter(|m| *m < 24 * 60)?;
+    Some(crate::calendar::days_from_civil(i64::from(date.year), date.month, date.day) * 86_400 + i64::from(minutes) * 60 - JST_OFFSET_SECS)
+}
+
 fn in_closed_days(days: &[(MonthDay, MonthDay)], today: MonthDay) -> bool {
     days.iter().any(|&(a, b)| if a <= b { a <= today && today <= b } else { today >= a || today <= b })
 }
@@ -125,6 +191,8 @@ pub struct Schedule {
     pub disaster: Option<Dest>,
     pub closed_days: Vec<(MonthDay, MonthDay)>,
     pub use_holidays: bool,
+    /// One-off dates; they come before holidays, closed days and hours.
+    pub overrides: Vec<DateOverride>,
 }
 
 /// Why a schedule chose its destination (for the log and the API).
@@ -135,6 +203,8 @@ pub enum Why {
     Holiday(&'static str),
     ClosedDay,
     Disaster,
+    /// A one-off date (open in its hours, or closed).
+    Override { open: bool },
 }
 
 pub fn check_name(name: &str) -> Result<(), StoreError> {
@@ -157,6 +227,12 @@ impl Schedule {
         let days = local.div_euclid(86_400);
         let minute = (local.rem_euclid(86_400) / 60) as u16;
         let (y, m, d) = crate::calendar::civil_from_days(days);
+        if let Some(o) = self.overrides.iter().find(|o| o.date == (y, m, d)) {
+            return match o.hours {
+                Some((f, t)) if f <= minute && minute < t => (&self.open, Why::Override { open: true }),
+                _ => (&self.closed, Why::Override { open: false }),
+            };
+        }
         let off = self.holiday.as_ref().unwrap_or(&self.closed);
         if self.use_holidays {
             let date = holidays::Date::new(y as i32, m, d);
@@ -197,6 +273,7 @@ mod tests {
             disaster: Some(Dest::Group("3900".into())),
             closed_days: parse_closed_days("12-29..01-03").unwrap(),
             use_holidays: true,
+            overrides: Vec::new(),
         }
     }
 
@@ -237,6 +314,44 @@ mod tests {
         assert_eq!(plain.route_at(jst(2026, 12, 7, 10, 0), true).1, Why::Open);
         // UTC midnight is 09:00 in Japan: open.
         assert_eq!(s.route_at(jst(2026, 12, 8, 9, 0), false).1, Why::Open);
+    }
+
+    #[test]
+    fn overlapping_hours_are_refused_with_both_named() {
+        let e = parse_hours("mon-fri 08:30-17:15; fri 17:00-20:00").unwrap_err();
+        assert!(e.contains("fri 17:00-20:00") && e.contains("08:30-17:15"), "{e}");
+        // Touching is not overlapping; other days may share hours.
+        assert!(parse_hours("mon-fri 08:30-12:00; mon-fri 13:00-17:15; sat 08:30-12:00").is_ok());
+        assert!(parse_hours("mon 12:00-13:00; mon 13:00-14:00").is_ok());
+    }
+
+    #[test]
+    fn one_off_dates_come_before_holidays_closed_days_and_hours() {
+        let mut s = city_hall();
+        s.overrides = parse_overrides("2026-12-07 closed; 2026-12-29 10:00-12:00; 2027-01-11 09:00-17:00").unwrap();
+        // A Monday closed for the day.
+        assert_eq!(s.route_at(jst(2026, 12, 7, 10, 0), false), (&Dest::User("2999".into()), Why::Override { open: false }));
+        // Open two hours in the new-year closure.
+        assert_eq!(s.route_at(jst(2026, 12, 29, 11, 0), false).1, Why::Override { open: true });
+        assert_eq!(s.route_at(jst(2026, 12, 29, 12, 0), false).1, Why::Override { open: false });
+        // Open on a public holiday (成人の日 2027).
+        assert_eq!(s.route_at(jst(2027, 1, 11, 10, 0), false).1, Why::Override { open: true });
+        // Disaster mode still wins; other days are as usual.
+        assert_eq!(s.route_at(jst(2026, 12, 7, 10, 0), true).1, Why::Disaster);
+        assert_eq!(s.route_at(jst(2026, 12, 8, 10, 0), false).1, Why::Open);
+        assert_eq!(overrides_text(&s.overrides), "2026-12-07 closed; 2026-12-29 10:00-12:00; 2027-01-11 09:00-17:00");
+        for bad in ["2026-12-07", "2026-13-01 closed", "2026-12-07 12:00-10:00", "2026-12-07 closed; 2026-12-07 10:00-11:00", "tomorrow closed"] {
+            assert!(parse_overrides(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_clock_setting_reads_jst_wall_time() {
+        assert_eq!(parse_clock("2027-01-11T10:00"), Some(jst(2027, 1, 11, 10, 0)));
+        assert_eq!(parse_clock("2027-01-11T00:00"), Some(jst(2027, 1, 11, 0, 0)));
+        for bad in ["2027-01-11", "2027-01-11T24:00", "2027-02-30T10:00", "10:00", ""] {
+            assert_eq!(parse_clock(bad), None, "{bad}");
+        }
     }
 
     #[test]

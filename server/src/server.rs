@@ -36,6 +36,17 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
     if interrupted > 0 {
         tracing::warn!(calls = interrupted, "calls left open by the last run were closed as interrupted");
     }
+    // Built-in prompts and hold music, made once (espeak-ng takes a few
+    // seconds): in the background, so start-up never waits or fails on it.
+    {
+        let (sqlite, data) = (sqlite.clone(), cfg.data.clone());
+        tokio::spawn(async move {
+            let s = crate::announce::ensure_builtins(&sqlite, &data, false).await;
+            if !s.created.is_empty() {
+                tracing::info!(created = ?s.created, "built-in announcements made");
+            }
+        });
+    }
     let realm = store.realm().await?;
     if realm != cfg.sip.realm {
         tracing::warn!(stored = %realm, configured = %cfg.sip.realm, "the realm is fixed when the data directory is made; keeping the stored one");
@@ -59,6 +70,8 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
     let (records_tx, records_rx) = tokio::sync::mpsc::unbounded_channel();
     let (record_events_tx, record_events) = tokio::sync::mpsc::unbounded_channel();
     let record_writer = tokio::spawn(crate::calls::records::run_record_writer(sqlite.clone(), records_rx, Some(record_events_tx)));
+    let objects = crate::recording::storage::open(cfg.storage.url.as_deref(), &cfg.data)?;
+    let recorder = crate::recording::Recorder::start(sqlite.clone(), &cfg.data, objects.clone()).await?;
     let services = Arc::new(Services {
         endpoint: endpoint.clone(),
         registrar: registrar.clone(),
@@ -71,6 +84,8 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
         trunks: Default::default(),
         config: cfg.clone(),
         records: records_tx,
+        prompts: crate::media::prompts::Prompts::new(&cfg.data),
+        recorder,
     });
     let _ = core.services.set(services.clone());
     tokio::spawn(run_trunks(services.clone()));
@@ -101,8 +116,10 @@ pub async fn serve(cfg: Config) -> Result<(), BoxError> {
             web_dir: cfg.web_dir(),
             sip_domain: realm.clone(),
             sip_server: advertised(cfg.sip.listen, cfg.media_address()).to_string(),
+            data_dir: cfg.data.clone(),
             ..Default::default()
         }),
+        objects: Some(objects),
     };
     let router = router(HttpState { metrics, ready: ready.clone() }, api);
     if let Some(addr) = cfg.http.tls_listen {

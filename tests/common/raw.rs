@@ -128,13 +128,26 @@ impl RawCaller {
 
     /// Answer a request from the server (a BYE) with 200.
     pub fn respond_200(&self, req: &SipMsg) {
+        self.respond_200_with_sdp(req, None);
+    }
+
+    /// Answer a request from the server with 200, with an SDP answer (a
+    /// re-INVITE) when given.
+    pub fn respond_200_with_sdp(&self, req: &SipMsg, sdp: Option<&str>) {
         let mut msg = String::from("SIP/2.0 200 OK\r\n");
         for name in ["via", "from", "to", "call-id", "cseq"] {
             for v in req.headers_named(name) {
                 msg.push_str(&format!("{name}: {v}\r\n"));
             }
         }
-        msg.push_str("Content-Length: 0\r\n\r\n");
+        match sdp {
+            Some(body) => msg.push_str(&format!(
+                "Contact: <sip:1001@{}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+                self.sip.local_addr().unwrap(),
+                body.len()
+            )),
+            None => msg.push_str("Content-Length: 0\r\n\r\n"),
+        }
         self.sip.send_to(msg.as_bytes(), self.server).unwrap();
     }
 }

@@ -228,7 +228,7 @@ for (const [name, kana, number, department, note] of [
   await api('POST', '/api/v1/phonebook', { name, kana, number, department, note });
 }
 await api('POST', '/api/v1/admins', { name: 'tanaka', role: 'group', departments: [dept['市民課']], dids: ['0451234100'], rights: [] });
-await api('POST', '/api/v1/admins', { name: 'kansa', role: 'auditor', rights: ['recordings'] });
+const kansa = (await api('POST', '/api/v1/admins', { name: 'kansa', role: 'auditor', rights: ['recordings'] })).one_time_password;
 await api('POST', '/api/v1/admins', { name: 'madoguchi', role: 'supervisor', rights: [] });
 const joho = (await api('POST', '/api/v1/admins', { name: 'joho', role: 'org', rights: ['devices'] })).one_time_password;
 
@@ -328,24 +328,97 @@ await go('schedules', '[data-testid=schedule-now-yakan]');
 // The list and the start of the form (with the hours help), under 150 KB.
 await shot('17-schedules', { clip: { x: 0, y: 0, width: 1280, height: 720 } });
 
+/** A new admin's first sign-in (TOTP enrolment, new password) in a context of its own; waits for `ready`. */
+async function firstSignIn(name, oneTime, ready) {
+  const c = await browser.newContext({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1, locale: 'ja-JP' });
+  c.setDefaultTimeout(T);
+  const p = await c.newPage();
+  p.on('pageerror', (e) => problems.push(`page error (${name}): ${e.message}`));
+  await p.goto(`${BASE}/`);
+  await p.fill('#signin-name', name);
+  await p.fill('#signin-password', oneTime);
+  await p.click('#signin-submit');
+  await p.locator('[data-testid=totp-secret]').waitFor();
+  const s2 = (await p.textContent('[data-testid=totp-secret]')).trim();
+  await p.fill('#enrol-code', totpAt(s2, Math.floor(Date.now() / 30_000)));
+  await p.click('#enrol-submit');
+  await p.click('#recovery-continue');
+  await p.fill('#new-password', NEW_PASSWORD);
+  await p.fill('#new-password-again', NEW_PASSWORD);
+  await p.click('#new-password-submit');
+  await p.locator(ready).first().waitFor();
+  return [c, p];
+}
+
+// Announcements (two spoken with espeak-ng, one uploaded tone) and voice
+// menus: the main number's menu with a sub-menu for the tax section.
+{
+  const say = [
+    ['daihyo-annai', '代表番号のご案内', 'おでんわ ありがとう ございます。こちらは みなみ しやくしょ です。'],
+    ['daihyo-menu', '代表番号のメニュー', 'じゅうみんひょう など まどぐちの ごあんないは 1を、ぜいきんの ごそうだんは 2を、ぼうさいかは 3を おしてください。'],
+    ['zeimu-menu', '税務課のメニュー', 'しみんぜいは 1を、こていしさんぜいは 2を、まえの メニューに もどるには こめじるしを おしてください。'],
+  ];
+  for (const [name, label, text] of say) await api('PUT', `/api/v1/announcements/${name}`, { label, text, voice: 'ja' });
+  const n = 8000; // 1 s of a soft two-tone chime, 8 kHz mono 16-bit PCM
+  const wav = Buffer.alloc(44 + 2 * n);
+  wav.write('RIFF', 0); wav.writeUInt32LE(36 + 2 * n, 4); wav.write('WAVEfmt ', 8); wav.writeUInt32LE(16, 16); wav.writeUInt16LE(1, 20); wav.writeUInt16LE(1, 22);
+  wav.writeUInt32LE(8000, 24); wav.writeUInt32LE(16000, 28); wav.writeUInt16LE(2, 32); wav.writeUInt16LE(16, 34); wav.write('data', 36); wav.writeUInt32LE(2 * n, 40);
+  for (let i = 0; i < n; i++) wav.writeInt16LE(Math.round(6000 * Math.sin((2 * Math.PI * (i < n / 2 ? 660 : 550) * i) / 8000)), 44 + 2 * i);
+  const up = await page.evaluate(async ([bytes, csrf]) => {
+    const r = await fetch('/api/v1/announcements/chime/audio?label=' + encodeURIComponent('窓口のチャイム'), { method: 'POST', headers: { 'Content-Type': 'audio/wav', 'X-CSRF-Token': csrf }, body: new Uint8Array(bytes) });
+    return r.status;
+  }, [[...wav], csrf]);
+  if (up !== 200) problems.push(`uploading the chime answered ${up}`);
+  await api('PUT', '/api/v1/ivr/zeimu', { label: '税務課', prompt: 'zeimu-menu', options: { 1: 'user:1201', 2: 'user:1202', '*': 'back' }, on_failure: 'back' });
+  await api('PUT', '/api/v1/ivr/main', { label: '代表番号', greeting: 'daihyo-annai', prompt: 'daihyo-menu', options: { 1: 'group:3000', 2: 'ivr:zeimu', 3: 'group:3900', 0: 'group:3200' }, on_failure: 'group:3200', direct_dial: true, max_repeats: 2 });
+  await api('PUT', '/api/v1/groups/3000', { name: '市民課 窓口', department: dept['市民課'], strategy: 'sequential', members: ['user:1101', 'user:1102', 'user:1103', 'user:1104'], member_timeout: 15, timeout: 60, overflow: 'user:1105', skip_busy: true, queue_announcement: 'please-wait', queue_announcement_secs: 30, moh: 'chime' });
+  await api('PUT', '/api/v1/schedules/main', { label: '代表番号', hours: 'mon-fri 08:30-17:15', open: 'ivr:main', closed: 'schedule:yakan', holiday: null, disaster: 'group:3900', closed_days: '12-29..01-03', use_holidays: true });
+}
+await go('announcements', '[data-testid=announcement-source-chime]');
+await shot('18-announcements', { clip: { x: 0, y: 0, width: 1280, height: 600 } });
+await go('ivr', '[data-testid=ivr-edit-main]');
+await page.click('[data-testid=ivr-edit-main]');
+await page.locator('[data-testid=ivr-option-row]').nth(3).waitFor();
+await page.evaluate(() => {
+  document.activeElement?.blur();
+  window.scrollTo(0, document.querySelector('[data-testid=ivr-form]').closest('section').offsetTop - 70);
+});
+await shot('19-ivr');
+
+// Recordings: rows as the recorder writes them (the list only; no audio is
+// needed for the picture), seen by the auditor, who may also download.
+{
+  // This morning from 9:30 Japan time (the list shows JST whatever the machine's zone).
+  const jst = new Date(Date.now() + 9 * 3600_000);
+  const t0 = Date.UTC(jst.getUTCFullYear(), jst.getUTCMonth(), jst.getUTCDate(), 0, 30);
+  const q = (v) => `'${String(v).replace(/'/g, "''")}'`;
+  const rows = [
+    [1, '09011112222', '0451234100', 185, 'stored'],
+    [9, '0452223333', '0451234000', 240, 'stored'],
+    [25, '09055556666', '0451234100', 320, 'stored'],
+    [41, '0459998888', '0451234119', 410, 'interrupted'],
+    [62, '09077778888', '0451234000', 130, 'stored'],
+    [70, '09012121212', '0451234100', 0, 'recording'],
+  ].map(([min, caller, callee, secs, state]) => {
+    const id = crypto.randomUUID().replace(/-/g, '');
+    const bytes = secs * 16000 + 44;
+    return `(${q(id)},${q(crypto.randomUUID())},'',${t0 + min * 60_000},${secs * 1000},${q(`recordings/${id}.wav`)},${q(state)},${state === 'recording' ? 0 : bytes},${q(state === 'recording' ? '' : crypto.createHash('sha256').update(id).digest('hex'))},${q(caller)},${q(callee)})`;
+  });
+  const sql = `INSERT INTO recordings (id, call_id, extension, started_at, duration_ms, object_key, state, bytes, sha256, caller, callee) VALUES\n${rows.join(',\n')};\n`;
+  const r = spawnSync('sqlite3', [path.join(data, 'tsunagu.db')], { input: sql, encoding: 'utf8' });
+  if (r.status !== 0) problems.push(`sqlite3 (recordings): ${r.stderr}`);
+  const [c3, p3] = await firstSignIn('kansa', kansa, '[data-testid=recordings-table]');
+  await p3.locator('[data-testid=recordings-table] tbody tr:nth-child(6)').waitFor();
+  await p3.locator('[data-testid=recordings-access-table] tbody tr code, [data-testid=recordings-access-table] tbody td:not(.empty)').first().waitFor();
+  await p3.evaluate(() => document.fonts.ready);
+  await p3.screenshot({ path: path.join(OUT, '20-recordings.png'), caret: 'hide', clip: { x: 0, y: 0, width: 1280, height: 800 } });
+  shots.push('20-recordings.png');
+  await c3.close();
+}
+
 // An org admin with the devices right: the provisioning QR code (a new SIP password).
 {
-  const c2 = await browser.newContext({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1, locale: 'ja-JP' });
-  c2.setDefaultTimeout(T);
-  const p2 = await c2.newPage();
-  await p2.goto(`${BASE}/`);
-  await p2.fill('#signin-name', 'joho');
-  await p2.fill('#signin-password', joho);
-  await p2.click('#signin-submit');
-  await p2.locator('[data-testid=totp-secret]').waitFor();
-  const s2 = (await p2.textContent('[data-testid=totp-secret]')).trim();
-  await p2.fill('#enrol-code', totpAt(s2, Math.floor(Date.now() / 30_000)));
-  await p2.click('#enrol-submit');
-  await p2.click('#recovery-continue');
-  await p2.fill('#new-password', NEW_PASSWORD);
-  await p2.fill('#new-password-again', NEW_PASSWORD);
-  await p2.click('#new-password-submit');
-  await p2.locator('[data-testid=stat-users]').waitFor();
+  const [c2, p2] = await firstSignIn('joho', joho, '[data-testid=stat-users]');
   await p2.goto(`${BASE}/#/users/1104`);
   await p2.locator('[data-testid=provisioning-qr-button]').waitFor();
   await p2.click('[data-testid=provisioning-qr-button]');

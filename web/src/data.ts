@@ -1,8 +1,8 @@
 // Small shared look-ups.
 import { get } from './api';
 import { session } from './session';
-import { t } from './i18n';
-import type { DeptRef, Department } from './types';
+import { getLang, t } from './i18n';
+import type { Announcement, DeptRef, Department } from './types';
 
 export async function loadDepartments(): Promise<Department[]> {
   try {
@@ -45,4 +45,25 @@ export function deptSelectValue(ref: DeptRef | undefined, depts: Department[]): 
   if (ref == null) return '';
   const d = depts.find((x) => String(x.id) === String(ref) || x.name === ref);
   return d ? String(d.id) : String(ref);
+}
+
+/** Announcements for the pickers (empty when the admin may not read them). */
+export async function loadAnnouncements(): Promise<Announcement[]> {
+  try {
+    return await get<Announcement[]>('/api/v1/announcements');
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Options for an announcement select: "name（label）", with a first empty
+ * choice unless `noneLabel` is null. A value not in the list (removed
+ * meanwhile) is kept as its own option so saving does not change it.
+ */
+export function announcementOptions(list: Announcement[], value: string | null | undefined, noneLabel: string | null): [string, string][] {
+  const out: [string, string][] = noneLabel == null ? [] : [['', noneLabel]];
+  for (const a of list) out.push([a.name, a.label ? (getLang() === 'ja' ? `${a.name}（${a.label}）` : `${a.name} (${a.label})`) : a.name]);
+  if (value && !list.some((a) => a.name === value)) out.push([value, value]);
+  return out;
 }

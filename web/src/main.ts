@@ -16,6 +16,8 @@ import { renderDepartments } from './screens/departments';
 import { renderGroups } from './screens/groups';
 import { renderDids } from './screens/dids';
 import { renderSchedules } from './screens/schedules';
+import { renderAnnouncements } from './screens/announcements';
+import { renderIvr } from './screens/ivr';
 import { renderTrunks } from './screens/trunks';
 import { renderSettings } from './screens/settings';
 import { renderPhonebook } from './screens/phonebook';
@@ -35,6 +37,8 @@ const ROUTES: Record<Screen, Render> = {
   groups: renderGroups,
   dids: renderDids,
   schedules: renderSchedules,
+  announcements: renderAnnouncements,
+  ivr: renderIvr,
   trunks: renderTrunks,
   settings: renderSettings,
   phonebook: renderPhonebook,

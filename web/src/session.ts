@@ -8,6 +8,8 @@ export type Screen =
   | 'groups'
   | 'dids'
   | 'schedules'
+  | 'announcements'
+  | 'ivr'
   | 'trunks'
   | 'settings'
   | 'phonebook'
@@ -23,6 +25,8 @@ export const SCREENS: Screen[] = [
   'groups',
   'dids',
   'schedules',
+  'announcements',
+  'ivr',
   'trunks',
   'settings',
   'phonebook',
@@ -39,7 +43,8 @@ export function hasRight(r: Right): boolean {
 }
 
 /**
- * May the admin open this screen? Mirrors the server's
+ * May the admin open this screen? Announcements go by the schedules
+ * resource and voice menus by `ivr` (the same rights). Mirrors the server's
  * `Principal::may(resource, Read)` (server/src/api/rights.rs) exactly.
  */
 export function canView(s: Screen): boolean {
@@ -52,11 +57,11 @@ export function canView(s: Screen): boolean {
     case 'org':
       return true;
     case 'group':
-      return ['dashboard', 'departments', 'phonebook', 'calls', 'users', 'groups', 'dids', 'schedules'].includes(s);
+      return ['dashboard', 'departments', 'phonebook', 'calls', 'users', 'groups', 'dids', 'schedules', 'announcements', 'ivr'].includes(s);
     case 'auditor':
       return false;
     case 'supervisor':
-      return ['dashboard', 'departments', 'users', 'groups', 'dids', 'schedules', 'phonebook', 'calls'].includes(s);
+      return ['dashboard', 'departments', 'users', 'groups', 'dids', 'schedules', 'announcements', 'ivr', 'phonebook', 'calls'].includes(s);
     case 'readonly':
       return s !== 'audit' && s !== 'admins';
   }

@@ -84,12 +84,75 @@ export interface Group {
   timeout: number;
   overflow: string | null;
   skip_busy: boolean;
+  /** Announcement names (null: none; the PBX default hold music). */
+  moh?: string | null;
+  greeting?: string | null;
+  queue_announcement?: string | null;
+  /** Seconds between waiting announcements (null: the default, 30). */
+  queue_announcement_secs?: number | null;
 }
 
 export interface Did {
   number: string;
   dest: string;
   label: string;
+  /** Announcement names (null: none). */
+  moh?: string | null;
+  greeting?: string | null;
+}
+
+/** An announcement or hold music (server/src/api/announcements.rs). */
+export interface Announcement {
+  name: string;
+  label: string;
+  source: 'builtin' | 'tts' | 'upload';
+  text: string | null;
+  voice: string | null;
+  seconds: number;
+  version: number;
+  updated_at: number;
+  /** A built-in one: deleting it restores the default. */
+  builtin: boolean;
+  /** What uses it ("ivr main", "did 0312345678", "setting music_on_hold"). */
+  used_by?: string[];
+}
+
+/** A voice menu (server/src/api/ivr.rs). */
+export interface IvrMenu {
+  name: string;
+  label: string;
+  greeting: string | null;
+  prompt: string;
+  invalid_prompt: string;
+  timeout_prompt: string;
+  first_digit_ms: number;
+  inter_digit_ms: number;
+  max_repeats: number;
+  on_failure: string;
+  direct_dial: boolean;
+  /** Keys → action: a destination, ivr:SUB, back, repeat, hangup. */
+  options: Record<string, string>;
+  /** In a PUT's answer: prompts named that are not recorded yet. */
+  missing_announcements?: string[];
+}
+
+/** A call recording (server/src/api/logs.rs). */
+export interface Recording {
+  id: string;
+  call_id: string;
+  extension: string;
+  started_at: number;
+  duration_ms: number;
+  state: 'recording' | 'stored' | 'failed' | 'interrupted';
+  bytes: number;
+  sha256: string;
+  format: string;
+  channels: string;
+  reason: string;
+  caller: string;
+  callee: string;
+  direction: string | null;
+  did: string | null;
 }
 
 export interface Schedule {

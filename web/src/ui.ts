@@ -320,26 +320,35 @@ export function exportLink(href: string, testid: string, label = t('common.expor
   return h('a', { href, download: '', class: 'button-link', 'data-testid': testid }, label);
 }
 
-// ---- destinations (user:EXT | group:N | number:DIGITS | schedule:NAME) ------------------------
+// ---- destinations (user:EXT | group:N | number:DIGITS | schedule:NAME | ivr:NAME | announcement:NAME) ----
 
 export interface DestField {
   el: HTMLElement;
   value(): string | null;
 }
 
-const DEST_RE = /^(user|ext|group|number|tel|schedule):(.*)$/;
+const DEST_RE = /^(user|ext|group|number|tel|schedule|ivr|announcement):(.*)$/;
 
-/** Schedule names for the picker's suggestions (one request shared for a few seconds). */
-let scheduleNames: { at: number; names: Promise<{ name: string; label: string }[]> } | null = null;
-function loadScheduleNames(): Promise<{ name: string; label: string }[]> {
-  if (!canView('schedules')) return Promise.resolve([]);
-  if (!scheduleNames || Date.now() - scheduleNames.at > 10_000) {
-    scheduleNames = {
-      at: Date.now(),
-      names: get<{ name: string; label: string }[]>('/api/v1/schedules').catch(() => []),
-    };
-  }
-  return scheduleNames.names;
+type Named = { name: string; label: string };
+/** Names for the picker's suggestions (one request per kind shared for a few seconds). */
+const nameCache = new Map<string, { at: number; names: Promise<Named[]> }>();
+const NAME_SOURCES: Record<string, { path: string; screen: 'schedules' | 'ivr' | 'announcements' }> = {
+  schedule: { path: '/api/v1/schedules', screen: 'schedules' },
+  ivr: { path: '/api/v1/ivr', screen: 'ivr' },
+  announcement: { path: '/api/v1/announcements', screen: 'announcements' },
+};
+function loadNames(kind: string): Promise<Named[]> {
+  const src = NAME_SOURCES[kind];
+  if (!src || !canView(src.screen)) return Promise.resolve([]);
+  const hit = nameCache.get(kind);
+  if (hit && Date.now() - hit.at <= 10_000) return hit.names;
+  const names = get<Named[]>(src.path).catch(() => []);
+  nameCache.set(kind, { at: Date.now(), names });
+  return names;
+}
+/** Forget cached names (after a screen added or removed one). */
+export function forgetNames(kind: 'schedule' | 'ivr' | 'announcement'): void {
+  nameCache.delete(kind);
 }
 
 /**
@@ -357,26 +366,29 @@ export function destField(id: string, label: string, value: string | null, requi
     ['group', t('dest.group')],
     ['number', t('dest.number')],
     ['schedule', t('dest.schedule')],
+    ['ivr', t('dest.ivr')],
+    ['announcement', t('dest.announcement')],
   ];
   if (kind === 'any') opts.push(['any', t('dest.any')]);
   const sel = select(`${id}-kind`, opts, kind || (required ? 'user' : ''));
-  const listId = `${id}-schedules`;
+  const listId = `${id}-names`;
   const list = h('datalist', { id: listId });
   const box = input(`${id}-number`, { value: num, autocomplete: 'off', class: 'dest-number' });
   const numLabel = h('label', { for: `${id}-number`, class: 'sr-only' }, t('dest.numberLabel'));
   const sync = () => {
-    const sched = sel.value === 'schedule';
-    box.disabled = sel.value === '';
-    box.required = sel.value !== '';
-    box.inputMode = sched ? 'text' : 'tel';
-    box.pattern = sched ? '[a-z0-9_\\-]{1,32}' : '[0-9+*#]*';
-    box.placeholder = sched ? 'main' : '';
-    numLabel.textContent = sched ? t('dest.scheduleLabel') : t('dest.numberLabel');
-    if (sched) {
+    const kindNow = sel.value;
+    const named = kindNow in NAME_SOURCES;
+    box.disabled = kindNow === '';
+    box.required = kindNow !== '';
+    box.inputMode = named ? 'text' : 'tel';
+    box.pattern = named ? '[a-z0-9_\\-]{1,32}' : '[0-9+*#]*';
+    box.placeholder = kindNow === 'schedule' || kindNow === 'ivr' ? 'main' : '';
+    numLabel.textContent = named ? t(`dest.${kindNow}Label` as Key) : t('dest.numberLabel');
+    if (named) {
       box.setAttribute('list', listId);
-      void loadScheduleNames().then((names) =>
-        replace(list, names.map((n) => h('option', { value: n.name }, n.label || n.name))),
-      );
+      void loadNames(kindNow).then((names) => {
+        if (sel.value === kindNow) replace(list, names.map((n) => h('option', { value: n.name }, n.label || n.name)));
+      });
     } else {
       box.removeAttribute('list');
     }

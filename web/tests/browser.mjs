@@ -10,6 +10,8 @@
 //   TSUNAGU_WORK           a directory for files (CSV, SIPp logs, downloads)
 //   CHROMIUM               optional, default /usr/bin/chromium
 //
+// The server needs espeak-ng for step i (an announcement made from text).
+//
 // Every step waits for an element or a response with a bounded timeout;
 // nothing sleeps for a fixed time. Exit code 0: every step passed.
 
@@ -123,6 +125,11 @@ async function clickFor(sel, method, pathPrefix) {
     page.click(sel),
   ]);
   return res;
+}
+
+/** A response's body for a message (Chromium may have dropped it from its cache already). */
+async function bodyOf(res) {
+  return res.text().catch(() => '');
 }
 
 async function navTo(screen) {
@@ -448,6 +455,117 @@ async function main() {
   api = await bearer(token);
   assert(api.status === 401, `the revoked token is refused (got ${api.status})`);
   log(`h. API token ${made.id}: 200 with the token, 401 after revoking it in the UI`);
+
+  // ---- i. announcements (speech synthesis and an upload), a voice menu, a loop refused ----
+
+  log('i. announcements: make one from text (speech synthesis) in the form');
+  assert((await page.locator('[data-testid=nav-recordings]').count()) === 0, 'a system admin without the recordings right sees no Recordings in the menu');
+  await navTo('announcements');
+  await visible('#ann-tts-name');
+  assert((await page.inputValue('#ann-tts-voice')) === 'ja', 'the voice defaults to ja');
+  await page.locator('[data-testid=announcements-table] code', { hasText: 'recording-notice' }).waitFor({ timeout: STEP_MS });
+  await page.fill('#ann-tts-name', 'annai');
+  await page.fill('#ann-tts-label', '代表番号のご案内');
+  await page.fill('#ann-tts-text', 'おでんわ ありがとう ございます。');
+  res = await clickFor('#ann-tts-submit', 'PUT', '/api/v1/announcements/annai');
+  assert(res.status() === 200, `speaking the announcement answered ${res.status()}: ${await bodyOf(res)} ${await shownError()}`);
+  await page.locator('[data-testid=announcement-source-annai]', { hasText: '音声合成' }).waitFor({ timeout: STEP_MS });
+  await visible('[data-testid=announcement-tts-result]');
+
+  log('i. announcements: upload a WAV file');
+  const wav = path.join(WORK, 'tone.wav');
+  {
+    // 0.4 s of a 440 Hz tone, 8 kHz mono 16-bit PCM.
+    const n = 3200;
+    const b = Buffer.alloc(44 + 2 * n);
+    b.write('RIFF', 0);
+    b.writeUInt32LE(36 + 2 * n, 4);
+    b.write('WAVEfmt ', 8);
+    b.writeUInt32LE(16, 16);
+    b.writeUInt16LE(1, 20);
+    b.writeUInt16LE(1, 22);
+    b.writeUInt32LE(8000, 24);
+    b.writeUInt32LE(16000, 28);
+    b.writeUInt16LE(2, 32);
+    b.writeUInt16LE(16, 34);
+    b.write('data', 36);
+    b.writeUInt32LE(2 * n, 40);
+    for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / 8000)), 44 + 2 * i);
+    fs.writeFileSync(wav, b);
+  }
+  await page.fill('#ann-upload-name', 'tone');
+  await page.fill('#ann-upload-label', '試験音');
+  await page.setInputFiles('#ann-upload-file', wav);
+  res = await clickFor('#ann-upload-submit', 'POST', '/api/v1/announcements/tone/audio');
+  assert(res.status() === 200, `uploading the WAV answered ${res.status()}: ${await bodyOf(res)} ${await shownError()}`);
+  await page.locator('[data-testid=announcement-source-tone]', { hasText: 'アップロード' }).waitFor({ timeout: STEP_MS });
+  // The row's player loads the audio with the session cookie.
+  const played = await page.$eval('[data-testid=announcement-audio-annai]', (a) =>
+    new Promise((resolve) => {
+      const timer = setTimeout(() => resolve({ error: 'no metadata within 10 s' }), 10_000);
+      a.addEventListener('loadedmetadata', () => { clearTimeout(timer); resolve({ duration: a.duration }); }, { once: true });
+      a.addEventListener('error', () => { clearTimeout(timer); resolve({ error: `media error ${a.error?.code}` }); }, { once: true });
+      a.preload = 'metadata';
+      a.load();
+    }),
+  );
+  assert(played.duration > 0.3, `the spoken announcement plays in the page: ${JSON.stringify(played)}`);
+  log(`i. announcements annai (speech, ${played.duration.toFixed(1)} s in the player) and tone (upload) listed`);
+
+  log('i. a voice menu pointing at the announcement, with one option');
+  await navTo('ivr');
+  await visible('#ivr-name');
+  await page.locator('#ivr-prompt option[value=annai]').waitFor({ state: 'attached', timeout: STEP_MS });
+  await page.fill('#ivr-name', 'daihyo');
+  await page.fill('#ivr-label', '代表番号の音声メニュー');
+  await page.selectOption('#ivr-prompt', 'annai');
+  await page.selectOption('#ivr-greeting', 'tone');
+  assert((await page.locator('[data-testid=ivr-option-row]').count()) === 1, 'a new menu starts with one option row');
+  assert((await page.inputValue('#ivr-opt-key-0')) === '1', 'the first option is key 1');
+  await page.selectOption('#ivr-opt-0-kind', 'user');
+  await page.fill('#ivr-opt-0-value', EXT);
+  res = await clickFor('#ivr-submit', 'PUT', '/api/v1/ivr/daihyo');
+  assert(res.status() === 200, `saving the menu answered ${res.status()}: ${await bodyOf(res)} ${await shownError()}`);
+  const menu = await page.evaluate(async () => (await fetch('/api/v1/ivr/daihyo')).json());
+  assert(menu.prompt === 'annai' && menu.options['1'] === `user:${EXT}`, `the menu as saved: ${JSON.stringify(menu)}`);
+  await page.locator('[data-testid=ivr-options-daihyo]', { hasText: `1 → 内線 ${EXT}` }).waitFor({ timeout: STEP_MS });
+
+  log('i. a loop (an option entering the menu itself) is refused and named');
+  await page.click('[data-testid=ivr-edit-daihyo]');
+  await page.locator('[data-testid=ivr-option-row]').first().waitFor({ timeout: STEP_MS });
+  assert((await page.inputValue('#ivr-name')) === 'daihyo', 'the editor shows the menu');
+  await page.click('#ivr-add-option');
+  assert((await page.locator('[data-testid=ivr-option-row]').count()) === 2, 'a second option row was added');
+  assert((await page.inputValue('#ivr-opt-key-1')) === '2', 'the added option takes the next free key');
+  await page.selectOption('#ivr-opt-1-kind', 'ivr');
+  await page.fill('#ivr-opt-1-value', 'daihyo');
+  res = await clickFor('#ivr-submit', 'PUT', '/api/v1/ivr/daihyo');
+  assert(res.status() === 422, `the loop answered ${res.status()}: ${await bodyOf(res)}`);
+  const loopBody = await bodyOf(res);
+  assert(!loopBody || JSON.parse(loopBody).code === 'loop', `the answer has code "loop": ${loopBody}`);
+  await visible('[data-testid=ivr-loop]');
+  const loopText = await text('[data-testid=ivr-error]');
+  assert(loopText.includes('循環') && (await text('[data-testid=ivr-loop-chain]')).includes('daihyo → daihyo'), `the error names the loop: ${loopText}`);
+  // Nothing was saved: the list still shows one option.
+  const stored = await page.evaluate(async () => (await (await fetch('/api/v1/ivr/daihyo')).json()).options);
+  assert(JSON.stringify(stored) === JSON.stringify({ 1: `user:${EXT}` }), `the stored menu is unchanged: ${JSON.stringify(stored)}`);
+  log(`i. the loop was refused: ${loopText.trim()}`);
+
+  log('i. the DID goes to the voice menu, with the uploaded tone as hold music');
+  await navTo('dids');
+  await page.click('[data-testid=did-edit-0312340000]');
+  await page.locator('#did-moh option[value=tone]').waitFor({ state: 'attached', timeout: STEP_MS });
+  await page.selectOption('#did-dest-kind', 'ivr');
+  await page.fill('#did-dest-number', 'daihyo');
+  await page.selectOption('#did-moh', 'tone');
+  res = await clickFor('#did-submit', 'PUT', '/api/v1/dids/0312340000');
+  assert(res.status() === 200, `the DID answered ${res.status()}: ${await bodyOf(res)} ${await shownError()}`);
+  const dids = await page.evaluate(async () => (await fetch('/api/v1/dids')).json());
+  assert(dids.find((d) => d.number === '0312340000')?.moh === 'tone', `the DID keeps its hold music: ${JSON.stringify(dids)}`);
+  await page.locator('[data-testid=dids-table] tr', { hasText: '0312340000' }).filter({ hasText: '音声メニュー daihyo' }).waitFor({ timeout: STEP_MS });
+  await navTo('announcements');
+  await page.locator('[data-testid=announcements-table] tr', { hasText: 'tone' }).filter({ hasText: 'ダイヤルイン 0312340000（保留音）' }).waitFor({ timeout: STEP_MS });
+  log('i. announcement, voice menu and loop checked; the DID routes to the menu');
 }
 
 let failed = false;

@@ -166,6 +166,12 @@ impl Pipeline {
     /// `out`, encrypted if it uses SRTP). Returns a digit that was taken
     /// out of the stream for SIP INFO.
     pub fn process(&mut self, plain: &[u8], out: &mut Vec<Vec<u8>>) -> Option<(char, u32)> {
+        self.process_with(plain, out, |_| {})
+    }
+
+    /// Like [`Pipeline::process`], with `edit` applied to each plain packet
+    /// before it is encrypted (a B2BUA keeping one SSRC towards a phone).
+    pub fn process_with(&mut self, plain: &[u8], out: &mut Vec<Vec<u8>>, mut edit: impl FnMut(&mut Vec<u8>)) -> Option<(char, u32)> {
         let pt = plain.get(1).map(|b| b & 0x7f)?;
         if let Some((dpt, det)) = &mut self.detector {
             if pt == *dpt {
@@ -187,7 +193,8 @@ impl Pipeline {
                 produced.push(p);
             }
         }
-        for p in produced {
+        for mut p in produced {
+            edit(&mut p);
             match &mut self.srtp_out {
                 Some(ctx) => {
                     if let Ok(s) = ctx.protect_rtp(&p) {
@@ -198,6 +205,17 @@ impl Pipeline {
             }
         }
         None
+    }
+
+    /// Encrypt a packet that the application made itself for the receiving
+    /// leg (a PBX prompt), with the same context as relayed packets: one
+    /// context per key, so the rollover counter goes on and no keystream is
+    /// used twice.
+    pub fn seal(&mut self, plain: &[u8]) -> Option<Vec<u8>> {
+        match &mut self.srtp_out {
+            Some(ctx) => ctx.protect_rtp(plain).ok(),
+            None => Some(plain.to_vec()),
+        }
     }
 
     pub fn open_rtcp(&mut self, packet: &[u8]) -> Option<Vec<u8>> {

@@ -357,8 +357,10 @@ impl Relay {
     }
 
     /// Validates a packet and applies the latching rules; on success the
-    /// packet came from the leg and is to be forwarded.
-    fn accept(&mut self, now: Instant, side: LegSide, from: SocketAddr, packet: &[u8]) -> Result<(), DropReason> {
+    /// packet came from the leg and is to be forwarded. Public for a leg
+    /// the application answers itself (a PBX playing a prompt): its packets
+    /// go nowhere, but the latch must still follow the phone.
+    pub fn accept(&mut self, now: Instant, side: LegSide, from: SocketAddr, packet: &[u8]) -> Result<(), DropReason> {
         if packet.len() > self.config.max_packet_len {
             return Err(DropReason::Malformed(MediaError::TooLarge {
                 len: packet.len(),

@@ -7,9 +7,11 @@
 
 pub mod accounts;
 pub mod admins;
+pub mod announcements;
 pub mod audit;
 pub mod directory;
 pub mod events;
+pub mod ivr;
 pub mod logs;
 pub mod openapi;
 pub mod pbx;
@@ -42,6 +44,8 @@ pub struct ApiState {
     pub events: events::EventBus,
     pub phonebook: Arc<Phonebook>,
     pub settings: Arc<ApiSettings>,
+    /// Where call recordings are kept (None: a store-only API).
+    pub objects: Option<Arc<dyn object_store::ObjectStore>>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +61,8 @@ pub struct ApiSettings {
     pub sip_server: String,
     /// Shown in authenticator apps next to the admin's name.
     pub totp_issuer: String,
+    /// The data directory (announcement audio lives under it).
+    pub data_dir: PathBuf,
 }
 
 impl Default for ApiSettings {
@@ -68,6 +74,7 @@ impl Default for ApiSettings {
             sip_domain: "tsunagu.local".into(),
             sip_server: "127.0.0.1:5060".into(),
             totp_issuer: "Tsunagu".into(),
+            data_dir: PathBuf::from("."),
         }
     }
 }
@@ -230,8 +237,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/dids/{number}", put(pbx::put_did).delete(pbx::remove_did))
         .route("/schedules", get(schedules::list))
         .route("/schedules/{name}", put(schedules::put).delete(schedules::remove))
+        .route("/ivr", get(ivr::list))
+        .route("/ivr/{name}", get(ivr::get_one).put(ivr::put).delete(ivr::remove))
         .route("/disaster", get(schedules::disaster).put(schedules::set_disaster))
         .route("/holidays/{year}", get(schedules::holidays))
+        .route("/announcements", get(announcements::list))
+        .route("/announcements/{name}", put(announcements::put).delete(announcements::remove))
+        .route(
+            "/announcements/{name}/audio",
+            get(announcements::audio).post(announcements::upload).layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+        )
         .route("/trunks", get(pbx::list_trunks))
         .route("/trunks/{name}", put(pbx::put_trunk).delete(pbx::remove_trunk))
         .route("/settings", get(pbx::list_settings))
@@ -251,6 +266,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/admins/{name}/reset-password", post(admins::reset_password))
         .route("/recordings", get(logs::recordings))
         .route("/recordings/access-log", get(logs::recording_access))
+        .route("/recordings/{id}/audio", get(logs::recording_audio))
+        .route("/recordings/{id}/download", get(logs::recording_download))
         .route("/events", get(events::websocket))
         .fallback(|| async { ApiError::not_found("no such API path") });
     Router::new()

@@ -20,6 +20,8 @@ pub enum Body {
     None,
     Json,
     Csv,
+    /// Raw audio (WAV, MP3, Ogg Opus).
+    Audio,
 }
 
 macro_rules! ep {
@@ -67,9 +69,18 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep!("get", "/api/v1/schedules", "schedules", "Business-hour schedules, each with where a call would go now", "all but auditor", None),
     ep!("put", "/api/v1/schedules/{name}", "schedules", "Add or change a schedule: hours, open/closed/holiday/disaster destinations, closed days", "system, org", Json),
     ep!("delete", "/api/v1/schedules/{name}", "schedules", "Remove a schedule", "system, org", None),
+    ep!("get", "/api/v1/ivr", "ivr", "IVR menus (voice menus) with their options", "all but auditor", None),
+    ep!("get", "/api/v1/ivr/{name}", "ivr", "One IVR menu with its options", "all but auditor", None),
+    ep!("put", "/api/v1/ivr/{name}", "ivr", "Add or replace an IVR menu with all its options, all or nothing; a loop of sub-menus is refused (422, the loop named)", "system, org", Json),
+    ep!("delete", "/api/v1/ivr/{name}", "ivr", "Remove an IVR menu nothing uses (409 naming what still does)", "system, org", None),
     ep!("get", "/api/v1/disaster", "schedules", "Whether disaster mode is on", "all but auditor", None),
     ep!("put", "/api/v1/disaster", "schedules", "Turn disaster mode on or off", "system, org", Json),
     ep!("get", "/api/v1/holidays/{year}", "schedules", "Japanese public holidays of a year (1980-2099), as schedules compute them", "all but auditor", None),
+    ep!("get", "/api/v1/announcements", "announcements", "Announcements and hold music (recorded, spoken or built-in), each with who uses it", "all but auditor", None),
+    ep!("put", "/api/v1/announcements/{name}", "announcements", "Speak text into an announcement with espeak-ng ({label, text, voice}; voice ja by default); without text, only the label changes", "system, org", Json),
+    ep!("delete", "/api/v1/announcements/{name}", "announcements", "Remove an unused announcement (409 names its users); a built-in one goes back to its default", "system, org", None),
+    ep!("post", "/api/v1/announcements/{name}/audio", "announcements", "Upload a recording as the body (WAV, MP3 or Ogg Opus, at most 32 MiB; ?label=); stored as 8 kHz WAV; 422 names an unreadable file", "system, org", Audio),
+    ep!("get", "/api/v1/announcements/{name}/audio", "announcements", "The stored audio (8 kHz mono 16-bit WAV)", "all but auditor", None),
     ep!("get", "/api/v1/trunks", "trunks", "Carrier trunks and their state (passwords never read back)", "system, org, readonly", None),
     ep!("put", "/api/v1/trunks/{name}", "trunks", "Add or change a trunk", "system", Json),
     ep!("delete", "/api/v1/trunks/{name}", "trunks", "Remove a trunk", "system", None),
@@ -92,8 +103,10 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep!("post", "/api/v1/admins/{name}/reset-mfa", "admins", "Make an admin enrol TOTP again", "system; org for lower ranks", None),
     ep!("post", "/api/v1/admins/{name}/reset-password", "admins", "Give an admin a new one-time password (answered once); unlocks it and ends its sessions", "system; org for lower ranks", None),
     ep!("post", "/api/v1/admins/{name}/unlock", "admins", "Unlock an admin locked by failed sign-ins", "system; org for lower ranks", None),
-    ep!("get", "/api/v1/recordings", "recordings", "Recordings (the listing is itself logged)", "right recordings", None),
-    ep!("get", "/api/v1/recordings/access-log", "recordings", "Who listed or played which recording", "right recordings", None),
+    ep!("get", "/api/v1/recordings", "recordings", "Recordings with state, size, hash and the call's parties (the listing is itself logged)", "right recordings", None),
+    ep!("get", "/api/v1/recordings/access-log", "recordings", "Who listed, played or downloaded which recording", "right recordings", None),
+    ep!("get", "/api/v1/recordings/{id}/audio", "recordings", "Play a recording: 16-bit PCM stereo WAV (caller left, callee right), with Range; logged as play", "right recordings", None),
+    ep!("get", "/api/v1/recordings/{id}/download", "recordings", "Download the stored file (stereo µ-law WAV, X-Content-SHA256); logged as download", "right recordings and role auditor", None),
     ep!("get", "/api/v1/events", "events", "WebSocket of live events: registration, call, change", "all but auditor", None),
     ep!("get", "/phonebook.xml", "phonebook", "Remote phonebook XML for desk phones (HTTP Basic: extension and SIP password)", "a SIP user", None),
 ];
@@ -123,6 +136,10 @@ pub fn build() -> Value {
         match e.body {
             Body::Json => op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "type": "object" } } } }),
             Body::Csv => op["requestBody"] = json!({ "required": true, "content": { "text/csv": { "schema": { "type": "string" } } } }),
+            Body::Audio => {
+                let bin = json!({ "schema": { "type": "string", "format": "binary" } });
+                op["requestBody"] = json!({ "required": true, "content": { "audio/wav": bin, "audio/mpeg": bin, "audio/ogg": bin } })
+            }
             Body::None => {}
         }
         if e.method != "get" && !e.path.starts_with("/api/v1/session") {

@@ -6,7 +6,7 @@ use super::events::Event;
 use super::rights::{Access, Resource, Role};
 use super::session::Admin;
 use super::{audit, csv_response, ApiError, ApiResult, ApiState, Body, RowError, Upload};
-use crate::store::{setting_default, Dest, RingGroup, Strategy, StoreError, Trunk, TrunkTransport, SETTING_DISASTER_MODE, SETTING_KEYS, SETTING_MFA_REQUIRED_ROLES};
+use crate::store::{setting_default, DidMedia, Dest, GroupMedia, RingGroup, Strategy, StoreError, Trunk, TrunkTransport, SETTING_DISASTER_MODE, SETTING_KEYS, SETTING_MFA_REQUIRED_ROLES, SETTING_MUSIC_ON_HOLD};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -131,12 +131,13 @@ pub async fn list_groups(State(state): State<ApiState>, who: Admin) -> ApiResult
     who.require(Resource::Groups, Access::Read)?;
     let deps = group_departments(&state).await?;
     let groups = state.store.list_ring_groups().await?;
+    let media = state.store.list_group_media().await?;
     Ok(Json(
         groups
             .iter()
             .map(|g| (g, deps.get(&g.number).copied().flatten()))
             .filter(|(_, d)| who.principal.in_department(*d))
-            .map(|(g, d)| group_json(g, d))
+            .map(|(g, d)| with_group_media(group_json(g, d), media.get(&g.number)))
             .collect(),
     ))
 }
@@ -153,6 +154,45 @@ pub struct GroupBody {
     overflow: Option<String>,
     #[serde(default)]
     skip_busy: bool,
+    /// Announcements (absent: unchanged; "": none).
+    moh: Option<String>,
+    greeting: Option<String>,
+    queue_announcement: Option<String>,
+    /// Seconds between waiting announcements (absent: unchanged; 0: the default).
+    queue_announcement_secs: Option<u32>,
+}
+
+/// A group's media settings in its JSON.
+fn with_group_media(mut v: Value, m: Option<&GroupMedia>) -> Value {
+    let m = m.cloned().unwrap_or_default();
+    v["moh"] = json!(m.moh);
+    v["greeting"] = json!(m.greeting);
+    v["queue_announcement"] = json!(m.queue_announcement);
+    v["queue_announcement_secs"] = json!(m.queue_announcement_secs);
+    v
+}
+
+/// A DID's media settings in its JSON.
+fn with_did_media(mut v: Value, m: Option<&DidMedia>) -> Value {
+    let m = m.cloned().unwrap_or_default();
+    v["moh"] = json!(m.moh);
+    v["greeting"] = json!(m.greeting);
+    v
+}
+
+/// An announcement field of a body: absent keeps `old`, "" clears it,
+/// a name must exist (checked before anything is saved).
+async fn media_field(state: &ApiState, field: &str, given: &Option<String>, old: Option<String>) -> ApiResult<Option<String>> {
+    let Some(v) = given else { return Ok(old) };
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    crate::store::check_media_name("announcement", v).map_err(|e| ApiError::invalid(format!("{field}: {}", e.detail())))?;
+    if state.store.announcement(v).await?.is_none() {
+        return Err(ApiError::invalid(format!("{field}: no announcement named {v}")));
+    }
+    Ok(Some(v.to_string()))
 }
 
 pub async fn put_group(State(state): State<ApiState>, who: Admin, Path(number): Path<String>, Body(b): Body<GroupBody>) -> ApiResult<Json<Value>> {
@@ -182,11 +222,24 @@ pub async fn put_group(State(state): State<ApiState>, who: Admin, Path(number): 
     if b.name.chars().count() > 100 {
         return Err(ApiError::invalid("the name is longer than 100 characters"));
     }
+    let old_media = state.store.group_media(&number).await?;
+    let media = GroupMedia {
+        moh: media_field(&state, "moh", &b.moh, old_media.moh.clone()).await?,
+        greeting: media_field(&state, "greeting", &b.greeting, old_media.greeting.clone()).await?,
+        queue_announcement: media_field(&state, "queue_announcement", &b.queue_announcement, old_media.queue_announcement.clone()).await?,
+        queue_announcement_secs: match b.queue_announcement_secs {
+            None => old_media.queue_announcement_secs,
+            Some(0) => None,
+            Some(s) if (5..=600).contains(&s) => Some(s),
+            Some(_) => return Err(ApiError::invalid("queue_announcement_secs: 5 to 600 s (0: the default, 30)")),
+        },
+    };
     let g = RingGroup { number: number.clone(), name: b.name, strategy, members, member_timeout_secs: member_timeout, timeout_secs: timeout, overflow, skip_busy: b.skip_busy, rr_next: 0 };
     state.store.put_ring_group(&g).await?;
     sqlx::query("UPDATE ring_groups SET department = ? WHERE number = ?").bind(b.department).bind(&number).execute(state.store.pool()).await.map_err(db)?;
-    let after = group_json(&g, b.department);
-    let before = before.map(|o| group_json(&o, deps.get(&number).copied().flatten()));
+    state.store.set_group_media(&number, &media).await?;
+    let after = with_group_media(group_json(&g, b.department), Some(&media));
+    let before = before.map(|o| with_group_media(group_json(&o, deps.get(&number).copied().flatten()), Some(&old_media)));
     audit::change(&state, &who, if before.is_some() { "group_changed" } else { "group_added" }, &number, before, Some(after.clone())).await;
     state.events.send(Event::change("groups", &number));
     Ok(Json(after))
@@ -215,7 +268,8 @@ fn did_json(number: &str, dest: &Dest, label: &str) -> Value {
 pub async fn list_dids(State(state): State<ApiState>, who: Admin) -> ApiResult<Json<Vec<Value>>> {
     who.require(Resource::Dids, Access::Read)?;
     let dids = state.store.list_dids().await?;
-    Ok(Json(dids.iter().filter(|(n, _, _)| who.principal.in_did(n)).map(|(n, d, l)| did_json(n, d, l)).collect()))
+    let media = state.store.list_did_media().await?;
+    Ok(Json(dids.iter().filter(|(n, _, _)| who.principal.in_did(n)).map(|(n, d, l)| with_did_media(did_json(n, d, l), media.get(n))).collect()))
 }
 
 #[derive(Deserialize)]
@@ -223,6 +277,9 @@ pub struct DidBody {
     dest: String,
     #[serde(default)]
     label: String,
+    /// Announcements (absent: unchanged; "": none).
+    moh: Option<String>,
+    greeting: Option<String>,
 }
 
 fn require_did(who: &Admin, number: &str) -> ApiResult<()> {
@@ -241,9 +298,15 @@ pub async fn put_did(State(state): State<ApiState>, who: Admin, Path(number): Pa
     }
     crate::store::validate_did_label(&b.label)?;
     let dest = Dest::parse(&b.dest)?;
-    let before = state.store.list_dids().await?.into_iter().find(|(n, _, _)| *n == number).map(|(n, d, l)| did_json(&n, &d, &l));
+    let old_media = state.store.did_media(&number).await?;
+    let media = DidMedia {
+        moh: media_field(&state, "moh", &b.moh, old_media.moh.clone()).await?,
+        greeting: media_field(&state, "greeting", &b.greeting, old_media.greeting.clone()).await?,
+    };
+    let before = state.store.list_dids().await?.into_iter().find(|(n, _, _)| *n == number).map(|(n, d, l)| with_did_media(did_json(&n, &d, &l), Some(&old_media)));
     state.store.put_dids(&[(number.clone(), dest.clone(), b.label.clone())]).await?;
-    let after = did_json(&number, &dest, &b.label);
+    state.store.set_did_media(&number, &media).await?;
+    let after = with_did_media(did_json(&number, &dest, &b.label), Some(&media));
     audit::change(&state, &who, "did_routing_changed", &number, before, Some(after.clone())).await;
     state.events.send(Event::change("dids", &number));
     Ok(Json(after))
@@ -381,7 +444,7 @@ pub async fn remove_trunk(State(state): State<ApiState>, who: Admin, Path(name):
 pub async fn list_settings(State(state): State<ApiState>, who: Admin) -> ApiResult<Json<Vec<Value>>> {
     who.require(Resource::Settings, Access::Read)?;
     let mut out = Vec::new();
-    for key in SETTING_KEYS {
+    for key in SETTING_KEYS.into_iter().chain(crate::store::RECORDING_SETTING_KEYS) {
         out.push(json!({ "key": key, "value": state.store.setting(key).await?, "default": setting_default(key) }));
     }
     Ok(Json(out))
@@ -395,9 +458,25 @@ pub struct SettingBody {
 pub async fn put_setting(State(state): State<ApiState>, who: Admin, Path(key): Path<String>, Body(b): Body<SettingBody>) -> ApiResult<Json<Value>> {
     who.require(Resource::Settings, Access::Write)?;
     let value = b.value.trim().to_string();
-    if key == SETTING_DISASTER_MODE {
+    if let Some(checked) = crate::store::check_recording_setting(&key, &value) {
+        // Call recording's settings: modes, days, megabytes, a feature code, a name.
+        checked.map_err(ApiError::invalid)?;
+    } else if key == SETTING_DISASTER_MODE {
         if value != "on" && value != "off" {
             return Err(ApiError::invalid(format!("{key}: on or off")));
+        }
+    } else if key == SETTING_MUSIC_ON_HOLD && (value.is_empty() || value == "off") {
+        // No hold music: holds pass across to the held phone as they are.
+    } else if key == SETTING_MUSIC_ON_HOLD {
+        crate::store::check_media_name("announcement", &value).map_err(|e| ApiError::invalid(format!("{key}: {}", e.detail())))?;
+        if value != crate::announce::HOLD_MUSIC && state.store.announcement(&value).await?.is_none() {
+            return Err(ApiError::invalid(format!("{key}: no announcement named {value}")));
+        }
+    } else if let Some(checked) = crate::store::check_transfer_setting(&key, &value) {
+        checked.map_err(ApiError::invalid)?;
+    } else if key == crate::store::SETTING_SCHEDULE_CLOCK {
+        if !value.is_empty() && crate::schedule::parse_clock(&value).is_none() {
+            return Err(ApiError::invalid(format!("{key}: a JST time like 2027-01-01T10:00, or empty for the real time")));
         }
     } else if key == SETTING_MFA_REQUIRED_ROLES {
         if let Some(bad) = value.split(',').map(str::trim).find(|r| !r.is_empty() && Role::parse(r).is_none()) {

@@ -93,6 +93,8 @@ pub enum Resource {
     Recordings,
     Events,
     Schedules,
+    /// Voice menus (IVR): rights as for schedules.
+    Ivr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,13 +131,13 @@ impl Principal {
             Role::System => true,
             Role::Org => !matches!((resource, access), (Trunks | Settings, Write)),
             Role::Group => match resource {
-                Dashboard | Departments | Phonebook | Calls | Events | Schedules => access == Read,
+                Dashboard | Departments | Phonebook | Calls | Events | Schedules | Ivr => access == Read,
                 Users | Groups | Dids => true,
                 _ => false,
             },
             Role::Auditor => false,
             Role::Supervisor => {
-                access == Read && matches!(resource, Dashboard | Departments | Users | Groups | Dids | Phonebook | Calls | Events | Schedules)
+                access == Read && matches!(resource, Dashboard | Departments | Users | Groups | Dids | Phonebook | Calls | Events | Schedules | Ivr)
             }
             Role::Readonly => access == Read && !matches!(resource, Audit | Admins),
         }

@@ -20,16 +20,20 @@ fn why_text(w: &Why) -> String {
         Why::Holiday(name) => format!("holiday:{name}"),
         Why::ClosedDay => "closed_day".into(),
         Why::Disaster => "disaster".into(),
+        Why::Override { open: true } => "override_open".into(),
+        Why::Override { open: false } => "override_closed".into(),
     }
 }
 
 fn schedule_json(s: &Schedule, disaster: bool) -> Value {
     let (to, why) = s.route_at(crate::store::unix_ms() / 1000, disaster);
+    // (The setting `schedule_clock` applies to calls; "now" here is now.)
     json!({
         "name": s.name, "label": s.label, "hours": schedule::hours_text(&s.hours),
         "open": s.open.to_string(), "closed": s.closed.to_string(),
         "holiday": s.holiday.as_ref().map(Dest::to_string), "disaster": s.disaster.as_ref().map(Dest::to_string),
         "closed_days": schedule::closed_days_text(&s.closed_days), "use_holidays": s.use_holidays,
+        "overrides": schedule::overrides_text(&s.overrides),
         "now": { "to": to.to_string(), "why": why_text(&why) },
     })
 }
@@ -57,6 +61,9 @@ pub struct ScheduleBody {
     closed_days: String,
     #[serde(default = "yes")]
     use_holidays: bool,
+    /// Left out: the schedule keeps the one-off dates it has (a client
+    /// that does not know the field must not wipe them).
+    overrides: Option<String>,
 }
 
 fn yes() -> bool {
@@ -87,6 +94,12 @@ pub async fn put(State(state): State<ApiState>, who: Admin, Path(name): Path<Str
         disaster: opt_dest("disaster", &b.disaster)?,
         closed_days: schedule::parse_closed_days(&b.closed_days).map_err(ApiError::invalid)?,
         use_holidays: b.use_holidays,
+        overrides: Vec::new(),
+    };
+    let mut s = s;
+    s.overrides = match &b.overrides {
+        Some(text) => schedule::parse_overrides(text).map_err(ApiError::invalid)?,
+        None => state.store.schedule(&name).await?.map(|old| old.overrides).unwrap_or_default(),
     };
     let disaster = disaster_on(&state).await?;
     let before = state.store.schedule(&name).await?.map(|o| schedule_json(&o, disaster));

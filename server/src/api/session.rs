@@ -159,6 +159,7 @@ fn resource_name(r: super::rights::Resource) -> &'static str {
         Recordings => "recordings",
         Events => "live events",
         Schedules => "schedules and disaster mode",
+        Ivr => "IVR menus",
     }
 }
 

@@ -13,6 +13,7 @@
 use super::dialog::{self, contact_uri, new_branch, Dialog, DialogExt, LocalAddress};
 use super::negotiate::{audio_direction, is_unchanged, make_answer, make_offer, take_answer, take_offer, LegSdp, NegotiationError};
 use super::{Services, SipEvent};
+use crate::media::endpoint::PlayItem;
 use crate::media::{MediaEvent, MediaSession};
 use crate::routing::{national, parse_dialled, resolve, Hunt, Resolution, RingTarget};
 use crate::sip::endpoint::Responder;
@@ -86,6 +87,30 @@ struct Pending {
     method: String,
     /// For INVITE/UPDATE with an offer: the offer (from `from`).
     offer: Option<Sdp>,
+    /// This offer puts the other leg on hold music, or takes it off.
+    hold: Option<HoldChange>,
+}
+
+/// A hold (or its end) that the PBX fills with music: the held leg hears
+/// the PBX's endpoint instead of the holder, whatever phone it is.
+#[derive(Clone)]
+enum HoldChange {
+    Start { held: LegSide, holder_offered: Direction, music: Arc<[i16]> },
+    End { held: LegSide },
+}
+
+/// What the PBX itself is doing with the caller's leg, once it answered
+/// it (ADR 0005): the phone hears us, not a callee.
+enum Local {
+    /// An announcement; the call ends when it has played.
+    Announcement,
+    /// Prompts before ringing (the recording notice, a greeting); then the
+    /// hunt goes on.
+    Prelude(Option<Hunt>),
+    /// Ringback tone while the hunt rings phones.
+    Ringback,
+    /// In the voice menus: the run, and when it began.
+    Ivr(Box<crate::ivr::IvrRun>, Instant),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +150,8 @@ struct Call {
     early_answer: Option<Vec<u8>>,
     early_fork: Option<usize>,
     a_200: Option<Retransmit>,
+    /// Our 200 to a picker's INVITE (leg B as UAS), until its ACK.
+    b_200: Option<Retransmit>,
     /// The caller takes reliable provisional responses (RFC 3262).
     a_100rel: bool,
     a_rseq: u32,
@@ -144,6 +171,36 @@ struct Call {
     pending_refresh: HashSet<String>,
     /// This call's inbox, registered for each fork's Call-ID.
     inbox: mpsc::UnboundedSender<SipEvent>,
+    /// We answered the caller ourselves (200 sent) before any callee did.
+    a_answered: bool,
+    /// The caller hung up (so it gets no BYE from us).
+    a_gone: bool,
+    /// The call is being recorded.
+    recording: bool,
+    /// The recording notice, still to be played before the call rings.
+    notice: Option<Arc<[i16]>>,
+    local: Option<Local>,
+    /// The leg hearing hold music now.
+    held: Option<LegSide>,
+    /// Set by `on_offer` for the request `pass_request` sends next.
+    next_hold: Option<HoldChange>,
+    /// The voice menu's one timer (first key, next key).
+    ivr_deadline: Option<Instant>,
+    /// The public number's greeting has been played (once per call).
+    did_greeted: bool,
+    /// A blind transfer by the PBX is ringing its target: where the call
+    /// goes back when nobody answers.
+    recall_to: Option<Dest>,
+    /// Our re-INVITE taking the caller off hold after a transfer.
+    a_resume: bool,
+    a_resume_branch: Option<String>,
+    /// The group's waiting announcement and how often it plays.
+    queue_announcement: Option<(Arc<[i16]>, Duration)>,
+    /// When the waiting announcement plays next.
+    queue_next: Option<Instant>,
+    /// Names the queue of prompts playing now; a Played event with an
+    /// older cookie is stale.
+    local_cookie: u32,
 }
 
 struct Retransmit {
@@ -170,6 +227,19 @@ pub fn start(svc: Arc<Services>, req: Request, key: TxKey, peer: Peer, responder
         metrics::gauge!("tsunagu_calls_active").increment(1.0);
         let mut call_ids = vec![call_id.clone()];
         let a_key = key.clone();
+        // `**EXT` and `*8` pick up a call ringing elsewhere: this INVITE
+        // joins that call instead of starting one.
+        let (req, key, peer) = match &origin {
+            Origin::Extension(picker) => match try_pickup(&svc, req, key, peer, &responder, picker).await {
+                Some(back) => back,
+                None => {
+                    svc.calls.unregister(token, &[call_id]);
+                    metrics::gauge!("tsunagu_calls_active").decrement(1.0);
+                    return;
+                }
+            },
+            Origin::Trunk(_) => (req, key, peer),
+        };
         match setup(svc.clone(), token, inbox, req, key, peer, responder.clone(), origin).await {
             Ok(mut call) => {
                 call.run(rx).await;
@@ -194,6 +264,47 @@ pub fn start(svc: Arc<Services>, req: Request, key: TxKey, peer: Peer, responder
 }
 
 type SetupError = (Request, u16, &'static str);
+
+/// A pick-up code: hand the INVITE to the call ringing the longest at the
+/// extension named (`**1002`, directed) or at a member of a ring group
+/// the picker belongs to (`*8`). Gives the INVITE back when it is no
+/// pick-up code; answers 480 itself when nothing rings there.
+async fn try_pickup(svc: &Arc<Services>, req: Request, key: TxKey, peer: Peer, responder: &Responder, picker: &str) -> Option<(Request, TxKey, Peer)> {
+    let dialled = req.uri.user.clone().unwrap_or_default();
+    let exts: Vec<String> = if let Some(ext) = dialled.strip_prefix("**").filter(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit())) {
+        vec![ext.to_string()]
+    } else if dialled == "*8" {
+        let groups = svc.store.list_ring_groups().await.unwrap_or_default();
+        let number = |d: &Dest| match d {
+            Dest::User(n) | Dest::Any(n) => Some(n.clone()),
+            _ => None,
+        };
+        groups
+            .iter()
+            .filter(|g| g.members.iter().any(|m| number(m).as_deref() == Some(picker)))
+            .flat_map(|g| g.members.iter().filter_map(number))
+            .filter(|n| n != picker)
+            .collect()
+    } else {
+        return Some((req, key, peer));
+    };
+    let ringing = svc.calls.longest_ringing(&exts);
+    let refused = |req: &Request| {
+        let mut r = response_to(req, 480, Some(&crate::registrar::new_tag()));
+        r.headers.insert(Name::WARNING, "399 tsunagu \"nothing to pick up\"");
+        r
+    };
+    let Some((_, tx)) = ringing else {
+        responder.respond(key, refused(&req));
+        return None;
+    };
+    if let Err(e) = tx.send(SipEvent::Pickup { req, key, peer, responder: responder.clone(), picker: picker.to_string() }) {
+        if let SipEvent::Pickup { req, key, responder, .. } = e.0 {
+            responder.respond(key, refused(&req));
+        }
+    }
+    None
+}
 
 #[allow(clippy::too_many_arguments)]
 async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipEvent>, req: Request, key: TxKey, peer: Peer, responder: Responder, origin: Origin) -> Result<Call, SetupError> {
@@ -260,6 +371,7 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
 
     let store = &svc.store;
     let mut outbound_cid = (String::new(), false);
+    let mut on_demand_recording = false;
     let dest: Dest = match &origin {
         Origin::Trunk(t) => {
             record.direction = "inbound".into();
@@ -279,6 +391,16 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
             }
         }
         Origin::Extension(ext) => {
+            // The recording prefix (`*5` + number) records this call on
+            // demand; the rest is dialled as usual.
+            let prefix = store.setting(crate::store::SETTING_RECORDING_PREFIX).await.unwrap_or_default();
+            let dialled_raw = match dialled_raw.strip_prefix(prefix.as_str()) {
+                Some(rest) if !prefix.is_empty() && !rest.is_empty() => {
+                    on_demand_recording = true;
+                    rest.to_string()
+                }
+                _ => dialled_raw.clone(),
+            };
             let d = match parse_dialled(store, &svc.registrar, &dialled_raw).await {
                 Ok(d) => d,
                 Err(e) => {
@@ -345,6 +467,7 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
         early_answer: None,
         early_fork: None,
         a_200: None,
+        b_200: None,
         a_100rel,
         a_rseq: rand::random::<u16>() as u32,
         a_rel: None,
@@ -358,12 +481,44 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
         media_events: Some(media_rx),
         pending_refresh: HashSet::new(),
         inbox,
+        a_answered: false,
+        a_gone: false,
+        recording: false,
+        notice: None,
+        local: None,
+        held: None,
+        next_hold: None,
+        local_cookie: 0,
+        ivr_deadline: None,
+        did_greeted: false,
+        recall_to: None,
+        a_resume: false,
+        a_resume_branch: None,
+        queue_announcement: None,
+        queue_next: None,
     };
     call.call_ids.push(call.a.call_id.clone());
     call.save().await;
     if let Origin::Extension(ext) = &call.origin {
         call.svc.presence.begin(ext);
         call.busy_marks.push(ext.clone());
+    }
+    // Recording: decided before anything rings, so the notice can come
+    // first and the file starts with it.
+    let caller_ext = match &call.origin {
+        Origin::Extension(e) => Some(e.clone()),
+        Origin::Trunk(_) => None,
+    };
+    // The number dialled may be an extension or a ring group; the policy
+    // looks it up as both.
+    let dest_number = match &dest {
+        Dest::User(n) | Dest::Group(n) | Dest::Any(n) => Some(n.clone()),
+        _ => None,
+    };
+    match svc.store.recording_wanted(caller_ext.as_deref(), dest_number.as_deref(), dest_number.as_deref(), call.record.did.as_deref(), on_demand_recording).await {
+        Ok(true) => call.start_recording(true).await,
+        Ok(false) => {}
+        Err(e) => tracing::warn!(call = %call.record.id, error = %e, "recording policy unreadable; not recording"),
     }
     call.route(dest).await;
     Ok(call)
@@ -393,10 +548,43 @@ impl Call {
                 if self.record.direction != "outbound" && self.hunt.is_none() {
                     self.record.callee = h.label.clone();
                 }
+                // What the caller hears before anything rings: the
+                // recording notice (「この通話は録音されます」), the public
+                // number's greeting, the group's greeting.
+                let mut prelude = Vec::new();
+                if let Some(notice) = self.notice.take() {
+                    prelude.extend([PlayItem::Prompt(notice), PlayItem::Silence(Duration::from_millis(300))]);
+                }
+                if !self.did_greeted {
+                    self.did_greeted = true;
+                    if let Some(did) = self.record.did.clone() {
+                        if let Ok(Some(name)) = self.svc.store.did_greeting(&did).await {
+                            prelude.extend(self.prompt(&name).await.map(PlayItem::Prompt));
+                        }
+                    }
+                }
+                let group = self.svc.store.group_media(&h.label).await.unwrap_or_default();
+                if let Some(name) = &group.greeting {
+                    prelude.extend(self.prompt(name).await.map(PlayItem::Prompt));
+                }
+                self.queue_announcement = None;
+                if let Some(name) = &group.queue_announcement {
+                    let every = Duration::from_secs(u64::from(group.queue_announcement_secs.unwrap_or(30).max(5)));
+                    self.queue_announcement = self.prompt(name).await.map(|pcm| (pcm, every));
+                }
+                if (!prelude.is_empty() || self.queue_announcement.is_some()) && !self.answer_locally(None).await {
+                    return;
+                }
+                if !prelude.is_empty() {
+                    self.play_local(Local::Prelude(Some(h)), prelude);
+                    return;
+                }
                 self.overall_deadline = h.overall.map(|d| Instant::now() + d);
                 self.hunt = Some(h);
+                self.start_ringback();
                 self.next_step().await;
             }
+            Ok(Resolution::Local(app)) => self.start_local(app).await,
             Ok(Resolution::Reject(code, why)) => {
                 if self.hunt.is_some() || self.best_code != 0 {
                     // A forward target that cannot ring: end as no answer.
@@ -412,6 +600,329 @@ impl Call {
         }
     }
 
+    /// Record the call from now on; with `notice`, the recording notice
+    /// (setting `recording_notice`) is played to the caller before the
+    /// call rings. A recording that cannot start never stops the call.
+    async fn start_recording(&mut self, notice: bool) {
+        if self.recording {
+            return;
+        }
+        let extension = match (&self.origin, &self.record.answered_by) {
+            (Origin::Extension(e), _) => e.clone(),
+            (_, Some(by)) => by.clone(),
+            _ => self.record.callee.clone(),
+        };
+        match self.svc.recorder.begin(&self.record.id, &self.record.caller, &self.record.callee, &extension).await {
+            Ok(tap) => {
+                self.media.record(Some(tap));
+                self.recording = true;
+                tracing::info!(call = %self.record.id, "recording the call");
+            }
+            Err(e) => {
+                tracing::warn!(call = %self.record.id, error = %e, "cannot record this call; it goes on unrecorded");
+                return;
+            }
+        }
+        if notice {
+            let name = self.svc.store.setting(crate::store::SETTING_RECORDING_NOTICE).await.unwrap_or_default();
+            if !name.is_empty() {
+                self.notice = self.prompt(&name).await;
+            }
+        }
+    }
+
+    /// Where a REFER from the callee's side asks the PBX to send the call,
+    /// when the PBX is to carry the transfer out: Ok(None) to pass the
+    /// REFER across instead (attended transfers with Replaces, and
+    /// `transfer_mode = phones`), Err for a target that does not exist.
+    async fn pbx_transfer_target(&self, req: &Request) -> Result<Option<Dest>, (u16, &'static str)> {
+        if self.svc.store.setting(crate::store::SETTING_TRANSFER_MODE).await.unwrap_or_default() != "pbx" {
+            return Ok(None);
+        }
+        let Some(refer_to) = req.headers.get_raw(&Name::parse("Refer-To")).next().map(|v| v.to_string()) else {
+            return Err((400, "REFER without Refer-To"));
+        };
+        if refer_to.to_ascii_lowercase().contains("replaces") {
+            return Ok(None);
+        }
+        let Some(user) = tsunagu_sip::message::uri_user(refer_to.trim_start_matches('<')) else {
+            return Err((400, "Refer-To names no number"));
+        };
+        match parse_dialled(&self.svc.store, &self.svc.registrar, &user).await {
+            Ok(d) => d.dest.map(Some).ok_or((404, "no such number")),
+            Err(_) => Err((500, "store unavailable")),
+        }
+    }
+
+    /// Blind transfer by the PBX: accept the REFER, release the
+    /// transferor (NOTIFY 200, then BYE), give the caller ringback and ring
+    /// the target; when it does not answer within `transfer_recall_secs`,
+    /// is busy or cannot be reached, the transferor's extension rings again
+    /// (recall); when that fails too, the call ends.
+    async fn blind_transfer(&mut self, req: Request, key: TxKey, responder: Responder, target: Dest) {
+        let Some(i) = self.winner else { return responder.respond(key, response_to(&req, 481, None)) };
+        responder.respond(key, response_to(&req, 202, None));
+        let transferor = match &self.forks[i].target {
+            ForkTarget::Device { ext, .. } => Some(ext.clone()),
+            ForkTarget::Trunk { .. } => None,
+        };
+        tracing::info!(call = %self.record.id, transferor = ?transferor, target = %target, "blind transfer by the PBX");
+        // The transferor is done with the call: tell it the transfer is
+        // accepted and end its leg (it may hang up first; both are fine).
+        let token = self.token;
+        let local = self.svc.local;
+        let notify_headers = [("Event", "refer".to_string()), ("Subscription-State", "terminated;reason=noresource".to_string())];
+        let d = &mut self.forks[i].dialog;
+        if let Some(n) = d.request_for(&local, token, "NOTIFY", None, &notify_headers, Some(("message/sipfrag;version=2.0", b"SIP/2.0 200 OK"))) {
+            self.svc.endpoint.send_request(n, d.peer);
+        }
+        if let Some(bye) = d.request_for(&local, token, "BYE", None, &[], None) {
+            self.svc.endpoint.send_request(bye, d.peer);
+        }
+        self.forks[i].state = ForkState::Done;
+        self.winner = None;
+        self.early_fork = None;
+        self.early_answer = None;
+        self.b_refresh_at = None;
+        self.b_session_secs = None;
+        if let Some(ext) = &transferor {
+            if let Some(pos) = self.busy_marks.iter().position(|e| e == ext) {
+                self.busy_marks.remove(pos);
+                self.svc.presence.end(ext);
+            }
+        }
+        // The caller's leg is the PBX's now: ringback until someone answers.
+        // A caller the transferor had put on hold is resumed once the next
+        // party answers.
+        self.a_resume = self.held == Some(LegSide::A);
+        self.held = None;
+        self.a_answered = true;
+        self.phase = Phase::Ringing;
+        self.b_sdp = LegSdp::new(self.a_sdp.savp);
+        self.media.set_local(LegSide::A, true);
+        self.media.unlatch(LegSide::B);
+        // Neither the target nor the transferor is a loop of this call.
+        self.visited.clear();
+        self.hunt = None;
+        self.saw_busy = false;
+        self.best_code = 0;
+        let recall = self.svc.store.setting(crate::store::SETTING_TRANSFER_RECALL_SECS).await.ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(30);
+        self.recall_to = transferor.map(Dest::User);
+        Box::pin(self.route(target)).await;
+        if self.phase == Phase::Ringing && self.hunt.is_some() {
+            let limit = Instant::now() + Duration::from_secs(recall);
+            self.overall_deadline = Some(self.overall_deadline.map_or(limit, |d| d.min(limit)));
+        }
+    }
+
+    /// The PBX answers the call itself: an announcement or a voice menu.
+    async fn start_local(&mut self, app: crate::routing::LocalApp) {
+        self.cancel_forks().await;
+        self.step_deadline = None;
+        self.overall_deadline = None;
+        self.hunt = None;
+        let label = match &app {
+            crate::routing::LocalApp::Announcement(n) => format!("announcement:{n}"),
+            crate::routing::LocalApp::Ivr(n) => format!("ivr:{n}"),
+        };
+        if !self.answer_locally(Some(&label)).await {
+            return;
+        }
+        match app {
+            crate::routing::LocalApp::Announcement(name) => {
+                let Some(pcm) = self.prompt(&name).await else {
+                    self.hangup(None, "failed").await;
+                    return;
+                };
+                // A little silence after: the far jitter buffer still holds
+                // the end of the prompt when our BYE would cut it.
+                self.play_local(Local::Announcement, vec![PlayItem::Prompt(pcm), PlayItem::Silence(Duration::from_millis(600))]);
+            }
+            crate::routing::LocalApp::Ivr(name) => {
+                let menu = match self.svc.store.ivr_menu(&name).await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => {
+                        tracing::warn!(call = %self.record.id, menu = %name, "no such voice menu");
+                        return self.hangup(None, "failed").await;
+                    }
+                    Err(e) => {
+                        tracing::error!(call = %self.record.id, error = %e, "store");
+                        return self.hangup(None, "failed").await;
+                    }
+                };
+                let (run, steps) = crate::ivr::IvrRun::new(menu);
+                self.local = Some(Local::Ivr(Box::new(run), Instant::now()));
+                self.ivr_steps(steps).await;
+            }
+        }
+    }
+
+    /// Feed the voice menu one input (when the caller is in one).
+    async fn ivr_input(&mut self, input: crate::ivr::IvrInput) {
+        let Some(Local::Ivr(run, started)) = self.local.as_mut() else { return };
+        let steps = run.on(started.elapsed(), input);
+        self.ivr_steps(steps).await;
+    }
+
+    /// Carry out what the voice menu asks for.
+    async fn ivr_steps(&mut self, steps: Vec<crate::ivr::IvrStep>) {
+        use crate::ivr::{IvrInput, IvrStep};
+        let mut queue: std::collections::VecDeque<IvrStep> = steps.into();
+        while let Some(step) = queue.pop_front() {
+            let more = match step {
+                IvrStep::Play(names) => {
+                    let mut items = Vec::new();
+                    for n in &names {
+                        // A missing prompt is skipped (logged); the menu
+                        // still works by its keys.
+                        if let Some(pcm) = self.prompt(n).await {
+                            items.push(PlayItem::Prompt(pcm));
+                        }
+                    }
+                    self.play_to_caller(items);
+                    continue;
+                }
+                IvrStep::StopPlaying => {
+                    // A cookie nobody waits for: its Played is stale.
+                    self.media.play(LegSide::A, Vec::new(), self.local_cookie.wrapping_sub(1));
+                    continue;
+                }
+                IvrStep::Arm(d) => {
+                    self.ivr_deadline = Some(Instant::now() + d);
+                    continue;
+                }
+                IvrStep::Disarm => {
+                    self.ivr_deadline = None;
+                    continue;
+                }
+                IvrStep::Load(name) => match self.svc.store.ivr_menu(&name).await {
+                    Ok(Some(m)) => IvrInput::Entered(m),
+                    Ok(None) => IvrInput::EnterFailed,
+                    Err(e) => {
+                        tracing::error!(call = %self.record.id, error = %e, "store");
+                        IvrInput::EnterFailed
+                    }
+                },
+                IvrStep::DialExtension(ext) => match self.svc.store.user_exists(&ext).await {
+                    Ok(true) => {
+                        self.leave_ivr(Dest::User(ext)).await;
+                        return;
+                    }
+                    _ => IvrInput::NoSuchExtension,
+                },
+                IvrStep::Route(dest) => {
+                    self.leave_ivr(dest).await;
+                    return;
+                }
+                IvrStep::Hangup => {
+                    self.local = None;
+                    self.ivr_deadline = None;
+                    self.hangup(None, "answered").await;
+                    return;
+                }
+            };
+            let Some(Local::Ivr(run, started)) = self.local.as_mut() else { return };
+            queue.extend(run.on(started.elapsed(), more));
+        }
+    }
+
+    /// The caller chose a destination in the menus: ring it (with our
+    /// ringback to the caller).
+    async fn leave_ivr(&mut self, dest: Dest) {
+        tracing::info!(call = %self.record.id, dest = %dest, "voice menu: routing");
+        self.local = None;
+        self.ivr_deadline = None;
+        Box::pin(self.route(dest)).await;
+    }
+
+    /// An announcement's audio, or None (logged) when it cannot be had.
+    async fn prompt(&self, name: &str) -> Option<Arc<[i16]>> {
+        match self.svc.prompts.get(name).await {
+            Ok(pcm) => Some(pcm),
+            Err(e) => {
+                tracing::warn!(call = %self.record.id, announcement = %name, error = %e, "announcement cannot be played");
+                None
+            }
+        }
+    }
+
+    /// Answer the caller with our own media (once): our SDP answer,
+    /// preferring G.711 because prompts are 8 kHz PCM and encoding it is
+    /// free, and the caller's leg switched to the PBX's endpoint. False
+    /// (and the call failed) when its codecs are none we can make.
+    async fn answer_locally(&mut self, label: Option<&str>) -> bool {
+        if self.a_answered {
+            return true;
+        }
+        if self.phase != Phase::Ringing {
+            return false;
+        }
+        let ports = self.media.a;
+        let pcmu = Some((tsunagu_media::Codec::Pcmu, 0));
+        let answer = make_answer(&self.a_offer, &mut self.a_sdp, pcmu, Direction::SendRecv, self.media.address, ports.rtp, ports.rtcp);
+        let answer = match answer {
+            Ok(a) if self.a_sdp.media.codec.is_some() => a,
+            _ => {
+                self.fail(488, "no codec the PBX can play prompts in").await;
+                return false;
+            }
+        };
+        self.media.set_leg(LegSide::A, self.a_sdp.media.clone());
+        self.media.set_local(LegSide::A, true);
+        self.send_a_200(answer);
+        self.a_answered = true;
+        if let Some(label) = label {
+            self.record.answered_at = Some(unix_ms());
+            self.record.result = "answered".into();
+            self.record.answered_by = Some(label.to_string());
+            self.save().await;
+        }
+        tracing::info!(call = %self.record.id, by = ?label, "the PBX answered the call itself");
+        true
+    }
+
+    /// Play to the caller's leg (answered by us), replacing what it plays.
+    fn play_local(&mut self, what: Local, items: Vec<PlayItem>) {
+        self.play_to_caller(items);
+        self.local = Some(what);
+    }
+
+    fn play_to_caller(&mut self, items: Vec<PlayItem>) {
+        self.local_cookie = self.local_cookie.wrapping_add(2);
+        self.media.play(LegSide::A, items, self.local_cookie);
+    }
+
+    /// The caller hears our ringback while phones ring, when we answered
+    /// it ourselves (its phone plays none once answered), with the group's
+    /// waiting announcement every so often.
+    fn start_ringback(&mut self) {
+        if !self.a_answered {
+            return;
+        }
+        self.play_local(Local::Ringback, vec![PlayItem::Loop(crate::media::tones::japanese_ringback())]);
+        self.queue_next = self.queue_announcement.as_ref().map(|(_, every)| Instant::now() + *every);
+    }
+
+    /// Everything queued for the caller has played.
+    async fn on_played(&mut self) {
+        match self.local.take() {
+            Some(Local::Announcement) => self.hangup(None, "answered").await,
+            ivr @ Some(Local::Ivr(..)) => {
+                self.local = ivr;
+                self.ivr_input(crate::ivr::IvrInput::Played).await;
+            }
+            Some(Local::Prelude(hunt)) => {
+                if let Some(h) = hunt {
+                    self.overall_deadline = h.overall.map(|d| Instant::now() + d);
+                    self.hunt = Some(h);
+                }
+                self.start_ringback();
+                self.next_step().await;
+            }
+            other => self.local = other,
+        }
+    }
+
     /// Ring the next step of the hunt, or go to its no-answer / busy
     /// destination when it has none left.
     async fn next_step(&mut self) {
@@ -424,6 +935,14 @@ impl Call {
             let Some(step) = step else {
                 let (busy, no_answer) = self.hunt.as_ref().map(|h| (h.on_busy.clone(), h.on_no_answer.clone())).unwrap_or((None, None));
                 let next = if self.saw_busy && busy.is_some() { busy } else { no_answer };
+                // A transfer nobody took comes back to whoever transferred it.
+                let next = match self.recall_to.take() {
+                    Some(transferor) => {
+                        tracing::info!(call = %self.record.id, to = %transferor, "transfer not answered: recall");
+                        Some(transferor)
+                    }
+                    None => next,
+                };
                 self.step_deadline = None;
                 self.cancel_forks().await;
                 match next {
@@ -553,6 +1072,9 @@ impl Call {
         self.call_ids.push(dialog.call_id.clone());
         let peer = dialog.peer;
         tracing::debug!(call = %self.record.id, target = ?target, "ringing");
+        if let ForkTarget::Device { ext, .. } = &target {
+            self.svc.calls.ringing_started(ext, self.token, &self.inbox);
+        }
         self.forks.push(Fork {
             dialog,
             invite_uri,
@@ -599,6 +1121,16 @@ impl Call {
             return;
         }
         self.cancel_forks().await;
+        if self.a_answered {
+            // We answered the caller ourselves: no final response is left
+            // to send, so the call ends with a BYE (unless it hung up).
+            tracing::info!(call = %self.record.id, code, why, "nobody answered after the PBX did; ending the call");
+            if !self.a_gone {
+                self.send_in_dialog(LegSide::A, "BYE", None);
+            }
+            self.phase = Phase::Ended;
+            return;
+        }
         let mut resp = self.a_response(code);
         if !why.is_empty() {
             resp.headers.insert(Name::WARNING, format!("399 tsunagu \"{why}\""));
@@ -666,6 +1198,7 @@ impl Call {
                     }
                     Some(SipEvent::Response { key, resp }) => self.on_response(key, resp).await,
                     Some(SipEvent::Timeout { key }) => self.on_tx_timeout(key).await,
+                    Some(SipEvent::Pickup { req, key, responder, .. }) => responder.respond(key, response_to(&req, 480, Some(&crate::registrar::new_tag()))),
                     None => break,
                 }
             }
@@ -677,9 +1210,12 @@ impl Call {
         d.extend(self.step_deadline);
         d.extend(self.overall_deadline.filter(|_| self.phase == Phase::Ringing));
         d.extend(self.a_200.as_ref().map(|r| r.next.min(r.give_up)));
+        d.extend(self.b_200.as_ref().map(|r| r.next.min(r.give_up)));
         d.extend(self.a_rel.as_ref().map(|r| r.next.min(r.give_up)));
         d.extend(self.a_session_deadline);
         d.extend(self.b_refresh_at);
+        d.extend(self.ivr_deadline);
+        d.extend(self.queue_next);
         if self.phase == Phase::Ringing {
             for f in &self.forks {
                 if f.state == ForkState::Calling && !f.got_response && matches!(f.target, ForkTarget::Trunk { .. }) {
@@ -692,6 +1228,18 @@ impl Call {
 
     async fn on_timer(&mut self) {
         let now = Instant::now();
+        if self.queue_next.is_some_and(|d| now >= d) {
+            self.queue_next = None;
+            if let (Some((pcm, every)), Some(Local::Ringback), Phase::Ringing) = (self.queue_announcement.clone(), &self.local, self.phase) {
+                let ringback = crate::media::tones::japanese_ringback();
+                self.play_local(Local::Ringback, vec![PlayItem::Prompt(pcm.clone()), PlayItem::Loop(ringback)]);
+                self.queue_next = Some(now + every + Duration::from_millis(pcm.len() as u64 / 8));
+            }
+        }
+        if self.ivr_deadline.is_some_and(|d| now >= d) {
+            self.ivr_deadline = None;
+            self.ivr_input(crate::ivr::IvrInput::Timeout).await;
+        }
         if self.phase == Phase::Ringing {
             // A trunk that said nothing at all: fail over now.
             for i in 0..self.forks.len() {
@@ -724,6 +1272,17 @@ impl Call {
             }
             if now >= r.next {
                 self.svc.endpoint.send_raw(self.a.peer, r.bytes.clone());
+                r.interval = (r.interval * 2).min(Duration::from_secs(4));
+                r.next = now + r.interval;
+            }
+        }
+        if let Some(r) = self.b_200.as_mut() {
+            if now >= r.give_up {
+                self.b_200 = None;
+            } else if now >= r.next {
+                if let Some(peer) = self.winner.map(|i| self.forks[i].dialog.peer) {
+                    self.svc.endpoint.send_raw(peer, r.bytes.clone());
+                }
                 r.interval = (r.interval * 2).min(Duration::from_secs(4));
                 r.next = now + r.interval;
             }
@@ -765,8 +1324,25 @@ impl Call {
             MediaEvent::Latched { side, addr } => {
                 tracing::debug!(call = %self.record.id, leg = ?side, %addr, "media latched");
             }
+            MediaEvent::Played { side: LegSide::A, cookie } if cookie == self.local_cookie => self.on_played().await,
+            MediaEvent::Played { .. } => {}
+            MediaEvent::Digit { side, digit, .. } => {
+                tracing::debug!(call = %self.record.id, leg = ?side, %digit, "digit from a leg the PBX answers");
+                if side == LegSide::A {
+                    self.ivr_input(crate::ivr::IvrInput::Digit(digit)).await;
+                }
+            }
+            MediaEvent::LocalFailed { side, error } if self.held == Some(side) => {
+                // A codec we cannot make: the held phone hears silence, as
+                // it would without a PBX; the call goes on.
+                tracing::warn!(call = %self.record.id, leg = ?side, %error, "no hold music for this codec");
+            }
+            MediaEvent::LocalFailed { side, error } => {
+                tracing::warn!(call = %self.record.id, leg = ?side, %error, "the PBX cannot play to this leg; ending the call");
+                self.hangup(None, "failed").await;
+            }
             MediaEvent::Silent { secs } => {
-                if self.phase == Phase::Connected {
+                if self.phase == Phase::Connected || self.a_answered {
                     tracing::info!(call = %self.record.id, secs, "no media from either side: ending the call");
                     self.hangup(None, "media-timeout").await;
                 }
@@ -787,7 +1363,89 @@ impl Call {
             SipEvent::Request { req, key, peer, responder } => self.on_request(req, key, peer, responder).await,
             SipEvent::Response { key, resp } => self.on_response(key, resp).await,
             SipEvent::Timeout { key } => self.on_tx_timeout(key).await,
+            SipEvent::Pickup { req, key, peer, responder, picker } => self.on_pickup(req, key, peer, responder, picker).await,
         }
+    }
+
+    /// Another extension picks this call up: its INVITE becomes the
+    /// answered leg B (we are its UAS), every fork is cancelled, and the
+    /// caller is answered (or switched from our ringback) as if a callee
+    /// had answered. Too late (answered, ended, nothing ringing): 480.
+    async fn on_pickup(&mut self, req: Request, key: TxKey, peer: Peer, responder: Responder, picker: String) {
+        let ringing = self.forks.iter().any(|f| matches!(f.state, ForkState::Calling | ForkState::Ringing));
+        if self.phase != Phase::Ringing || !ringing || self.winner.is_some() {
+            return responder.respond(key, response_to(&req, 480, Some(&crate::registrar::new_tag())));
+        }
+        let Ok(offer) = Sdp::parse(&req.body) else { return responder.respond(key, response_to(&req, 488, Some(&crate::registrar::new_tag()))) };
+        let mut sdp = LegSdp::new(false);
+        if take_offer(&mut sdp, &offer, &req.body).is_err() {
+            return responder.respond(key, response_to(&req, 488, Some(&crate::registrar::new_tag())));
+        }
+        // The caller's codec when we already answered it, else G.711.
+        let prefer = self.a_sdp.media.codec.filter(|_| self.a_answered).or(Some((tsunagu_media::Codec::Pcmu, 0)));
+        let ports = self.media.b;
+        let Ok(answer) = make_answer(&offer, &mut sdp, prefer, Direction::SendRecv, self.media.address, ports.rtp, ports.rtcp) else {
+            return responder.respond(key, response_to(&req, 488, Some(&crate::registrar::new_tag())));
+        };
+        tracing::info!(call = %self.record.id, picker = %picker, "picked up");
+        self.cancel_forks().await;
+        self.svc.calls.ringing_ended(self.token);
+        (self.step_deadline, self.overall_deadline, self.recall_to, self.hunt) = (None, None, None, None);
+        let dialog = dialog::incoming(&req, peer, crate::registrar::new_tag());
+        self.svc.calls.register_call_id(&dialog.call_id, self.inbox.clone());
+        self.call_ids.push(dialog.call_id.clone());
+        let mut r = response_to(&req, 200, Some(&dialog.local_tag));
+        r.headers.insert(Name::CONTACT, self.svc.local.contact(peer.transport));
+        r.headers.insert(Name::ALLOW, crate::sip::core::ALLOW);
+        r.headers.insert(Name::CONTENT_TYPE, "application/sdp");
+        r.body = Bytes::from(answer);
+        if !peer.transport.is_reliable() {
+            let now = Instant::now();
+            self.b_200 = Some(Retransmit { bytes: r.to_bytes(), next: now + Duration::from_millis(500), interval: Duration::from_millis(500), give_up: now + Duration::from_secs(32) });
+        }
+        responder.respond(key, r);
+        self.forks.push(Fork {
+            dialog,
+            invite_uri: String::new(),
+            // Never the CSeq of a response to a request of ours.
+            invite_cseq: 0,
+            branch: String::new(),
+            target: ForkTarget::Device { ext: picker.clone(), device: "pickup".into() },
+            state: ForkState::Answered,
+            auth_tried: false,
+            sent_at: Instant::now(),
+            got_response: true,
+            offer: Vec::new(),
+            headers: Vec::new(),
+            sdp: sdp.clone(),
+            profile_retried: false,
+        });
+        self.winner = Some(self.forks.len() - 1);
+        self.b_sdp = sdp;
+        // An early-media fork may have latched leg B; the picker is another phone.
+        self.media.unlatch(LegSide::B);
+        if self.a_answered {
+            self.media.set_local(LegSide::A, false);
+            self.local = None;
+            self.queue_next = None;
+        } else {
+            match self.answer_a(Direction::SendRecv) {
+                Ok(a) => self.send_a_200(a),
+                Err(_) => {
+                    self.fail(488, "no common codec").await;
+                    return;
+                }
+            }
+        }
+        self.push_media();
+        self.phase = Phase::Connected;
+        self.record.answered_at = Some(unix_ms());
+        self.record.result = "answered".into();
+        self.record.answered_by = Some(picker.clone());
+        self.record.answered_device = Some("pickup".into());
+        self.svc.presence.begin(&picker);
+        self.busy_marks.push(picker);
+        self.save().await;
     }
 
     async fn on_request(&mut self, req: Request, key: TxKey, _peer: Peer, responder: Responder) {
@@ -797,6 +1455,9 @@ impl Call {
         let side = match leg {
             Leg::A => LegSide::A,
             Leg::Fork(i) if Some(i) == self.winner => LegSide::B,
+            // A leg that is gone from the call (a transferor we released)
+            // may still say goodbye.
+            Leg::Fork(_) if req.method == "BYE" => return responder.respond(key, response_to(&req, 200, None)),
             Leg::Fork(_) => {
                 if req.method != "ACK" {
                     responder.respond(key, response_to(&req, 481, None));
@@ -806,6 +1467,9 @@ impl Call {
         };
         match req.method.as_str() {
             "ACK" => {
+                if side == LegSide::B {
+                    self.b_200 = None;
+                }
                 if side == LegSide::A {
                     self.a_200 = None;
                     // An ACK for a re-INVITE we passed to B carries nothing
@@ -821,13 +1485,16 @@ impl Call {
                 // The same To tag as the 487 that follows (RFC 3261 §9.2).
                 let tag = if side == LegSide::A { Some(self.a.local_tag.clone()) } else { None };
                 responder.respond(key, response_to(&req, 200, tag.as_deref()));
-                if side == LegSide::A && self.phase == Phase::Ringing {
+                if side == LegSide::A && self.phase == Phase::Ringing && !self.a_answered {
                     tracing::info!(call = %self.record.id, "caller cancelled");
                     self.fail(487, "").await;
                 }
             }
             "BYE" => {
                 responder.respond(key, response_to(&req, 200, None));
+                if side == LegSide::A {
+                    self.a_gone = true;
+                }
                 if self.phase == Phase::Ringing && side == LegSide::A {
                     // A BYE before our final answer: treat like CANCEL.
                     self.fail(487, "").await;
@@ -840,6 +1507,14 @@ impl Call {
                 let ctype = req.headers.get_raw(&Name::CONTENT_TYPE).next().map(|v| v.to_string()).unwrap_or_default();
                 let to = side.other();
                 let to_has_te = self.leg_sdp(to).media.telephone_event.is_some();
+                if side == LegSide::A && matches!(self.local, Some(Local::Ivr(..))) {
+                    // Keys sent as SIP INFO by a caller in the menus.
+                    responder.respond(key, response_to(&req, 200, None));
+                    if let Some((digit, _)) = tsunagu_media::dtmf::parse_info(&ctype, &req.body) {
+                        self.ivr_input(crate::ivr::IvrInput::Digit(digit)).await;
+                    }
+                    return;
+                }
                 if let Some((digit, ms)) = tsunagu_media::dtmf::parse_info(&ctype, &req.body) {
                     if to_has_te {
                         // The other leg takes RFC 4733: play it there.
@@ -865,10 +1540,21 @@ impl Call {
                     responder.respond(key, response_to(&req, 481, None));
                 }
             }
-            // A transfer the phones carry out themselves: the REFER goes to
-            // the other party, which calls the target through us, and its
-            // NOTIFYs come back the same way. (Transfers the PBX performs,
-            // with recall, are the call-features work.)
+            // A blind transfer from the callee's phone is carried out here,
+            // with recall (setting `transfer_mode = pbx`, the default).
+            // Otherwise (an attended transfer with Replaces, the caller's
+            // side, `transfer_mode = phones`) the REFER goes to the other
+            // party, which calls the target through us, and its NOTIFYs
+            // come back the same way.
+            "REFER" if side == LegSide::B && self.phase == Phase::Connected => match self.pbx_transfer_target(&req).await {
+                Ok(Some(target)) => self.blind_transfer(req, key, responder, target).await,
+                Ok(None) => self.pass_request(side, req, key, responder, None),
+                Err((code, why)) => {
+                    let mut r = response_to(&req, code, None);
+                    r.headers.insert(Name::WARNING, format!("399 tsunagu \"{why}\""));
+                    responder.respond(key, r);
+                }
+            },
             "REFER" => self.pass_request(side, req, key, responder, None),
             _ => self.pass_request(side, req, key, responder, None),
         }
@@ -940,13 +1626,44 @@ impl Call {
             return responder.respond(key, response_to(&req, 488, None));
         }
         let to = side.other();
+        // Hold music: the held phone is told we send only (so it takes our
+        // audio even when the holder said "inactive"), and hears the PBX.
+        let mut forwarded = offer.clone();
+        let mut hold = None;
+        if is_hold(&offer) && self.held.is_none() {
+            if let Some(music) = self.hold_music().await {
+                if let Some(i) = forwarded.audio_index() {
+                    forwarded.media[i].set_direction(Direction::SendOnly);
+                }
+                hold = Some(HoldChange::Start { held: to, holder_offered: audio_direction(&offer), music });
+            }
+        } else if !is_hold(&offer) && self.held == Some(to) {
+            hold = Some(HoldChange::End { held: to });
+        }
         let ports = self.media.ports(to);
         let addr = self.media.address;
         let to_sdp = if to == LegSide::A { &mut self.a_sdp } else { &mut self.b_sdp };
-        let Ok(new_offer) = make_offer(&offer, to_sdp, addr, ports.rtp, ports.rtcp) else {
+        let Ok(new_offer) = make_offer(&forwarded, to_sdp, addr, ports.rtp, ports.rtcp) else {
             return responder.respond(key, response_to(&req, 488, None));
         };
+        self.next_hold = hold;
         self.pass_request(side, req, key, responder, Some((offer, new_offer)));
+    }
+
+    /// The hold music for this call, or None when the setting turns it off
+    /// (`music_on_hold` empty or `off`: holds pass across as they are).
+    async fn hold_music(&self) -> Option<Arc<[i16]>> {
+        let name = match self.svc.store.hold_music_for(self.record.did.as_deref(), Some(self.record.callee.as_str())).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(call = %self.record.id, error = %e, "hold music setting unreadable; built-in music plays");
+                crate::announce::HOLD_MUSIC.to_string()
+            }
+        };
+        if name.is_empty() || name == "off" {
+            return None;
+        }
+        Some(self.svc.prompts.hold_music(&name).await)
     }
 
     /// Send `req` (from `side`) on to the other leg; its answer comes back
@@ -980,7 +1697,8 @@ impl Call {
         let peer = dialog.peer;
         let branch = out.core.top_branch().unwrap_or_default().to_string();
         let method = req.method.clone();
-        self.pending.insert(branch, Pending { from: side, key, responder, request: req, method, offer: sdp_offer });
+        let hold = self.next_hold.take();
+        self.pending.insert(branch, Pending { from: side, key, responder, request: req, method, offer: sdp_offer, hold });
         self.svc.endpoint.send_request(out, peer);
     }
 
@@ -992,6 +1710,19 @@ impl Call {
         if let Some(req) = d.request_for(&local, token, method, None, &[], body) {
             let peer = d.peer;
             self.svc.endpoint.send_request(req, peer);
+        }
+    }
+
+    /// Take the caller off the hold the transferor had put it on: our own
+    /// re-INVITE with its original offer's codecs, sending both ways.
+    fn resume_a(&mut self) {
+        let ports = self.media.a;
+        let Ok(offer) = make_offer(&self.a_offer, &mut self.a_sdp, self.media.address, ports.rtp, ports.rtcp) else { return };
+        let token = self.token;
+        let local = self.svc.local;
+        if let Some(req) = self.a.request_for(&local, token, "INVITE", None, &[], Some(("application/sdp", &offer))) {
+            self.a_resume_branch = req.core.top_branch().map(str::to_string);
+            self.svc.endpoint.send_request(req, self.a.peer);
         }
     }
 
@@ -1027,6 +1758,22 @@ impl Call {
                 if matches!(resp.code, 408 | 481) {
                     tracing::info!(call = %self.record.id, code = resp.code, "session refresh failed: the callee is gone");
                     self.hangup(None, "session-expired").await;
+                }
+            }
+            return;
+        }
+        if self.a_resume_branch.as_deref() == Some(key.branch.as_str()) {
+            if resp.code >= 200 {
+                self.a_resume_branch = None;
+                if (200..300).contains(&resp.code) {
+                    if let Some(ack) = self.a.ack_for(&self.svc.local, self.token, resp.core.cseq.seq, None) {
+                        self.svc.endpoint.send_raw(self.a.peer, ack);
+                    }
+                    if let Ok(sdp) = Sdp::parse(&resp.body) {
+                        if take_answer(&mut self.a_sdp, &sdp, &resp.body).is_ok() {
+                            self.push_media();
+                        }
+                    }
                 }
             }
             return;
@@ -1068,6 +1815,20 @@ impl Call {
             return;
         }
         let has_sdp = !resp.body.is_empty();
+        if self.a_answered {
+            // The caller hears our ringback, not the callee's early media;
+            // keep the callee's answer for when it answers.
+            if has_sdp && self.early_fork.is_none() {
+                let mut b_sdp = self.forks[i].sdp.clone();
+                if let Ok(sdp) = Sdp::parse(&resp.body) {
+                    if take_answer(&mut b_sdp, &sdp, &resp.body).is_ok() {
+                        self.b_sdp = b_sdp;
+                        self.early_fork = Some(i);
+                    }
+                }
+            }
+            return;
+        }
         if has_sdp && self.early_answer.is_none() {
             self.b_sdp = self.forks[i].sdp.clone();
             self.early_fork = Some(i);
@@ -1145,6 +1906,7 @@ impl Call {
         self.forks[i].dialog = d;
         self.forks[i].state = ForkState::Answered;
         self.winner = Some(i);
+        self.svc.calls.ringing_ended(self.token);
         self.step_deadline = None;
         self.overall_deadline = None;
         // Everyone else stops ringing.
@@ -1155,15 +1917,22 @@ impl Call {
         }
         if self.early_fork != Some(i) {
             // Early media came from another fork (or none did): this one's
-            // SDP decides.
+            // SDP decides, and its media is to be latched afresh (leg B may
+            // still follow another phone: a fork's early media, or the
+            // transferor that spoke here before a transfer).
             self.b_sdp = self.forks[i].sdp.clone();
             self.early_answer = None;
+            self.media.unlatch(LegSide::B);
         }
         let answer_sdp = match Sdp::parse(&resp.body) {
+            // Answered by us already: the caller keeps the answer it has,
+            // and the relay transcodes when the callee chose another codec.
+            Ok(sdp) if !resp.body.is_empty() && self.a_answered => take_answer(&mut self.b_sdp, &sdp, &resp.body).map(|_| Vec::new()),
             Ok(sdp) if !resp.body.is_empty() => match take_answer(&mut self.b_sdp, &sdp, &resp.body) {
                 Ok(()) => self.answer_a(audio_direction(&sdp)),
                 Err(e) => Err(e),
             },
+            _ if self.a_answered && self.early_fork == Some(i) => Ok(Vec::new()),
             _ => match self.early_answer.clone() {
                 Some(a) => Ok(a),
                 None => Err(NegotiationError::NoAudio),
@@ -1196,25 +1965,18 @@ impl Call {
                 self.b_refresh_at = Some(Instant::now() + Duration::from_secs(secs / 2));
             }
         }
-        // Answer the caller.
-        let mut r = self.a_response(200);
-        r.headers.insert(Name::CONTENT_TYPE, "application/sdp");
-        r.headers.insert(Name::ALLOW, crate::sip::core::ALLOW);
-        let a_wants_timer = self.a_invite.headers.get_raw(&Name::SESSION_EXPIRES).next().map(|v| v.to_string());
-        let a_supports_timer = self.a_invite.headers.get_raw(&Name::SUPPORTED).any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("timer")));
-        if let Some(se) = a_wants_timer.filter(|_| a_supports_timer) {
-            let secs = se.split(';').next().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(self.session_expires()).max(self.min_se());
-            r.headers.insert(Name::SESSION_EXPIRES, format!("{secs};refresher=uac"));
-            r.headers.insert(Name::REQUIRE, "timer");
-            self.a_session_secs = Some(secs);
-            self.a_session_deadline = Some(Instant::now() + Duration::from_secs(secs));
-        }
-        r.body = Bytes::from(answer_sdp);
-        let bytes = r.to_bytes();
-        self.a_responder.respond(self.a_key.clone(), r);
-        if !self.a.peer.transport.is_reliable() {
-            let now = Instant::now();
-            self.a_200 = Some(Retransmit { bytes, next: now + Duration::from_millis(500), interval: Duration::from_millis(500), give_up: now + Duration::from_secs(32) });
+        if self.a_answered {
+            // From the PBX's own audio to the callee's: same ports, so no
+            // re-INVITE to the caller.
+            self.media.set_local(LegSide::A, false);
+            self.local = None;
+            self.queue_next = None;
+            self.recall_to = None;
+            if std::mem::take(&mut self.a_resume) {
+                self.resume_a();
+            }
+        } else {
+            self.send_a_200(answer_sdp);
         }
         self.phase = Phase::Connected;
         self.a_rel = None;
@@ -1234,6 +1996,39 @@ impl Call {
         }
         tracing::info!(call = %self.record.id, caller = %self.record.caller, answered_by = ?self.record.answered_by, "call answered");
         self.save().await;
+        if !self.recording {
+            // The callee's own policy ("record this user's calls") is known
+            // only now; no notice then, the call is already up.
+            let callee = self.record.answered_by.clone();
+            if let Ok(true) = self.svc.store.recording_wanted(None, callee.as_deref(), None, None, false).await {
+                self.start_recording(false).await;
+            }
+        }
+    }
+
+    /// Our 200 to the caller's INVITE with `answer_sdp`: the session timer
+    /// it asked for, and retransmission until its ACK over UDP.
+    fn send_a_200(&mut self, answer_sdp: Vec<u8>) {
+        let mut r = self.a_response(200);
+        r.headers.insert(Name::CONTENT_TYPE, "application/sdp");
+        r.headers.insert(Name::ALLOW, crate::sip::core::ALLOW);
+        let a_wants_timer = self.a_invite.headers.get_raw(&Name::SESSION_EXPIRES).next().map(|v| v.to_string());
+        let a_supports_timer = self.a_invite.headers.get_raw(&Name::SUPPORTED).any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("timer")));
+        if let Some(se) = a_wants_timer.filter(|_| a_supports_timer) {
+            let secs = se.split(';').next().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(self.session_expires()).max(self.min_se());
+            r.headers.insert(Name::SESSION_EXPIRES, format!("{secs};refresher=uac"));
+            r.headers.insert(Name::REQUIRE, "timer");
+            self.a_session_secs = Some(secs);
+            self.a_session_deadline = Some(Instant::now() + Duration::from_secs(secs));
+        }
+        r.body = Bytes::from(answer_sdp);
+        let bytes = r.to_bytes();
+        self.a_responder.respond(self.a_key.clone(), r);
+        if !self.a.peer.transport.is_reliable() {
+            let now = Instant::now();
+            self.a_200 = Some(Retransmit { bytes, next: now + Duration::from_millis(500), interval: Duration::from_millis(500), give_up: now + Duration::from_secs(32) });
+        }
+        self.a_rel = None;
     }
 
     async fn on_fork_failure(&mut self, i: usize, resp: Response) {
@@ -1414,6 +2209,12 @@ impl Call {
                 }
                 Err(_) => Err(NegotiationError::NoAudio),
             };
+            // Our answer to a holder whose offer we rewrote answers what it
+            // offered (RFC 3264: inactive is answered inactive).
+            let answered = match (&p.hold, answered) {
+                (Some(HoldChange::Start { holder_offered, .. }), Ok(_)) => Ok(holder_offered.reversed()),
+                (_, a) => a,
+            };
             match answered {
                 Ok(dir) => {
                     let ports = self.media.ports(p.from);
@@ -1424,6 +2225,19 @@ impl Call {
                             r.headers.insert(Name::CONTENT_TYPE, "application/sdp");
                             r.body = Bytes::from(ans);
                             self.push_media();
+                            match p.hold.clone() {
+                                Some(HoldChange::Start { held, music, .. }) => {
+                                    self.media.set_local(held, true);
+                                    self.media.play(held, vec![PlayItem::Loop(music)], 0);
+                                    self.held = Some(held);
+                                    tracing::info!(call = %self.record.id, leg = ?held, "on hold: the PBX plays music");
+                                }
+                                Some(HoldChange::End { held }) => {
+                                    self.media.set_local(held, false);
+                                    self.held = None;
+                                }
+                                None => {}
+                            }
                         }
                         Err(_) => {
                             r = response_to(&p.request, 488, None);
@@ -1467,6 +2281,7 @@ impl Call {
 
     /// Close the call record (once) and free the people on it.
     async fn finish(&mut self) {
+        self.svc.calls.ringing_ended(self.token);
         if self.record.ended_at.is_some() {
             return;
         }
@@ -1492,4 +2307,12 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
         None => std::future::pending().await,
     }
+}
+
+/// Whether an offer puts its sender's peer on hold (RFC 3264 §8.4:
+/// sendonly or inactive; RFC 2543's c=0.0.0.0 from older phones).
+fn is_hold(offer: &Sdp) -> bool {
+    let Some(i) = offer.audio_index() else { return false };
+    let dir = offer.media[i].direction();
+    matches!(dir, Direction::SendOnly | Direction::Inactive) || offer.media_addr(i).is_some_and(|a| a.is_unspecified())
 }

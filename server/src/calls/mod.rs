@@ -29,6 +29,9 @@ pub enum SipEvent {
     Request { req: Request, key: TxKey, peer: Peer, responder: Responder },
     Response { key: TxKey, resp: Response },
     Timeout { key: TxKey },
+    /// Another extension picks this ringing call up (`**EXT`, `*8`): its
+    /// INVITE becomes the call's answered leg, or gets 480 when too late.
+    Pickup { req: Request, key: TxKey, peer: Peer, responder: Responder, picker: String },
 }
 
 /// Who is on a call now, and when each extension's last call ended (for
@@ -85,7 +88,14 @@ pub struct Services {
     pub config: Config,
     /// Call records go to the batching writer (see `records`).
     pub records: mpsc::UnboundedSender<records::RecordMsg>,
+    /// Announcements and hold music, cached as 8 kHz samples.
+    pub prompts: crate::media::prompts::Prompts,
+    /// Starts call recordings (`recorder.begin(..)` gives the relay's tap).
+    pub recorder: crate::recording::Recorder,
 }
+
+/// A call ringing an extension: its token and its inbox.
+type RingingCall = (u64, mpsc::UnboundedSender<SipEvent>);
 
 /// Where SIP events go.
 #[derive(Default)]
@@ -95,6 +105,8 @@ pub struct Calls {
     /// Call tasks running (the trunk task also has a token, so the maps
     /// cannot say this).
     running: Arc<AtomicUsize>,
+    /// Calls ringing each extension now, oldest first: who a pick-up takes.
+    ringing: Mutex<HashMap<String, Vec<RingingCall>>>,
 }
 
 /// Counts a call in [`Calls::active`] while it lives.
@@ -127,6 +139,34 @@ impl Calls {
             }
         }
     }
+    /// Call `token` rings extension `ext` (once per extension and call).
+    pub fn ringing_started(&self, ext: &str, token: u64, tx: &mpsc::UnboundedSender<SipEvent>) {
+        if let Ok(mut m) = self.ringing.lock() {
+            let list = m.entry(ext.to_string()).or_default();
+            if !list.iter().any(|(t, _)| *t == token) {
+                list.push((token, tx.clone()));
+            }
+        }
+    }
+
+    /// Call `token` rings nobody any more (answered, cancelled, ended).
+    pub fn ringing_ended(&self, token: u64) {
+        if let Ok(mut m) = self.ringing.lock() {
+            m.retain(|_, list| {
+                list.retain(|(t, _)| *t != token);
+                !list.is_empty()
+            });
+        }
+    }
+
+    /// The call ringing any of `exts` the longest (first registered).
+    pub fn longest_ringing(&self, exts: &[String]) -> Option<RingingCall> {
+        let m = self.ringing.lock().ok()?;
+        // Tokens do not order by age; each list does, so take the first
+        // entry of the first extension that has one, in the order given.
+        exts.iter().find_map(|e| m.get(e).and_then(|l| l.first().cloned()))
+    }
+
     /// Calls in progress: set up, ringing, connected or draining forks.
     pub fn active(&self) -> usize {
         self.running.load(Ordering::Relaxed)

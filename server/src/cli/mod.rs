@@ -6,8 +6,11 @@ use crate::registrar::unix_now;
 use crate::server::{serve, BoxError};
 use crate::store::{SqliteStore, Store, StoreError, User};
 mod admin;
+mod announcement;
 mod holidays;
+mod ivr;
 mod pbx;
+mod recording;
 mod schedule;
 
 use clap::{Args, Parser, Subcommand};
@@ -60,6 +63,15 @@ enum Command {
     Schedule(schedule::ScheduleCommand),
     /// Disaster mode: schedules send calls to their disaster destination.
     Disaster(schedule::DisasterArgs),
+    /// Recorded prompts and hold music (destinations announcement:NAME).
+    #[command(subcommand)]
+    Announcement(announcement::AnnouncementCommand),
+    /// Call recordings: list, purge now, who is recorded.
+    #[command(subcommand)]
+    Recording(recording::RecordingCommand),
+    /// Voice menus (IVR, destinations ivr:NAME).
+    #[command(subcommand)]
+    Ivr(ivr::IvrCommand),
 }
 
 #[derive(Args)]
@@ -200,6 +212,9 @@ async fn run(cmd: Command) -> Result<(), BoxError> {
         Command::Holidays(a) => holidays::holidays(a).await,
         Command::Schedule(c) => schedule::schedule(c).await,
         Command::Disaster(a) => schedule::disaster(a).await,
+        Command::Announcement(c) => announcement::announcement(c).await,
+        Command::Recording(c) => recording::recording(c).await,
+        Command::Ivr(c) => ivr::ivr(c).await,
     }
 }
 

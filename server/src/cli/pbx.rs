@@ -46,6 +46,8 @@ pub enum GroupCommand {
         /// Skip members already on a call.
         #[arg(long)]
         skip_busy: bool,
+        #[command(flatten)]
+        media: GroupMediaArgs,
     },
     Remove {
         #[command(flatten)]
@@ -56,6 +58,32 @@ pub enum GroupCommand {
         #[command(flatten)]
         d: DataArgs,
     },
+}
+
+/// Announcements of a ring group (each "" for none; absent: unchanged).
+#[derive(Args)]
+pub struct GroupMediaArgs {
+    /// Hold music for calls to this group.
+    #[arg(long)]
+    moh: Option<String>,
+    /// Announcement played before the group rings.
+    #[arg(long)]
+    greeting: Option<String>,
+    /// Announcement repeated while a caller waits.
+    #[arg(long)]
+    queue_announcement: Option<String>,
+    /// Seconds between two waiting announcements (5 to 600; 0: the default, 30).
+    #[arg(long)]
+    queue_announcement_secs: Option<u32>,
+}
+
+/// An announcement option: absent keeps `old`, "" clears.
+fn media_arg(given: Option<String>, old: Option<String>) -> Option<String> {
+    match given {
+        None => old,
+        Some(v) if v.trim().is_empty() => None,
+        Some(v) => Some(v.trim().to_string()),
+    }
 }
 
 #[derive(Args)]
@@ -141,6 +169,12 @@ pub enum DidCommand {
         to: String,
         #[arg(long, default_value = "")]
         label: String,
+        /// Hold music for calls on this number (an announcement; "" for none; default: unchanged).
+        #[arg(long)]
+        moh: Option<String>,
+        /// Announcement played before anything rings ("" for none; default: unchanged).
+        #[arg(long)]
+        greeting: Option<String>,
     },
     /// Import DIDs from CSV with the header `number,destination[,label]`;
     /// all rows or none.
@@ -202,7 +236,7 @@ fn opt_dest(s: &Option<String>) -> Result<Option<Dest>, BoxError> {
 
 pub async fn group(cmd: GroupCommand) -> Result<(), BoxError> {
     match cmd {
-        GroupCommand::Add { d, number, name, strategy, members, member_timeout, timeout, overflow, skip_busy } => {
+        GroupCommand::Add { d, number, name, strategy, members, member_timeout, timeout, overflow, skip_busy, media } => {
             crate::store::validate_extension(&number)?;
             let g = RingGroup {
                 number: number.clone(),
@@ -215,7 +249,22 @@ pub async fn group(cmd: GroupCommand) -> Result<(), BoxError> {
                 skip_busy,
                 rr_next: 0,
             };
-            store_of(&d).await?.put_ring_group(&g).await?;
+            let store = store_of(&d).await?;
+            let old = store.group_media(&number).await?;
+            let new = crate::store::GroupMedia {
+                moh: media_arg(media.moh, old.moh.clone()),
+                greeting: media_arg(media.greeting, old.greeting.clone()),
+                queue_announcement: media_arg(media.queue_announcement, old.queue_announcement.clone()),
+                queue_announcement_secs: match media.queue_announcement_secs {
+                    None => old.queue_announcement_secs,
+                    Some(0) => None,
+                    Some(s) => Some(s),
+                },
+            };
+            // Checked first, so a bad name changes nothing.
+            store.check_media(&new).await?;
+            store.put_ring_group(&g).await?;
+            store.set_group_media(&number, &new).await?;
             println!("group {number} saved");
         }
         GroupCommand::Remove { d, number } => {
@@ -347,10 +396,15 @@ pub fn dids_from_csv(text: &str) -> Result<Vec<(String, Dest, String)>, String> 
 
 pub async fn did(cmd: DidCommand) -> Result<(), BoxError> {
     match cmd {
-        DidCommand::Add { d, number, to, label } => {
+        DidCommand::Add { d, number, to, label, moh, greeting } => {
             let number = crate::store::did_number(&number)?;
             crate::store::validate_did_label(&label)?;
-            store_of(&d).await?.put_dids(&[(number.clone(), dest(&to)?, label)]).await?;
+            let store = store_of(&d).await?;
+            let old = store.did_media(&number).await?;
+            let new = crate::store::DidMedia { moh: media_arg(moh, old.moh.clone()), greeting: media_arg(greeting, old.greeting.clone()) };
+            store.check_media(&crate::store::GroupMedia { moh: new.moh.clone(), greeting: new.greeting.clone(), ..Default::default() }).await?;
+            store.put_dids(&[(number.clone(), dest(&to)?, label)]).await?;
+            store.set_did_media(&number, &new).await?;
             println!("{number} -> {to}");
         }
         DidCommand::Import { d, file } => {
@@ -365,8 +419,13 @@ pub async fn did(cmd: DidCommand) -> Result<(), BoxError> {
             println!("{number} removed");
         }
         DidCommand::List { d } => {
-            for (n, dest, label) in store_of(&d).await?.list_dids().await? {
-                println!("{n}\t{dest}\t{label}");
+            let store = store_of(&d).await?;
+            let media = store.list_did_media().await?;
+            for (n, dest, label) in store.list_dids().await? {
+                // Media columns only when set, so the usual lines stay as they were.
+                let m = media.get(&n).cloned().unwrap_or_default();
+                let extra: String = [("moh", m.moh), ("greeting", m.greeting)].into_iter().filter_map(|(k, v)| v.map(|v| format!("\t{k}={v}"))).collect();
+                println!("{n}\t{dest}\t{label}{extra}");
             }
         }
     }
@@ -376,7 +435,12 @@ pub async fn did(cmd: DidCommand) -> Result<(), BoxError> {
 pub async fn setting(cmd: SettingCommand) -> Result<(), BoxError> {
     match cmd {
         SettingCommand::Set { d, key, value } => {
-            store_of(&d).await?.set_setting(&key, &value).await?;
+            let store = store_of(&d).await?;
+            // Empty or `off`: no hold music (holds pass across as they are).
+            if key == crate::store::SETTING_MUSIC_ON_HOLD && value != crate::announce::HOLD_MUSIC && !value.is_empty() && value != "off" {
+                store.check_media(&crate::store::GroupMedia { moh: Some(value.clone()), ..Default::default() }).await?;
+            }
+            store.set_setting(&key, &value).await?;
             println!("{key} = {value}");
         }
         SettingCommand::Get { d, key } => println!("{}", store_of(&d).await?.setting(&key).await?),

@@ -37,6 +37,9 @@ pub enum ScheduleCommand {
         /// Public holidays are working days.
         #[arg(long)]
         no_holidays: bool,
+        /// One-off dates, e.g. "2026-12-28 closed; 2027-01-04 10:00-15:00".
+        #[arg(long, default_value = "")]
+        overrides: String,
         #[arg(long, default_value = "")]
         label: String,
     },
@@ -54,7 +57,7 @@ pub enum ScheduleCommand {
 
 pub async fn schedule(cmd: ScheduleCommand) -> Result<(), BoxError> {
     match cmd {
-        ScheduleCommand::Add { d, name, hours, open, closed, holiday, disaster, closed_days, no_holidays, label } => {
+        ScheduleCommand::Add { d, name, hours, open, closed, holiday, disaster, closed_days, no_holidays, overrides, label } => {
             let s = Schedule {
                 name: name.clone(),
                 label,
@@ -65,6 +68,7 @@ pub async fn schedule(cmd: ScheduleCommand) -> Result<(), BoxError> {
                 disaster: disaster.as_deref().map(Dest::parse).transpose()?,
                 closed_days: schedule::parse_closed_days(&closed_days)?,
                 use_holidays: !no_holidays,
+                overrides: schedule::parse_overrides(&overrides)?,
             };
             open_store(&d.data, d.config.as_deref()).await?.put_schedule(&s).await?;
             println!("schedule {name} saved");

@@ -6,6 +6,9 @@
 //! transcode and encrypt again.
 
 pub mod endpoint;
+mod restamp;
+pub mod prompts;
+pub mod tones;
 mod epoll;
 mod ports;
 mod relay_thread;
@@ -38,6 +41,12 @@ pub enum MediaEvent {
     Latched { side: LegSide, addr: SocketAddr },
     /// No packet from either leg for this long (far ends gone).
     Silent { secs: u64 },
+    /// A key pressed on a leg the PBX answers (RFC 4733), once per press.
+    Digit { side: LegSide, digit: char, duration_ms: u32 },
+    /// A local leg has played everything queued with this cookie.
+    Played { side: LegSide, cookie: u32 },
+    /// The PBX could not answer the leg itself (a codec it cannot make).
+    LocalFailed { side: LegSide, error: String },
 }
 
 /// Above this share of a second spent working (per mille), a relay thread
@@ -126,6 +135,31 @@ impl MediaSession {
     /// (re-INVITE, UPDATE).
     pub fn set_leg(&self, side: LegSide, media: LegMedia) {
         self.thread.send(Command::SetLeg { id: self.id, side, media });
+    }
+
+    /// Answer `side` ourselves (`on`), using the media description sent
+    /// with [`Self::set_leg`] before, or relay it again (`!on`). Same
+    /// ports, same SRTP contexts: the phone sees only a new SSRC.
+    pub fn set_local(&self, side: LegSide, on: bool) {
+        self.thread.send(Command::SetLocal { id: self.id, side, on });
+    }
+
+    /// Play `items` to a local leg, replacing what it plays;
+    /// [`MediaEvent::Played`] with `cookie` follows when all were sent.
+    pub fn play(&self, side: LegSide, items: Vec<endpoint::PlayItem>, cookie: u32) {
+        self.thread.send(Command::Play { id: self.id, side, items, cookie });
+    }
+
+    /// Another phone takes over `side` (a transfer, a pick-up): the latch
+    /// onto the old phone's media is dropped, so the new one's is taken.
+    pub fn unlatch(&self, side: LegSide) {
+        self.thread.send(Command::Unlatch { id: self.id, side });
+    }
+
+    /// Record the call from now on through `tap` (the caller's leg on the
+    /// left channel), or stop recording with `None`.
+    pub fn record(&self, tap: Option<crate::recording::Tap>) {
+        self.thread.send(Command::Record { id: self.id, tap: tap.map(Box::new) });
     }
 
     /// Play a DTMF digit as RFC 4733 events into `to`'s stream (the other

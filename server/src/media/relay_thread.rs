@@ -15,11 +15,14 @@
 //! unbounded channel. Timers (DTMF pacing, the once-a-second counters and
 //! silence check) are kept by the thread too.
 
+use super::endpoint::{Endpoint, EndpointEvent, PlayItem};
 use super::epoll::{EventFd, Epoll};
 use super::ports::LegSockets;
+use super::restamp::Restamp;
 use super::MediaEvent;
+use crate::recording::{Channel, Tap};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -27,7 +30,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tsunagu_media::pipeline::{LegMedia, Pipeline};
-use tsunagu_media::{LegSide, Relay, RelayConfig, RelayEvent, RelayLeg};
+use tsunagu_media::{LegSide, Relay, RelayConfig, RelayEvent, RelayLeg, TransmitKind};
 
 /// Token of the thread's own eventfd; call sockets use `id << 2 | socket`.
 const WAKE: u64 = u64::MAX;
@@ -41,6 +44,16 @@ pub(super) enum Command {
     SetLeg { id: u64, side: LegSide, media: LegMedia },
     /// Play a DTMF digit as RFC 4733 events into `to`'s stream.
     Dtmf { id: u64, to: LegSide, digit: char, duration_ms: u32 },
+    /// Answer `side` ourselves (prompts, hold music, an IVR) instead of
+    /// relaying it, or (`on: false`) relay it again.
+    SetLocal { id: u64, side: LegSide, on: bool },
+    /// What a local leg plays, replacing what it was playing.
+    Play { id: u64, side: LegSide, items: Vec<PlayItem>, cookie: u32 },
+    /// A new party on `side` (a transfer, a pick-up): forget where its
+    /// media came from, so the new phone's stream latches.
+    Unlatch { id: u64, side: LegSide },
+    /// Record the call from now on (`Some`), or stop (`None`).
+    Record { id: u64, tap: Option<Box<Tap>> },
     Remove { id: u64 },
 }
 
@@ -99,6 +112,13 @@ pub(super) struct Session {
     events: mpsc::UnboundedSender<MediaEvent>,
     /// Relay counters already added to the metrics.
     published: (u64, u64),
+    /// [A, B]: the leg is answered by the PBX itself, through this endpoint.
+    local: [Option<Box<Endpoint>>; 2],
+    /// The call is being recorded: each leg's audio is copied here.
+    tap: Option<Box<Tap>>,
+    /// [A, B]: once the PBX has played to a leg, everything sent to it is
+    /// put onto one SSRC and timestamp line (see `restamp`).
+    restamp: [Option<Restamp>; 2],
 }
 
 impl Session {
@@ -119,6 +139,23 @@ impl Session {
             silence_limit,
             events,
             published: (0, 0),
+            local: [None, None],
+            tap: None,
+            restamp: [None, None],
+        }
+    }
+
+    /// Copy one plain RTP packet of `side`'s channel to the recording.
+    /// The caller's leg is the left channel, the other the right.
+    fn record(&mut self, side: LegSide, now: Instant, plain: &[u8]) {
+        let (Some(tap), Some((codec, pt))) = (self.tap.as_mut(), self.media[idx(side)].codec) else { return };
+        let channel = if side == LegSide::A { Channel::Caller } else { Channel::Callee };
+        tap.packet(channel, now, codec, pt, plain);
+    }
+
+    fn set_recording(&mut self, tap: Option<Box<Tap>>) {
+        if let Some(old) = std::mem::replace(&mut self.tap, tap) {
+            old.finish();
         }
     }
 
@@ -131,6 +168,14 @@ impl Session {
         self.rtp.set_sdp_addr(side, m.rtp_addr);
         self.rtcp.set_sdp_addr(side, m.rtcp_addr());
         let changed = !self.media[i].same_processing(&m);
+        if let Some(e) = self.local[i].as_mut() {
+            if let Err(err) = e.update(Instant::now(), &m) {
+                tracing::warn!(leg = ?side, error = %err, "the PBX cannot take the leg's new media; it stays silent");
+            }
+        }
+        if let (Some(r), Some((codec, _))) = (self.restamp[i].as_mut(), m.codec) {
+            r.set_clock(codec.clock_rate());
+        }
         self.media[i] = m;
         // Both directions depend on both legs' parameters. SRTP contexts
         // are kept when only an address moved, and carried over into the
@@ -144,6 +189,122 @@ impl Session {
                 }
             }
         }
+    }
+
+    fn set_local(&mut self, side: LegSide, on: bool, now: Instant) {
+        let i = idx(side);
+        if !on {
+            self.local[i] = None;
+            return;
+        }
+        if self.local[i].is_some() {
+            return;
+        }
+        match Endpoint::new(&self.media[i], rand::random(), now) {
+            Ok(e) => {
+                self.local[i] = Some(Box::new(e));
+                let clock = self.media[i].codec.map_or(8000, |(c, _)| c.clock_rate());
+                self.restamp[i].get_or_insert_with(|| Restamp::new(rand::random(), clock));
+            }
+            Err(e) => {
+                tracing::warn!(leg = ?side, error = %e, "the PBX cannot answer this leg itself");
+                let _ = self.events.send(MediaEvent::LocalFailed { side, error: e.to_string() });
+            }
+        }
+    }
+
+    fn play(&mut self, side: LegSide, items: Vec<PlayItem>, cookie: u32) {
+        match self.local[idx(side)].as_mut() {
+            Some(e) => e.play(items, cookie),
+            // Not answered by us (it failed to start): nothing will play,
+            // so say it has played, or the call task would wait for ever.
+            None => {
+                let _ = self.events.send(MediaEvent::Played { side, cookie });
+            }
+        }
+    }
+
+    fn has_local(&self) -> bool {
+        self.local.iter().any(Option::is_some)
+    }
+
+    /// When a local leg next needs a frame or an RTCP report.
+    fn local_due(&self) -> Option<Instant> {
+        self.local.iter().flatten().map(|e| e.poll_timeout()).min()
+    }
+
+    /// Send the frames (and reports) of local legs that are due, and pass
+    /// on what they heard.
+    fn drive_local(&mut self, now: Instant) {
+        for side in [LegSide::A, LegSide::B] {
+            let i = idx(side);
+            let Some(e) = self.local[i].as_mut() else { continue };
+            if e.poll_timeout() <= now {
+                e.handle_timeout(now);
+            }
+            self.flush_local(side);
+        }
+    }
+
+    /// What a local leg's endpoint sends goes out through the pipeline
+    /// towards that leg (its SRTP context), to where the leg's media is
+    /// latched (else its SDP address).
+    fn flush_local(&mut self, side: LegSide) {
+        let i = idx(side);
+        let Some(e) = self.local[i].as_mut() else { return };
+        let towards = &mut self.pipes[1 - i];
+        let (rtp_sock, rtcp_sock) = if side == LegSide::A { (&self.a.rtp, &self.a.rtcp) } else { (&self.b.rtp, &self.b.rtcp) };
+        while let Some(t) = e.poll_transmit() {
+            match t.kind {
+                TransmitKind::Rtp => {
+                    // What the PBX plays on a leg (the recording notice, hold
+                    // music) is that leg's channel of the recording.
+                    if let (Some(tap), Some((codec, pt))) = (self.tap.as_mut(), self.media[i].codec) {
+                        tap.packet(if side == LegSide::A { Channel::Caller } else { Channel::Callee }, Instant::now(), codec, pt, &t.bytes);
+                    }
+                    let mut bytes = t.bytes;
+                    if let Some(r) = self.restamp[i].as_mut() {
+                        r.apply(&mut bytes, Instant::now());
+                    }
+                    if let (Some(sealed), Some(to)) = (towards.seal(&bytes), self.rtp.leg(side).target()) {
+                        send(rtp_sock, &sealed, to);
+                    }
+                }
+                TransmitKind::Rtcp => {
+                    if let (Some(sealed), Some(to)) = (towards.seal_rtcp(&t.bytes), self.rtcp.leg(side).target()) {
+                        send(rtcp_sock, &sealed, to);
+                    }
+                }
+            }
+        }
+        while let Some(ev) = e.poll_event() {
+            let _ = self.events.send(match ev {
+                EndpointEvent::Digit { digit, duration_ms } => MediaEvent::Digit { side, digit, duration_ms },
+                EndpointEvent::Played { cookie } => MediaEvent::Played { side, cookie },
+            });
+        }
+    }
+
+    /// A datagram from a leg the PBX answers: opened (SRTP), checked by the
+    /// latch like a relayed one, and given to the endpoint; it goes nowhere
+    /// else.
+    fn take_local_packet(&mut self, side: LegSide, rtcp: bool, from: SocketAddr, packet: &[u8], now: Instant) {
+        let i = idx(side);
+        let plain = if rtcp { self.pipes[i].open_rtcp(packet) } else { self.pipes[i].open(packet) };
+        let Some(plain) = plain else { return };
+        let relay = if rtcp { &mut self.rtcp } else { &mut self.rtp };
+        let accepted = relay.accept(now, side, from, &plain).is_ok();
+        while let Some(ev) = self.rtp.poll_event() {
+            report(&ev, &self.events);
+        }
+        while self.rtcp.poll_event().is_some() {}
+        if !accepted {
+            return;
+        }
+        if let Some(e) = self.local[i].as_mut() {
+            e.handle_datagram(now, &plain);
+        }
+        self.flush_local(side);
     }
 
     /// Queue a digit's packets; returns when the first is due.
@@ -186,6 +347,18 @@ impl Session {
         };
         self.last_packet = now;
         let packet = &buf[..n];
+        if self.local[idx(side)].is_some() {
+            self.take_local_packet(side, rtcp, from, packet, now);
+            return;
+        }
+        if self.local[1 - idx(side)].is_some() {
+            // The other leg hears the PBX (hold music, a prompt): what this
+            // leg sends now would talk over it. It still moves the latch.
+            let relay = if rtcp { &mut self.rtcp } else { &mut self.rtp };
+            let _ = relay.accept(now, side, from, packet);
+            while relay.poll_event().is_some() {}
+            return;
+        }
         if rtcp {
             self.forward_rtcp(side, from, packet, now);
         } else {
@@ -196,9 +369,20 @@ impl Session {
     fn forward_rtp(&mut self, side: LegSide, from: SocketAddr, packet: &[u8], now: Instant, out: &mut Vec<Vec<u8>>) {
         let out_sock = if side == LegSide::A { &self.b.rtp } else { &self.a.rtp };
         let pipe = &mut self.pipes[idx(side)];
+        let restamp = &mut self.restamp[1 - idx(side)];
         if pipe.is_passthrough() {
             match self.rtp.route(now, side, from, packet) {
-                Ok(to) => send(out_sock, packet, to),
+                Ok(to) => {
+                    match restamp {
+                        Some(r) => {
+                            let mut copy = packet.to_vec();
+                            r.apply(&mut copy, now);
+                            send(out_sock, &copy, to);
+                        }
+                        None => send(out_sock, packet, to),
+                    }
+                    self.record(side, now, packet);
+                }
                 Err(reason) => tracing::trace!(leg = ?side, ?reason, "media packet dropped"),
             }
         } else {
@@ -215,12 +399,17 @@ impl Session {
                 }
             };
             out.clear();
-            if let Some((digit, ms)) = pipe.process(&plain, out) {
+            let digit = match restamp {
+                Some(r) => pipe.process_with(&plain, out, |p| r.apply(p, now)),
+                None => pipe.process(&plain, out),
+            };
+            if let Some((digit, ms)) = digit {
                 let _ = self.events.send(MediaEvent::Dtmf { from: side, digit, duration_ms: ms });
             }
             for p in out.iter() {
                 send(out_sock, p, to);
             }
+            self.record(side, now, &plain);
         }
         while let Some(ev) = self.rtp.poll_event() {
             report(&ev, &self.events);
@@ -258,6 +447,9 @@ impl Session {
         metrics::counter!("tsunagu_media_packets_relayed_total").increment(relayed.saturating_sub(self.published.0));
         metrics::counter!("tsunagu_media_packets_dropped_total").increment(dropped.saturating_sub(self.published.1));
         self.published = (relayed, dropped);
+        if let Some(tap) = self.tap.as_mut() {
+            tap.tick();
+        }
         let silent = now.saturating_duration_since(self.last_packet);
         if silent >= self.silence_limit {
             let _ = self.events.send(MediaEvent::Silent { secs: silent.as_secs() });
@@ -276,10 +468,13 @@ fn run(epoll: Epoll, commands: std_mpsc::Receiver<Command>, me: std::sync::Arc<R
     let mut next_tick = Instant::now() + TICK;
     let (mut window_start, mut busy) = (Instant::now(), Duration::ZERO);
     let mut woke_at = Instant::now();
+    // Sessions with a leg the PBX answers: they need a frame every 20 ms.
+    let mut local_ids: HashSet<u64> = HashSet::new();
     loop {
         let now = Instant::now();
         busy += now.saturating_duration_since(woke_at);
-        let until = dtmf_due.peek().map(|Reverse((at, _))| *at).unwrap_or(next_tick).min(next_tick);
+        let local_due = local_ids.iter().filter_map(|id| sessions.get(id).and_then(Session::local_due)).min();
+        let until = dtmf_due.peek().map(|Reverse((at, _))| *at).unwrap_or(next_tick).min(next_tick).min(local_due.unwrap_or(next_tick));
         let timeout_ms = until.saturating_duration_since(now).as_micros().div_ceil(1000).min(1000) as i32;
         let n = match epoll.wait(&mut events, timeout_ms) {
             Ok(n) => n,
@@ -321,9 +516,37 @@ fn run(epoll: Epoll, commands: std_mpsc::Receiver<Command>, me: std::sync::Arc<R
                             dtmf_due.push(Reverse((due, id)));
                         }
                     }
+                    Command::SetLocal { id, side, on } => {
+                        if let Some(s) = sessions.get_mut(&id) {
+                            s.set_local(side, on, now);
+                            if s.has_local() {
+                                local_ids.insert(id);
+                            } else {
+                                local_ids.remove(&id);
+                            }
+                        }
+                    }
+                    Command::Play { id, side, items, cookie } => {
+                        if let Some(s) = sessions.get_mut(&id) {
+                            s.play(side, items, cookie);
+                        }
+                    }
+                    Command::Unlatch { id, side } => {
+                        if let Some(s) = sessions.get_mut(&id) {
+                            s.rtp.unlatch(side);
+                            s.rtcp.unlatch(side);
+                        }
+                    }
+                    Command::Record { id, tap } => {
+                        if let Some(s) = sessions.get_mut(&id) {
+                            s.set_recording(tap);
+                        }
+                    }
                     Command::Remove { id } => {
+                        local_ids.remove(&id);
                         if let Some(mut s) = sessions.remove(&id) {
                             s.tick(now);
+                            s.set_recording(None);
                             for sock in s.sockets() {
                                 epoll.remove(sock.as_raw_fd());
                             }
@@ -342,6 +565,13 @@ fn run(epoll: Epoll, commands: std_mpsc::Receiver<Command>, me: std::sync::Arc<R
             }
             if let Some(s) = sessions.get_mut(&(token >> 2)) {
                 s.on_readable(token & 3, now, &mut buf, &mut out);
+            }
+        }
+        for id in &local_ids {
+            if let Some(s) = sessions.get_mut(id) {
+                if s.local_due().is_some_and(|due| due <= now) {
+                    s.drive_local(now);
+                }
             }
         }
         while dtmf_due.peek().is_some_and(|Reverse((at, _))| *at <= now) {

@@ -2,11 +2,16 @@
 //! default; a PostgreSQL backend implements the same trait when several
 //! nodes share state.
 
+mod announcements;
+mod ivr;
 mod pbx;
+mod recording;
 mod schedules;
 mod sqlite;
 
+pub use announcements::*;
 pub use pbx::*;
+pub use recording::*;
 
 pub use sqlite::SqliteStore;
 

@@ -7,8 +7,8 @@ use super::{SqliteStore, StoreError};
 use sqlx::Row;
 
 /// Where a call goes: the syntax admins type and CSV files carry is
-/// `user:1001`, `group:3000`, `number:0312345678`, `schedule:main`, or a
-/// bare number (resolved at call time against extensions, then groups).
+/// `user:1001`, `group:3000`, `number:0312345678`, `schedule:main`,
+/// `announcement:closed`, `ivr:main`, or a bare number (resolved at call time against extensions, then groups).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Dest {
     User(String),
@@ -19,6 +19,10 @@ pub enum Dest {
     Any(String),
     /// A business-hour schedule, evaluated when the call arrives.
     Schedule(String),
+    /// A recorded announcement the PBX plays itself, then hangs up.
+    Announcement(String),
+    /// A voice menu (IVR) the PBX answers itself.
+    Ivr(String),
 }
 
 impl Dest {
@@ -28,9 +32,20 @@ impl Dest {
             Some((k, n)) => (Some(k), n),
             None => (None, s),
         };
-        if kind == Some("schedule") {
-            crate::schedule::check_name(num)?;
-            return Ok(Dest::Schedule(num.to_string()));
+        match kind {
+            Some("schedule") => {
+                crate::schedule::check_name(num)?;
+                return Ok(Dest::Schedule(num.to_string()));
+            }
+            Some("announcement") => {
+                check_media_name("announcement", num)?;
+                return Ok(Dest::Announcement(num.to_string()));
+            }
+            Some("ivr") => {
+                check_media_name("IVR menu", num)?;
+                return Ok(Dest::Ivr(num.to_string()));
+            }
+            _ => {}
         }
         let digits_ok = !num.is_empty() && num.len() <= 24 && num.bytes().all(|b| b.is_ascii_digit() || b == b'+' || b == b'*' || b == b'#');
         if !digits_ok {
@@ -41,8 +56,23 @@ impl Dest {
             Some("group") => Dest::Group(num.to_string()),
             Some("number") | Some("tel") => Dest::Number(num.to_string()),
             None => Dest::Any(num.to_string()),
-            Some(k) => return Err(StoreError::Invalid(format!("destination {s:?}: unknown kind {k:?} (user, group, number, schedule)"))),
+            Some(k) => return Err(StoreError::Invalid(format!("destination {s:?}: unknown kind {k:?} (user, group, number, schedule, announcement, ivr)"))),
         })
+    }
+
+    /// Whether the PBX itself answers this destination (it cannot ring as
+    /// a group member: a member is a phone that rings).
+    pub fn is_pbx_app(&self) -> bool {
+        matches!(self, Dest::Schedule(_) | Dest::Announcement(_) | Dest::Ivr(_))
+    }
+}
+
+/// Names of announcements and IVR menus: what `schedule:` names allow.
+pub fn check_media_name(what: &str, name: &str) -> Result<(), StoreError> {
+    if (1..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!("{what} name {name:?}: 1 to 32 lowercase letters, digits, '-' or '_'")))
     }
 }
 
@@ -54,6 +84,8 @@ impl std::fmt::Display for Dest {
             Dest::Number(n) => write!(f, "number:{n}"),
             Dest::Any(n) => write!(f, "{n}"),
             Dest::Schedule(n) => write!(f, "schedule:{n}"),
+            Dest::Announcement(n) => write!(f, "announcement:{n}"),
+            Dest::Ivr(n) => write!(f, "ivr:{n}"),
         }
     }
 }
@@ -185,9 +217,41 @@ pub const SETTING_CID_OWN_PREFIX: &str = "cid_own_prefix";
 pub const SETTING_MFA_REQUIRED_ROLES: &str = "mfa_required_roles";
 /// "on": schedules with a disaster destination send calls there.
 pub const SETTING_DISASTER_MODE: &str = "disaster_mode";
+/// The announcement played to a held caller, unless the DID or ring group
+/// names its own.
+pub const SETTING_MUSIC_ON_HOLD: &str = "music_on_hold";
+/// `2027-01-01T10:00` (JST): schedules act as if it were that time, to
+/// try one out; empty (the default): the real time.
+pub const SETTING_SCHEDULE_CLOCK: &str = "schedule_clock";
+/// `pbx` (default): a REFER from the callee's phone is carried out by the
+/// PBX, with recall; `phones`: REFER passes across and the phones do it.
+pub const SETTING_TRANSFER_MODE: &str = "transfer_mode";
+/// Seconds a transfer target rings before the call comes back.
+pub const SETTING_TRANSFER_RECALL_SECS: &str = "transfer_recall_secs";
 /// Every setting key, in the order admin screens list them.
-pub const SETTING_KEYS: [&str; 6] =
-    [SETTING_MAIN_NUMBER, SETTING_OUTSIDE_PREFIX, SETTING_CID_MAIN_PREFIX, SETTING_CID_OWN_PREFIX, SETTING_MFA_REQUIRED_ROLES, SETTING_DISASTER_MODE];
+pub const SETTING_KEYS: [&str; 10] = [
+    SETTING_MAIN_NUMBER,
+    SETTING_OUTSIDE_PREFIX,
+    SETTING_CID_MAIN_PREFIX,
+    SETTING_CID_OWN_PREFIX,
+    SETTING_MFA_REQUIRED_ROLES,
+    SETTING_DISASTER_MODE,
+    SETTING_MUSIC_ON_HOLD,
+    SETTING_SCHEDULE_CLOCK,
+    SETTING_TRANSFER_MODE,
+    SETTING_TRANSFER_RECALL_SECS,
+];
+
+/// Check a value of the transfer settings; None for other keys.
+pub fn check_transfer_setting(key: &str, value: &str) -> Option<Result<(), String>> {
+    Some(match key {
+        SETTING_TRANSFER_MODE if matches!(value, "pbx" | "phones") => Ok(()),
+        SETTING_TRANSFER_MODE => Err(format!("{key}: pbx or phones")),
+        SETTING_TRANSFER_RECALL_SECS if value.parse::<u32>().is_ok_and(|n| (5..=600).contains(&n)) => Ok(()),
+        SETTING_TRANSFER_RECALL_SECS => Err(format!("{key}: seconds, 5 to 600")),
+        _ => return None,
+    })
+}
 
 pub fn setting_default(key: &str) -> Option<&'static str> {
     Some(match key {
@@ -198,7 +262,12 @@ pub fn setting_default(key: &str) -> Option<&'static str> {
         // A city's phone system: everyone who can change it proves who they are twice.
         SETTING_MFA_REQUIRED_ROLES => "system,org,group,auditor,supervisor,readonly",
         SETTING_DISASTER_MODE => "off",
-        _ => return None,
+        SETTING_MUSIC_ON_HOLD => crate::announce::HOLD_MUSIC,
+        SETTING_SCHEDULE_CLOCK => "",
+        SETTING_TRANSFER_MODE => "pbx",
+        SETTING_TRANSFER_RECALL_SECS => "30",
+        // Call recording's own (store/recording.rs).
+        _ => return super::recording_setting_default(key),
     })
 }
 
@@ -372,7 +441,7 @@ impl SqliteStore {
         if g.members.is_empty() {
             return Err(StoreError::Invalid("a ring group needs at least one member".into()));
         }
-        if let Some(m) = g.members.iter().find(|m| matches!(m, Dest::Schedule(_))) {
+        if let Some(m) = g.members.iter().find(|m| m.is_pbx_app()) {
             return Err(StoreError::Invalid(format!("{m} cannot ring as a member; use it as the group's overflow or a number's destination")));
         }
         if self.user_exists(&g.number).await? {
@@ -513,6 +582,15 @@ impl SqliteStore {
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         if setting_default(key).is_none() {
             return Err(StoreError::Invalid(format!("unknown setting {key:?}; known: {}", SETTING_KEYS.join(", "))));
+        }
+        if let Some(Err(m)) = super::check_recording_setting(key, value) {
+            return Err(StoreError::Invalid(m));
+        }
+        if key == SETTING_SCHEDULE_CLOCK && !value.is_empty() && crate::schedule::parse_clock(value).is_none() {
+            return Err(StoreError::Invalid(format!("{key}: a JST time like 2027-01-01T10:00, or empty for the real time")));
+        }
+        if let Some(Err(m)) = check_transfer_setting(key, value) {
+            return Err(StoreError::Invalid(m));
         }
         sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
             .bind(key)

@@ -16,6 +16,7 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Schedule, StoreError> {
         disaster: opt(r.try_get("disaster_dest")?)?,
         closed_days: schedule::parse_closed_days(&r.try_get::<String, _>("closed_days")?).map_err(StoreError::Invalid)?,
         use_holidays: r.try_get::<i64, _>("use_holidays")? != 0,
+        overrides: schedule::parse_overrides(&r.try_get::<String, _>("overrides")?).map_err(StoreError::Invalid)?,
     })
 }
 
@@ -38,11 +39,11 @@ impl SqliteStore {
             return Err(StoreError::Invalid(format!("schedule {} cannot send calls to itself", s.name)));
         }
         sqlx::query(
-            "INSERT INTO schedules (name, label, hours, open_dest, closed_dest, holiday_dest, disaster_dest, closed_days, use_holidays)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            "INSERT INTO schedules (name, label, hours, open_dest, closed_dest, holiday_dest, disaster_dest, closed_days, use_holidays, overrides)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT(name) DO UPDATE SET label = excluded.label, hours = excluded.hours, open_dest = excluded.open_dest,
                closed_dest = excluded.closed_dest, holiday_dest = excluded.holiday_dest, disaster_dest = excluded.disaster_dest,
-               closed_days = excluded.closed_days, use_holidays = excluded.use_holidays",
+               closed_days = excluded.closed_days, use_holidays = excluded.use_holidays, overrides = excluded.overrides",
         )
         .bind(&s.name)
         .bind(&s.label)
@@ -53,6 +54,7 @@ impl SqliteStore {
         .bind(s.disaster.as_ref().map(Dest::to_string))
         .bind(schedule::closed_days_text(&s.closed_days))
         .bind(i64::from(s.use_holidays))
+        .bind(schedule::overrides_text(&s.overrides))
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -3,7 +3,8 @@ import { del, enc, get, put } from '../api';
 import { h, replace } from '../dom';
 import { t } from '../i18n';
 import { canManageDids, canWrite, session } from '../session';
-import type { Did } from '../types';
+import type { Announcement, Did } from '../types';
+import { announcementOptions, loadAnnouncements } from '../data';
 import {
   actions,
   alertBox,
@@ -19,6 +20,7 @@ import {
   importPanel,
   input,
   pageTitle,
+  select,
   showError,
   showStatus,
   statusBox,
@@ -31,6 +33,7 @@ export function renderDids(main: HTMLElement): void {
   const err = alertBox();
   const list = h('div');
   const formCard = h('div');
+  let announcements: Announcement[] = [];
 
   const mayEdit = (d: Did) => writable && (manage || session.admin?.dids?.includes(d.number));
 
@@ -82,6 +85,8 @@ export function renderDids(main: HTMLElement): void {
     const number = input('did-number', { value: d?.number ?? '', required: true, inputmode: 'tel', pattern: '[0-9+]+', readonly: !!d });
     const dest = destField('did-dest', t('did.dest'), d?.dest ?? null, true);
     const label = input('did-label', { value: d?.label ?? '' });
+    const greeting = select('did-greeting', announcementOptions(announcements, d?.greeting, t('media.none')), d?.greeting ?? '');
+    const moh = select('did-moh', announcementOptions(announcements, d?.moh, t('media.defaultMoh')), d?.moh ?? '');
     const save = h('button', { type: 'submit', class: 'primary', id: 'did-submit', 'data-testid': 'did-submit' }, d ? t('common.save') : t('common.add'));
     const form = h(
       'form',
@@ -89,6 +94,8 @@ export function renderDids(main: HTMLElement): void {
       field('did-number', t('did.number'), number, t('did.numberHint')),
       dest.el,
       field('did-label', t('did.label'), label, t('did.labelHint')),
+      field('did-greeting', t('media.greeting'), greeting, t('media.greetingHint')),
+      field('did-moh', t('media.moh'), moh, t('media.mohHint')),
       h('div', { class: 'buttons span-all' }, save, d ? button(t('common.cancel'), () => showForm(null)) : null),
       h('div', { class: 'span-all' }, fErr, fOk),
     );
@@ -97,7 +104,7 @@ export function renderDids(main: HTMLElement): void {
       clearBox(fOk);
       void busy(save, fErr, async () => {
         const num = number.value.trim();
-        await put(`/api/v1/dids/${enc(num)}`, { dest: dest.value(), label: label.value.trim() });
+        await put(`/api/v1/dids/${enc(num)}`, { dest: dest.value(), label: label.value.trim(), greeting: greeting.value, moh: moh.value });
         await load();
         showForm(null);
         const ok = formCard.querySelector<HTMLElement>('[data-testid="did-result"]');
@@ -120,6 +127,11 @@ export function renderDids(main: HTMLElement): void {
     writable ? formCard : null,
     manage ? card(t('did.importTitle'), importPanel({ id: 'dids', path: '/api/v1/dids/import', columns: 'number,dest,label', dryRun: true, onDone: () => void load() })) : null,
   );
-  if (writable) showForm(null);
-  void load();
+  void (async () => {
+    if (writable) {
+      announcements = await loadAnnouncements();
+      showForm(null);
+    }
+    await load();
+  })();
 }

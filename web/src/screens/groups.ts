@@ -4,8 +4,8 @@ import { h, replace } from '../dom';
 import { t } from '../i18n';
 import type { Key } from '../i18n/ja';
 import { canWrite } from '../session';
-import { STRATEGIES, type Department, type Group } from '../types';
-import { assignable, deptName, deptOptions, deptSelectValue, deptValue, loadDepartments, mayLeaveUnassigned } from '../data';
+import { STRATEGIES, type Announcement, type Department, type Group } from '../types';
+import { announcementOptions, assignable, loadAnnouncements, deptName, deptOptions, deptSelectValue, deptValue, loadDepartments, mayLeaveUnassigned } from '../data';
 import {
   actions,
   alertBox,
@@ -45,6 +45,7 @@ export function renderGroups(main: HTMLElement): void {
   const list = h('div');
   const formCard = h('div');
   let depts: Department[] = [];
+  let announcements: Announcement[] = [];
 
   async function load() {
     try {
@@ -100,6 +101,10 @@ export function renderGroups(main: HTMLElement): void {
     const timeout = input('group-timeout', { type: 'number', min: 1, max: 600, value: String(g?.timeout ?? 60) });
     const overflow = destField('group-overflow', t('group.overflow'), g?.overflow ?? null);
     const skip = checkbox('group-skip-busy', t('group.skipBusy'), g ? !!g.skip_busy : true);
+    const greeting = select('group-greeting', announcementOptions(announcements, g?.greeting, t('media.none')), g?.greeting ?? '');
+    const moh = select('group-moh', announcementOptions(announcements, g?.moh, t('media.defaultMoh')), g?.moh ?? '');
+    const queueAnn = select('group-queue-announcement', announcementOptions(announcements, g?.queue_announcement, t('media.none')), g?.queue_announcement ?? '');
+    const queueSecs = input('group-queue-announcement-secs', { type: 'number', min: 5, max: 600, step: 1, value: g?.queue_announcement_secs ? String(g.queue_announcement_secs) : '', placeholder: '30' });
     const save = h('button', { type: 'submit', class: 'primary', id: 'group-submit', 'data-testid': 'group-submit' }, g ? t('common.save') : t('common.add'));
     const form = h(
       'form',
@@ -113,6 +118,15 @@ export function renderGroups(main: HTMLElement): void {
       field('group-timeout', t('group.timeout'), timeout),
       overflow.el,
       skip,
+      h(
+        'fieldset',
+        { class: 'span-all form-grid media-fields' },
+        h('legend', null, t('media.title')),
+        field('group-greeting', t('media.greeting'), greeting, t('media.greetingHint')),
+        field('group-moh', t('media.moh'), moh, t('media.mohHint')),
+        field('group-queue-announcement', t('media.queue'), queueAnn, t('media.queueHint')),
+        field('group-queue-announcement-secs', t('media.queueSecs'), queueSecs, t('media.queueSecsHint')),
+      ),
       h('div', { class: 'buttons span-all' }, save, g ? button(t('common.cancel'), () => showForm(null)) : null),
       h('div', { class: 'span-all' }, fErr, fOk),
     );
@@ -131,6 +145,10 @@ export function renderGroups(main: HTMLElement): void {
           timeout: Number(timeout.value),
           overflow: overflow.value(),
           skip_busy: (skip.querySelector('input') as HTMLInputElement).checked,
+          greeting: greeting.value,
+          moh: moh.value,
+          queue_announcement: queueAnn.value,
+          queue_announcement_secs: queueSecs.value.trim() ? Number(queueSecs.value) : 0,
         });
         await load();
         showForm(null);
@@ -146,7 +164,7 @@ export function renderGroups(main: HTMLElement): void {
 
   replace(main, pageTitle('nav.groups'), h('p', { class: 'hint' }, t('group.help')), err, list, writable ? formCard : null);
   void (async () => {
-    depts = await loadDepartments();
+    [depts, announcements] = await Promise.all([loadDepartments(), writable ? loadAnnouncements() : Promise.resolve([])]);
     if (writable) showForm(null);
     await load();
   })();
