@@ -442,7 +442,7 @@ fn openapi_document_names_only_served_paths() {
         if e.path == "/api/v1/events" {
             continue; // a WebSocket: tested in the users test
         }
-        let path = e.path.replace("{id}", "999999").replace("{ext}", "9999").replace("{number}", "99999").replace("{name}", "nobody").replace("{key}", "no_such_key").replace("{device}", "d").replace("{year}", "2026");
+        let path = e.path.replace("{id}", "999999").replace("{ext}", "9999").replace("{number}", "99999").replace("{name}", "nobody").replace("{key}", "no_such_key").replace("{device}", "d").replace("{year}", "2026").replace("{kind}", "user");
         let empty = json!({});
         let r = sys.call(&e.method.to_uppercase(), &path, if e.method == "get" || e.method == "delete" { None } else { Some(&empty) });
         if r.status == 405 || r.text().contains("no such API path") {
@@ -450,6 +450,14 @@ fn openapi_document_names_only_served_paths() {
         }
     }
     assert!(missing.is_empty(), "documented but not served:\n{}", missing.join("\n"));
+    // Recording policy: which extensions, groups and numbers are recorded
+    // with `recording_mode = selected`.
+    s.cli(&["user", "add", "4001", "--password", "secret-pass-1"]);
+    let r = sys.call("PUT", "/api/v1/recording-policy/user/4001", Some(&json!({ "record": true })));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(sys.get("/api/v1/recording-policy").json()["flagged"], json!([{ "kind": "user", "key": "4001" }]));
+    assert_eq!(sys.call("PUT", "/api/v1/recording-policy/room/4001", Some(&json!({ "record": true }))).status, 400);
+    assert_eq!(sys.call("PUT", "/api/v1/recording-policy/user/4999", Some(&json!({ "record": true }))).status, 404);
     // The holidays the schedules use.
     let h = sys.get("/api/v1/holidays/2026").json();
     assert_eq!(h.as_array().unwrap().len(), 18, "{h}");

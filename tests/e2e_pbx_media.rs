@@ -464,3 +464,74 @@ fn directed_and_group_pickup_take_a_ringing_call() {
     let ev = c.wait_event("CALL_CLOSED", Duration::from_secs(10));
     assert!(ev.to_string().contains("480"), "{ev}");
 }
+
+/// On-demand recording with `recording_mode = selected`: a call dialled
+/// with the prefix `*5` is recorded (the notice first); a call that is not
+/// is recorded from the moment its phone asks (SIP INFO `Record: on`, what
+/// desk phones' record keys and the SDK's `request_recording` send); the
+/// same request is refused (403) while `recording_mode` is `none`.
+#[test]
+fn on_demand_recording_by_prefix_and_by_request() {
+    use common::raw::{digest, RawCaller};
+    let sb = Sandbox::new("pbx-on-demand");
+    let s = Server::start(&sb);
+    for ext in ["1001", "1002"] {
+        s.cli(&["user", "add", ext, "--password", PASSWORD]);
+    }
+    s.cli(&["setting", "set", "recording_mode", "selected"]);
+    let mut b = Baresip::builder(&sb, "callee").account(Account::new("1002", PASSWORD, s.sip_addr())).answer(AnswerMode::Auto).tone(880.0).codecs(&["PCMU"]).start();
+    b.registered(Duration::from_secs(10));
+    let stored = |n: usize| {
+        common::wait_for(&format!("{n} stored recordings"), Duration::from_secs(20), || {
+            let out = s.cli(&["recording", "list"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            (text.lines().filter(|l| l.split('\t').nth(3) == Some("stored")).count() == n).then_some(text)
+        })
+    };
+
+    // 1. The prefix.
+    let mut a = phone(&sb, &s, "caller", "1001", &["PCMU"], None);
+    a.dial(&format!("sip:*51002@{}", s.sip_addr()));
+    b.wait_event("CALL_ESTABLISHED", Duration::from_secs(20));
+    b.wait_heard(1.0, Duration::from_secs(10));
+    a.hangup();
+    b.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    stored(1);
+
+    // 2. A request during an unrecorded call, from the test's own client.
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut raw = RawCaller {
+        sip: std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+        server: s.sip_addr(),
+        call_id: common::unique("rec-"),
+        from_tag: common::unique("ft"),
+        to_tag: None,
+        cseq: 0,
+    };
+    let sdp = format!(
+        "v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        rtp.local_addr().unwrap().port()
+    );
+    raw.invite("1002", &sdp, None);
+    let challenge = raw.final_response(Duration::from_secs(5));
+    raw.in_dialog_ack_for_failure(&challenge);
+    let auth = digest(challenge.header("proxy-authenticate").unwrap(), &format!("sip:1002@{}", s.sip_addr()), PASSWORD);
+    raw.invite("1002", &sdp, Some(auth));
+    let ok = raw.final_response(Duration::from_secs(10));
+    assert_eq!(ok.status(), Some(200), "{}", ok.text());
+    raw.to_tag = ok.header("to").and_then(|t| t.split(";tag=").nth(1)).map(|t| t.split(';').next().unwrap().to_string());
+    raw.in_dialog("ACK", raw.cseq, "1002");
+    b.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    // Refused while the policy records nothing; allowed with `selected`.
+    for (mode, want) in [("none", 403), ("selected", 200)] {
+        s.cli(&["setting", "set", "recording_mode", mode]);
+        raw.cseq += 1;
+        raw.in_dialog_with("INFO", raw.cseq, "1002", "Record: on\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(raw.final_response(Duration::from_secs(5)).status(), Some(want), "Record: on with recording_mode {mode}");
+    }
+    raw.cseq += 1;
+    raw.in_dialog("BYE", raw.cseq, "1002");
+    assert_eq!(raw.final_response(Duration::from_secs(5)).status(), Some(200));
+    b.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    stored(2);
+}

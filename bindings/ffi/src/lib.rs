@@ -751,6 +751,14 @@ impl Call {
         Ok(())
     }
 
+    /// Ask the PBX to record this call from now on (`on`), or to stop
+    /// (on-demand recording; the PBX's recording policy decides).
+    pub fn request_recording(&self, on: bool) -> Result<(), PhoneError> {
+        self.book.with(&self.id, |_| ()).ok_or_else(|| PhoneError::NoSuchCall { call_id: self.id.clone() })?;
+        self.account.request_recording(&self.id, on);
+        Ok(())
+    }
+
     /// Blind transfer: ask the far end to call `target` (an extension or a
     /// SIP URI) instead. Progress arrives as `TransferProgress`.
     pub fn transfer(&self, target: String) -> Result<(), PhoneError> {

@@ -90,6 +90,7 @@ enum Command {
     AnswerOffer { call_id: String, sdp: Option<Bytes> },
     Hold { call_id: String, on: bool },
     Mute { call_id: String, muted: bool },
+    Record { call_id: String, on: bool },
     Transfer { call_id: String, target: String },
     TransferAttended { call_id: String, to_call_id: String },
 }
@@ -226,6 +227,12 @@ impl Account {
     /// Mute or unmute our side of a call with audio.
     pub fn mute(&self, call_id: &str, muted: bool) {
         let _ = self.commands.send(Command::Mute { call_id: call_id.to_string(), muted });
+    }
+
+    /// Ask the PBX to record `call_id` from now on, or to stop (on-demand
+    /// recording; the PBX's policy decides whether it may).
+    pub fn request_recording(&self, call_id: &str, on: bool) {
+        let _ = self.commands.send(Command::Record { call_id: call_id.to_string(), on });
     }
 
     pub fn hangup(&self, call_id: &str) {
@@ -948,6 +955,11 @@ impl Driver {
                 (_, Some(call)) => digits.chars().filter(|d| d.is_ascii_digit() || "*#ABCDabcd".contains(*d)).for_each(|d| call.send_info_dtmf(d, 160)),
                 _ => {}
             },
+            Command::Record { call_id, on } => {
+                if let Some(call) = self.calls.map.get_mut(&call_id) {
+                    call.request_recording(on);
+                }
+            }
             Command::Transfer { call_id, target } => {
                 let target = target.trim();
                 if target.is_empty() || target.chars().any(|c| c.is_whitespace() || c == '<' || c == '>') {

@@ -395,6 +395,21 @@ impl Call {
         }
     }
 
+    /// Ask the PBX to record this call from now on (`on`) or to stop: SIP
+    /// INFO with `Record: on|off`, the header desk phones' record keys
+    /// send. The PBX answers 200 when it does so, 403 when its policy does
+    /// not allow it.
+    pub fn request_recording(&mut self, on: bool) {
+        if self.state != CallState::Connected {
+            return;
+        }
+        let branch = self.branch();
+        let header = [("Record", if on { "on" } else { "off" }.to_string())];
+        if let Ok(req) = self.dialog.request(&self.local, &branch, "INFO", None, &header, None) {
+            self.out.push_back(CallOutput::Request(Box::new(req)));
+        }
+    }
+
     /// Send a key press as SIP INFO (for a far end without RFC 4733).
     pub fn send_info_dtmf(&mut self, digit: char, duration_ms: u32) {
         if self.state != CallState::Connected {
@@ -1076,6 +1091,18 @@ To: <sip:1001@pbx>\r\nCall-ID: in-1\r\nCSeq: 7 INVITE\r\nContact: <sip:tsunagu@1
         assert!(!c.matches_replaces(&format!("other;to-tag={ours};from-tag=caller")));
         assert!(!c.matches_replaces("in-1"));
         assert!(!c.matches_replaces(""));
+    }
+
+    #[test]
+    fn a_recording_request_is_an_info_with_a_record_header() {
+        let mut c = connected_incoming();
+        c.request_recording(true);
+        let info = request(&outputs(&mut c), "INFO");
+        assert_eq!(info.headers.get_raw(&Name::from("Record")).next().map(|v| v.to_string()).as_deref(), Some("on"));
+        assert!(info.body.is_empty());
+        c.request_recording(false);
+        let info = request(&outputs(&mut c), "INFO");
+        assert_eq!(info.headers.get_raw(&Name::from("Record")).next().map(|v| v.to_string()).as_deref(), Some("off"));
     }
 
     #[test]

@@ -251,6 +251,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/trunks/{name}", put(pbx::put_trunk).delete(pbx::remove_trunk))
         .route("/settings", get(pbx::list_settings))
         .route("/settings/{key}", put(pbx::put_setting))
+        .route("/recording-policy", get(pbx::recording_policy))
+        .route("/recording-policy/{kind}/{key}", put(pbx::put_recording_policy))
         .route("/phonebook", get(directory::list).post(directory::add))
         .route("/phonebook/import", post(directory::import).layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
         .route("/phonebook/export", get(directory::export))

@@ -86,6 +86,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep!("delete", "/api/v1/trunks/{name}", "trunks", "Remove a trunk", "system", None),
     ep!("get", "/api/v1/settings", "settings", "PBX settings with their defaults", "system, org, readonly", None),
     ep!("put", "/api/v1/settings/{key}", "settings", "Change a PBX setting", "system", Json),
+    ep!("get", "/api/v1/recording-policy", "settings", "recording_mode and the extensions, ring groups and numbers marked to be recorded", "system, org, readonly", None),
+    ep!("put", "/api/v1/recording-policy/{kind}/{key}", "settings", "Mark an extension (kind user), ring group (group) or number (did) to be recorded or not: { record }", "system", Json),
     ep!("get", "/api/v1/phonebook", "phonebook", "Search (?q=) or a delta since a version (?since=)", "all but auditor", None),
     ep!("post", "/api/v1/phonebook", "phonebook", "Add an entry", "system, org", Json),
     ep!("post", "/api/v1/phonebook/import", "phonebook", "Replace the phonebook from CSV name,kana,number,department,note; all or none", "system, org", Csv),

@@ -491,3 +491,33 @@ pub async fn put_setting(State(state): State<ApiState>, who: Admin, Path(key): P
     state.events.send(Event::change("settings", &key));
     Ok(Json(json!({ "key": key, "value": value })))
 }
+
+// ---- recording policy ----------------------------------------------------
+
+pub async fn recording_policy(State(state): State<ApiState>, who: Admin) -> ApiResult<Json<Value>> {
+    who.require(Resource::Settings, Access::Read)?;
+    let flagged: Vec<Value> = state.store.recording_policy().await?.into_iter().map(|(kind, key)| json!({ "kind": kind, "key": key })).collect();
+    Ok(Json(json!({ "mode": state.store.setting(crate::store::SETTING_RECORDING_MODE).await?, "flagged": flagged })))
+}
+
+#[derive(Deserialize)]
+pub struct RecordingPolicyBody {
+    record: bool,
+}
+
+/// With `recording_mode = selected`, these calls are recorded: the
+/// extension's (as caller or callee), the ring group's, the number's.
+pub async fn put_recording_policy(State(state): State<ApiState>, who: Admin, Path((kind, key)): Path<(String, String)>, Body(b): Body<RecordingPolicyBody>) -> ApiResult<Json<Value>> {
+    who.require(Resource::Settings, Access::Write)?;
+    let target = match kind.as_str() {
+        "user" => crate::store::PolicyTarget::User,
+        "group" => crate::store::PolicyTarget::Group,
+        "did" => crate::store::PolicyTarget::Did,
+        _ => return Err(ApiError::invalid(format!("kind {kind:?}: user, group or did"))),
+    };
+    state.store.set_recording_policy(target, &key, b.record).await?;
+    let what = format!("{kind}:{key}");
+    audit::change(&state, &who, "recording_policy_changed", &what, None, Some(json!({ "record": b.record }))).await;
+    state.events.send(Event::change("settings", "recording_policy"));
+    Ok(Json(json!({ "kind": kind, "key": key, "record": b.record })))
+}

@@ -1503,6 +1503,30 @@ impl Call {
                 self.hangup(Some(side), "answered").await;
             }
             "INVITE" | "UPDATE" => self.on_offer(side, req, key, responder).await,
+            // On-demand recording: `Record: on|off` (desk phones' record
+            // keys, and the SDK's `request_recording`), when the policy
+            // allows it (`recording_mode` other than none).
+            "INFO" if req.headers.get_raw(&Name::parse("Record")).next().is_some() => {
+                let on = req.headers.get_raw(&Name::parse("Record")).next().is_some_and(|v| v.trim().eq_ignore_ascii_case("on"));
+                if self.phase != Phase::Connected {
+                    return responder.respond(key, response_to(&req, 491, None));
+                }
+                if !on {
+                    if self.recording {
+                        self.media.record(None);
+                        self.recording = false;
+                        tracing::info!(call = %self.record.id, "recording stopped on request");
+                    }
+                    return responder.respond(key, response_to(&req, 200, None));
+                }
+                let allowed = self.svc.store.recording_wanted(None, None, None, None, true).await.unwrap_or(false);
+                if !allowed {
+                    return responder.respond(key, response_to(&req, 403, None));
+                }
+                self.start_recording(false).await;
+                let code = if self.recording { 200 } else { 500 };
+                responder.respond(key, response_to(&req, code, None));
+            }
             "INFO" => {
                 let ctype = req.headers.get_raw(&Name::CONTENT_TYPE).next().map(|v| v.to_string()).unwrap_or_default();
                 let to = side.other();
