@@ -535,3 +535,69 @@ fn on_demand_recording_by_prefix_and_by_request() {
     b.wait_event("CALL_CLOSED", Duration::from_secs(10));
     stored(2);
 }
+
+/// Call park with numbered slots: B parks A with its transfer key to `*71`;
+/// A hears the hold music (660 Hz); C dials `*71` and takes the call, and
+/// A hears C (770 Hz). Parked again in `*72` and not taken, the call rings
+/// B again after `park_recall_secs`, and A hears B (880 Hz) once more.
+#[test]
+fn a_parked_call_is_taken_from_its_slot_or_comes_back() {
+    const MUSIC: f32 = 660.0;
+    const B_TONE: f32 = 880.0;
+    const C_TONE: f32 = 770.0;
+    let sb = Sandbox::new("pbx-park");
+    let s = Server::start(&sb);
+    for ext in ["1001", "1002", "1003"] {
+        s.cli(&["user", "add", ext, "--password", PASSWORD]);
+    }
+    let wav = sb.file("music660.wav");
+    make_tone_wav(&wav, MUSIC, 4.0, 8000);
+    s.cli(&["announcement", "add", "music660", "--file", wav.to_str().unwrap()]);
+    s.cli(&["setting", "set", "music_on_hold", "music660"]);
+    s.cli(&["setting", "set", "park_recall_secs", "5"]);
+    let mut a = phone(&sb, &s, "parked", "1001", &["PCMU"], None);
+    let mut b = Baresip::builder(&sb, "parker").account(Account::new("1002", PASSWORD, s.sip_addr())).answer(AnswerMode::Auto).tone(B_TONE).codecs(&["PCMU"]).start();
+    b.registered(Duration::from_secs(10));
+    let mut c = Baresip::builder(&sb, "taker").account(Account::new("1003", PASSWORD, s.sip_addr())).answer(AnswerMode::Manual).tone(C_TONE).codecs(&["PCMU"]).start();
+    c.registered(Duration::from_secs(10));
+    let candidates = [B_TONE, C_TONE, MUSIC, PHONE_TONE, 400.0];
+
+    // Parked in slot 1 and taken there.
+    a.dial(&format!("sip:1002@{}", s.sip_addr()));
+    b.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    a.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    a.wait_heard(1.5, Duration::from_secs(10));
+    b.command("transfer", &format!("sip:*71@{}", s.sip_addr())).expect("park");
+    b.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    let secs = common::audio::wav_secs(&a.dec_wav());
+    a.wait_heard(secs + 1.5, Duration::from_secs(10));
+    c.dial(&format!("sip:*71@{}", s.sip_addr()));
+    c.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    let secs = common::audio::wav_secs(&a.dec_wav());
+    let heard = a.wait_heard(secs + 1.5, Duration::from_secs(10));
+    a.hangup();
+    c.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    let seq = tone_sequence(&heard, &candidates);
+    let mut it = seq.iter();
+    assert!([B_TONE, MUSIC, C_TONE].iter().all(|w| it.any(|t| t == w)), "A heard {seq:?}: B, the music, then C");
+
+    // Parked in slot 2 and not taken: back to B.
+    a.dial(&format!("sip:1002@{}", s.sip_addr()));
+    b.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    a.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    a.wait_heard(1.0, Duration::from_secs(10));
+    b.command("transfer", &format!("sip:*72@{}", s.sip_addr())).expect("park");
+    b.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    b.wait_event("CALL_ESTABLISHED", Duration::from_secs(15));
+    let secs = common::audio::wav_secs(&a.dec_wav());
+    let heard = a.wait_heard(secs + 1.5, Duration::from_secs(10));
+    a.hangup();
+    b.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    let seq = tone_sequence(&heard, &candidates);
+    let mut it = seq.iter();
+    assert!([B_TONE, MUSIC, B_TONE].iter().all(|w| it.any(|t| t == w)), "A heard {seq:?}: B, the music, then B again");
+    // Nothing parked in slot 3.
+    c.dial(&format!("sip:*73@{}", s.sip_addr()));
+    let ev = c.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    assert!(ev.to_string().contains("480"), "{ev}");
+}

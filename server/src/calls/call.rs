@@ -191,6 +191,9 @@ struct Call {
     /// A blind transfer by the PBX is ringing its target: where the call
     /// goes back when nobody answers.
     recall_to: Option<Dest>,
+    /// The slot the call is parked in, and when the parker is called back.
+    parked: Option<u8>,
+    park_deadline: Option<Instant>,
     /// Our re-INVITE taking the caller off hold after a transfer.
     a_resume: bool,
     a_resume_branch: Option<String>,
@@ -265,12 +268,23 @@ pub fn start(svc: Arc<Services>, req: Request, key: TxKey, peer: Peer, responder
 
 type SetupError = (Request, u16, &'static str);
 
+/// The parking slot a dialled code names: `*71` … `*79`.
+pub fn park_slot(dialled: &str) -> Option<u8> {
+    let d = dialled.strip_prefix("*7")?;
+    (d.len() == 1).then(|| d.as_bytes()[0]).filter(|b| (b'1'..=b'9').contains(b)).map(|b| b - b'0')
+}
+
 /// A pick-up code: hand the INVITE to the call ringing the longest at the
 /// extension named (`**1002`, directed) or at a member of a ring group
 /// the picker belongs to (`*8`). Gives the INVITE back when it is no
 /// pick-up code; answers 480 itself when nothing rings there.
 async fn try_pickup(svc: &Arc<Services>, req: Request, key: TxKey, peer: Peer, responder: &Responder, picker: &str) -> Option<(Request, TxKey, Peer)> {
     let dialled = req.uri.user.clone().unwrap_or_default();
+    // `*7N` takes the call parked in slot N.
+    if let Some(slot) = park_slot(&dialled) {
+        let parked = svc.calls.parked_call(slot);
+        return hand_over(parked, req, key, peer, responder, picker);
+    }
     let exts: Vec<String> = if let Some(ext) = dialled.strip_prefix("**").filter(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit())) {
         vec![ext.to_string()]
     } else if dialled == "*8" {
@@ -289,12 +303,17 @@ async fn try_pickup(svc: &Arc<Services>, req: Request, key: TxKey, peer: Peer, r
         return Some((req, key, peer));
     };
     let ringing = svc.calls.longest_ringing(&exts);
+    hand_over(ringing, req, key, peer, responder, picker)
+}
+
+/// Give a picker's INVITE to the call that is to take it, or answer 480.
+fn hand_over(call: Option<super::RingingCall>, req: Request, key: TxKey, peer: Peer, responder: &Responder, picker: &str) -> Option<(Request, TxKey, Peer)> {
     let refused = |req: &Request| {
         let mut r = response_to(req, 480, Some(&crate::registrar::new_tag()));
         r.headers.insert(Name::WARNING, "399 tsunagu \"nothing to pick up\"");
         r
     };
-    let Some((_, tx)) = ringing else {
+    let Some((_, tx)) = call else {
         responder.respond(key, refused(&req));
         return None;
     };
@@ -492,6 +511,8 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
         ivr_deadline: None,
         did_greeted: false,
         recall_to: None,
+        parked: None,
+        park_deadline: None,
         a_resume: false,
         a_resume_branch: None,
         queue_announcement: None,
@@ -660,13 +681,53 @@ impl Call {
     /// is busy or cannot be reached, the transferor's extension rings again
     /// (recall); when that fails too, the call ends.
     async fn blind_transfer(&mut self, req: Request, key: TxKey, responder: Responder, target: Dest) {
-        let Some(i) = self.winner else { return responder.respond(key, response_to(&req, 481, None)) };
+        let Some(transferor) = self.release_transferor(req, key, responder) else { return };
+        tracing::info!(call = %self.record.id, transferor = ?transferor, target = %target, "blind transfer by the PBX");
+        let recall = self.svc.store.setting(crate::store::SETTING_TRANSFER_RECALL_SECS).await.ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(30);
+        self.recall_to = transferor.map(Dest::User);
+        Box::pin(self.route(target)).await;
+        if self.phase == Phase::Ringing && self.hunt.is_some() {
+            let limit = Instant::now() + Duration::from_secs(recall);
+            self.overall_deadline = Some(self.overall_deadline.map_or(limit, |d| d.min(limit)));
+        }
+    }
+
+    /// Park the call (a REFER to `*7N` from the side that received it):
+    /// the parker is released as by a transfer, the caller hears hold
+    /// music, and whoever dials `*7N` takes the call. Nobody within
+    /// `park_recall_secs`: the parker's phone rings again. A taken slot:
+    /// 486 to the REFER, and the call goes on.
+    async fn park(&mut self, req: Request, key: TxKey, responder: Responder, slot: u8) {
+        if !self.svc.calls.park(slot, self.token, &self.inbox) {
+            return responder.respond(key, response_to(&req, 486, None));
+        }
+        let Some(parker) = self.release_transferor(req, key, responder) else {
+            self.svc.calls.unpark(self.token);
+            return;
+        };
+        tracing::info!(call = %self.record.id, slot, parker = ?parker, "parked");
+        let music = self.hold_music().await;
+        self.play_local(Local::Ringback, vec![PlayItem::Loop(music.unwrap_or_else(crate::media::prompts::builtin_hold_music))]);
+        let secs = self.svc.store.setting(crate::store::SETTING_PARK_RECALL_SECS).await.ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(120);
+        self.parked = Some(slot);
+        self.park_deadline = Some(Instant::now() + Duration::from_secs(secs));
+        self.recall_to = parker.map(Dest::User);
+    }
+
+    /// The transferor (or parker) on leg B is done: 202 to its REFER,
+    /// NOTIFY 200 and BYE; leg A becomes the PBX's (answered by us, local)
+    /// and leg B is free for the next party. Its extension, if a phone of
+    /// ours (None for a trunk leg); None overall when there is no leg B.
+    fn release_transferor(&mut self, req: Request, key: TxKey, responder: Responder) -> Option<Option<String>> {
+        let Some(i) = self.winner else {
+            responder.respond(key, response_to(&req, 481, None));
+            return None;
+        };
         responder.respond(key, response_to(&req, 202, None));
         let transferor = match &self.forks[i].target {
             ForkTarget::Device { ext, .. } => Some(ext.clone()),
             ForkTarget::Trunk { .. } => None,
         };
-        tracing::info!(call = %self.record.id, transferor = ?transferor, target = %target, "blind transfer by the PBX");
         // The transferor is done with the call: tell it the transfer is
         // accepted and end its leg (it may hang up first; both are fine).
         let token = self.token;
@@ -706,13 +767,7 @@ impl Call {
         self.hunt = None;
         self.saw_busy = false;
         self.best_code = 0;
-        let recall = self.svc.store.setting(crate::store::SETTING_TRANSFER_RECALL_SECS).await.ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(30);
-        self.recall_to = transferor.map(Dest::User);
-        Box::pin(self.route(target)).await;
-        if self.phase == Phase::Ringing && self.hunt.is_some() {
-            let limit = Instant::now() + Duration::from_secs(recall);
-            self.overall_deadline = Some(self.overall_deadline.map_or(limit, |d| d.min(limit)));
-        }
+        Some(transferor)
     }
 
     /// The PBX answers the call itself: an announcement or a voice menu.
@@ -1216,6 +1271,7 @@ impl Call {
         d.extend(self.b_refresh_at);
         d.extend(self.ivr_deadline);
         d.extend(self.queue_next);
+        d.extend(self.park_deadline);
         if self.phase == Phase::Ringing {
             for f in &self.forks {
                 if f.state == ForkState::Calling && !f.got_response && matches!(f.target, ForkTarget::Trunk { .. }) {
@@ -1228,6 +1284,20 @@ impl Call {
 
     async fn on_timer(&mut self) {
         let now = Instant::now();
+        if self.park_deadline.is_some_and(|d| now >= d) {
+            // Nobody took the parked call: the parker's phone rings.
+            self.park_deadline = None;
+            self.parked = None;
+            self.svc.calls.unpark(self.token);
+            match self.recall_to.take() {
+                Some(parker) => {
+                    tracing::info!(call = %self.record.id, to = %parker, "parked call not taken: recall");
+                    Box::pin(self.route(parker)).await;
+                }
+                None => self.hangup(None, "answered").await,
+            }
+            return;
+        }
         if self.queue_next.is_some_and(|d| now >= d) {
             self.queue_next = None;
             if let (Some((pcm, every)), Some(Local::Ringback), Phase::Ringing) = (self.queue_announcement.clone(), &self.local, self.phase) {
@@ -1372,7 +1442,7 @@ impl Call {
     /// caller is answered (or switched from our ringback) as if a callee
     /// had answered. Too late (answered, ended, nothing ringing): 480.
     async fn on_pickup(&mut self, req: Request, key: TxKey, peer: Peer, responder: Responder, picker: String) {
-        let ringing = self.forks.iter().any(|f| matches!(f.state, ForkState::Calling | ForkState::Ringing));
+        let ringing = self.forks.iter().any(|f| matches!(f.state, ForkState::Calling | ForkState::Ringing)) || self.parked.is_some();
         if self.phase != Phase::Ringing || !ringing || self.winner.is_some() {
             return responder.respond(key, response_to(&req, 480, Some(&crate::registrar::new_tag())));
         }
@@ -1387,7 +1457,10 @@ impl Call {
         let Ok(answer) = make_answer(&offer, &mut sdp, prefer, Direction::SendRecv, self.media.address, ports.rtp, ports.rtcp) else {
             return responder.respond(key, response_to(&req, 488, Some(&crate::registrar::new_tag())));
         };
-        tracing::info!(call = %self.record.id, picker = %picker, "picked up");
+        tracing::info!(call = %self.record.id, picker = %picker, parked = ?self.parked, "picked up");
+        self.parked = None;
+        self.park_deadline = None;
+        self.svc.calls.unpark(self.token);
         self.cancel_forks().await;
         self.svc.calls.ringing_ended(self.token);
         (self.step_deadline, self.overall_deadline, self.recall_to, self.hunt) = (None, None, None, None);
@@ -1570,6 +1643,10 @@ impl Call {
             // side, `transfer_mode = phones`) the REFER goes to the other
             // party, which calls the target through us, and its NOTIFYs
             // come back the same way.
+            "REFER" if side == LegSide::B && self.phase == Phase::Connected && refer_user(&req).as_deref().and_then(park_slot).is_some() => {
+                let slot = refer_user(&req).as_deref().and_then(park_slot).unwrap_or(1);
+                self.park(req, key, responder, slot).await;
+            }
             "REFER" if side == LegSide::B && self.phase == Phase::Connected => match self.pbx_transfer_target(&req).await {
                 Ok(Some(target)) => self.blind_transfer(req, key, responder, target).await,
                 Ok(None) => self.pass_request(side, req, key, responder, None),
@@ -2306,6 +2383,7 @@ impl Call {
     /// Close the call record (once) and free the people on it.
     async fn finish(&mut self) {
         self.svc.calls.ringing_ended(self.token);
+        self.svc.calls.unpark(self.token);
         if self.record.ended_at.is_some() {
             return;
         }
@@ -2339,4 +2417,10 @@ fn is_hold(offer: &Sdp) -> bool {
     let Some(i) = offer.audio_index() else { return false };
     let dir = offer.media[i].direction();
     matches!(dir, Direction::SendOnly | Direction::Inactive) || offer.media_addr(i).is_some_and(|a| a.is_unspecified())
+}
+
+/// The user part of a REFER's Refer-To (`*71` for a park key).
+fn refer_user(req: &Request) -> Option<String> {
+    let v = req.headers.get_raw(&Name::parse("Refer-To")).next()?.to_string();
+    tsunagu_sip::message::uri_user(v.trim().trim_start_matches('<'))
 }

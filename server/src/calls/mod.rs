@@ -107,6 +107,8 @@ pub struct Calls {
     running: Arc<AtomicUsize>,
     /// Calls ringing each extension now, oldest first: who a pick-up takes.
     ringing: Mutex<HashMap<String, Vec<RingingCall>>>,
+    /// Parked calls by slot (`*71`..`*79`).
+    parked: Mutex<HashMap<u8, RingingCall>>,
 }
 
 /// Counts a call in [`Calls::active`] while it lives.
@@ -165,6 +167,28 @@ impl Calls {
         // Tokens do not order by age; each list does, so take the first
         // entry of the first extension that has one, in the order given.
         exts.iter().find_map(|e| m.get(e).and_then(|l| l.first().cloned()))
+    }
+
+    /// Park call `token` in `slot`; false when the slot is taken.
+    pub fn park(&self, slot: u8, token: u64, tx: &mpsc::UnboundedSender<SipEvent>) -> bool {
+        let Ok(mut m) = self.parked.lock() else { return false };
+        if m.contains_key(&slot) {
+            return false;
+        }
+        m.insert(slot, (token, tx.clone()));
+        true
+    }
+
+    /// Call `token` leaves its parking slot (taken, recalled, ended).
+    pub fn unpark(&self, token: u64) {
+        if let Ok(mut m) = self.parked.lock() {
+            m.retain(|_, (t, _)| *t != token);
+        }
+    }
+
+    /// The call parked in `slot`.
+    pub fn parked_call(&self, slot: u8) -> Option<RingingCall> {
+        self.parked.lock().ok()?.get(&slot).cloned()
     }
 
     /// Calls in progress: set up, ringing, connected or draining forks.

@@ -228,8 +228,10 @@ pub const SETTING_SCHEDULE_CLOCK: &str = "schedule_clock";
 pub const SETTING_TRANSFER_MODE: &str = "transfer_mode";
 /// Seconds a transfer target rings before the call comes back.
 pub const SETTING_TRANSFER_RECALL_SECS: &str = "transfer_recall_secs";
+/// Seconds a parked call waits before the parker's phone rings again.
+pub const SETTING_PARK_RECALL_SECS: &str = "park_recall_secs";
 /// Every setting key, in the order admin screens list them.
-pub const SETTING_KEYS: [&str; 10] = [
+pub const SETTING_KEYS: [&str; 11] = [
     SETTING_MAIN_NUMBER,
     SETTING_OUTSIDE_PREFIX,
     SETTING_CID_MAIN_PREFIX,
@@ -240,6 +242,7 @@ pub const SETTING_KEYS: [&str; 10] = [
     SETTING_SCHEDULE_CLOCK,
     SETTING_TRANSFER_MODE,
     SETTING_TRANSFER_RECALL_SECS,
+    SETTING_PARK_RECALL_SECS,
 ];
 
 /// Check a value of the transfer settings; None for other keys.
@@ -249,6 +252,8 @@ pub fn check_transfer_setting(key: &str, value: &str) -> Option<Result<(), Strin
         SETTING_TRANSFER_MODE => Err(format!("{key}: pbx or phones")),
         SETTING_TRANSFER_RECALL_SECS if value.parse::<u32>().is_ok_and(|n| (5..=600).contains(&n)) => Ok(()),
         SETTING_TRANSFER_RECALL_SECS => Err(format!("{key}: seconds, 5 to 600")),
+        SETTING_PARK_RECALL_SECS if value.parse::<u32>().is_ok_and(|n| (5..=3600).contains(&n)) => Ok(()),
+        SETTING_PARK_RECALL_SECS => Err(format!("{key}: seconds, 5 to 3600")),
         _ => return None,
     })
 }
@@ -266,6 +271,7 @@ pub fn setting_default(key: &str) -> Option<&'static str> {
         SETTING_SCHEDULE_CLOCK => "",
         SETTING_TRANSFER_MODE => "pbx",
         SETTING_TRANSFER_RECALL_SECS => "30",
+        SETTING_PARK_RECALL_SECS => "120",
         // Call recording's own (store/recording.rs).
         _ => return super::recording_setting_default(key),
     })
