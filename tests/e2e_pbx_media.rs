@@ -522,6 +522,12 @@ fn on_demand_recording_by_prefix_and_by_request() {
     raw.to_tag = ok.header("to").and_then(|t| t.split(";tag=").nth(1)).map(|t| t.split(';').next().unwrap().to_string());
     raw.in_dialog("ACK", raw.cseq, "1002");
     b.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    // A value that is neither on nor off is refused, naming what is wanted.
+    raw.cseq += 1;
+    raw.in_dialog_with("INFO", raw.cseq, "1002", "Record: maybe\r\nContent-Length: 0\r\n\r\n");
+    let bad = raw.final_response(Duration::from_secs(5));
+    assert_eq!(bad.status(), Some(400), "{}", bad.text());
+    assert!(bad.text().contains("Record: on or off"), "{}", bad.text());
     // Refused while the policy records nothing; allowed with `selected`.
     for (mode, want) in [("none", 403), ("selected", 200)] {
         s.cli(&["setting", "set", "recording_mode", mode]);

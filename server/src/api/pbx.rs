@@ -472,12 +472,8 @@ pub async fn put_setting(State(state): State<ApiState>, who: Admin, Path(key): P
         if value != crate::announce::HOLD_MUSIC && state.store.announcement(&value).await?.is_none() {
             return Err(ApiError::invalid(format!("{key}: no announcement named {value}")));
         }
-    } else if let Some(checked) = crate::store::check_transfer_setting(&key, &value) {
+    } else if let Some(checked) = crate::store::check_call_setting(&key, &value) {
         checked.map_err(ApiError::invalid)?;
-    } else if key == crate::store::SETTING_SCHEDULE_CLOCK {
-        if !value.is_empty() && crate::schedule::parse_clock(&value).is_none() {
-            return Err(ApiError::invalid(format!("{key}: a JST time like 2027-01-01T10:00, or empty for the real time")));
-        }
     } else if key == SETTING_MFA_REQUIRED_ROLES {
         if let Some(bad) = value.split(',').map(str::trim).find(|r| !r.is_empty() && Role::parse(r).is_none()) {
             return Err(ApiError::invalid(format!("{key}: unknown role {bad:?}")));

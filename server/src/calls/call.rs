@@ -109,6 +109,8 @@ enum Local {
     Prelude(Option<Hunt>),
     /// Ringback tone while the hunt rings phones.
     Ringback,
+    /// Hold music while the call waits in a parking slot.
+    Parked,
     /// In the voice menus: the run, and when it began.
     Ivr(Box<crate::ivr::IvrRun>, Instant),
 }
@@ -269,7 +271,7 @@ pub fn start(svc: Arc<Services>, req: Request, key: TxKey, peer: Peer, responder
 type SetupError = (Request, u16, &'static str);
 
 /// The parking slot a dialled code names: `*71` … `*79`.
-pub fn park_slot(dialled: &str) -> Option<u8> {
+fn park_slot(dialled: &str) -> Option<u8> {
     let d = dialled.strip_prefix("*7")?;
     (d.len() == 1).then(|| d.as_bytes()[0]).filter(|b| (b'1'..=b'9').contains(b)).map(|b| b - b'0')
 }
@@ -707,7 +709,7 @@ impl Call {
         };
         tracing::info!(call = %self.record.id, slot, parker = ?parker, "parked");
         let music = self.hold_music().await;
-        self.play_local(Local::Ringback, vec![PlayItem::Loop(music.unwrap_or_else(crate::media::prompts::builtin_hold_music))]);
+        self.play_local(Local::Parked, vec![PlayItem::Loop(music.unwrap_or_else(crate::media::prompts::builtin_hold_music))]);
         let secs = self.svc.store.setting(crate::store::SETTING_PARK_RECALL_SECS).await.ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(120);
         self.parked = Some(slot);
         self.park_deadline = Some(Instant::now() + Duration::from_secs(secs));
@@ -1580,7 +1582,16 @@ impl Call {
             // keys, and the SDK's `request_recording`), when the policy
             // allows it (`recording_mode` other than none).
             "INFO" if req.headers.get_raw(&Name::parse("Record")).next().is_some() => {
-                let on = req.headers.get_raw(&Name::parse("Record")).next().is_some_and(|v| v.trim().eq_ignore_ascii_case("on"));
+                let value = req.headers.get_raw(&Name::parse("Record")).next().map(|v| v.trim().to_ascii_lowercase()).unwrap_or_default();
+                let on = match value.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    _ => {
+                        let mut r = response_to(&req, 400, None);
+                        r.headers.insert(Name::WARNING, "399 tsunagu \"Record: on or off\"");
+                        return responder.respond(key, r);
+                    }
+                };
                 if self.phase != Phase::Connected {
                     return responder.respond(key, response_to(&req, 491, None));
                 }

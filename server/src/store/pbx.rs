@@ -245,9 +245,13 @@ pub const SETTING_KEYS: [&str; 11] = [
     SETTING_PARK_RECALL_SECS,
 ];
 
-/// Check a value of the transfer settings; None for other keys.
-pub fn check_transfer_setting(key: &str, value: &str) -> Option<Result<(), String>> {
+/// Check a value of the call-handling settings (transfer, park, the
+/// schedules' clock); None for other keys. The API and the CLI both end
+/// up here.
+pub fn check_call_setting(key: &str, value: &str) -> Option<Result<(), String>> {
     Some(match key {
+        SETTING_SCHEDULE_CLOCK if value.is_empty() || crate::schedule::parse_clock(value).is_some() => Ok(()),
+        SETTING_SCHEDULE_CLOCK => Err(format!("{key}: a JST time like 2027-01-01T10:00, or empty for the real time")),
         SETTING_TRANSFER_MODE if matches!(value, "pbx" | "phones") => Ok(()),
         SETTING_TRANSFER_MODE => Err(format!("{key}: pbx or phones")),
         SETTING_TRANSFER_RECALL_SECS if value.parse::<u32>().is_ok_and(|n| (5..=600).contains(&n)) => Ok(()),
@@ -592,10 +596,7 @@ impl SqliteStore {
         if let Some(Err(m)) = super::check_recording_setting(key, value) {
             return Err(StoreError::Invalid(m));
         }
-        if key == SETTING_SCHEDULE_CLOCK && !value.is_empty() && crate::schedule::parse_clock(value).is_none() {
-            return Err(StoreError::Invalid(format!("{key}: a JST time like 2027-01-01T10:00, or empty for the real time")));
-        }
-        if let Some(Err(m)) = check_transfer_setting(key, value) {
+        if let Some(Err(m)) = check_call_setting(key, value) {
             return Err(StoreError::Invalid(m));
         }
         sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
