@@ -239,18 +239,60 @@ fn a_recorded_call_is_stored_with_both_parties_and_starts_with_the_notice() {
 const IVR_CARRIER_IP: &str = "127.0.0.5";
 const IVR_DID: &str = "0312340000";
 
-/// A free UDP port on `ip` (even, with the next one free too: SIPp's
-/// media port pair).
-fn free_port_pair_on(ip: &str) -> u16 {
+/// A free even UDP port on `ip` with the `count - 1` ports after it free
+/// too (SIPp's media takes four: audio RTP and RTCP, then video's).
+fn free_ports_on(ip: &str, count: u16) -> u16 {
     for _ in 0..200 {
         let s = std::net::UdpSocket::bind((ip, 0)).unwrap();
         let p = s.local_addr().unwrap().port() & !1;
         drop(s);
-        if p > 1024 && std::net::UdpSocket::bind((ip, p)).is_ok() && std::net::UdpSocket::bind((ip, p + 1)).is_ok() {
+        if p > 1024 && p < u16::MAX - count && (0..count).all(|i| std::net::UdpSocket::bind((ip, p + i)).is_ok()) {
             return p;
         }
     }
-    panic!("no free port pair on {ip}");
+    panic!("no {count} free ports on {ip}");
+}
+
+/// Free ports on `IVR_CARRIER_IP` for SIPp's SIP port and its four media
+/// ports, not overlapping (nothing holds the first while the others are
+/// looked for, so they could otherwise meet and SIPp fail to bind).
+fn carrier_ports() -> (u16, u16) {
+    let sip = free_ports_on(IVR_CARRIER_IP, 2);
+    let media = (0..100).map(|_| free_ports_on(IVR_CARRIER_IP, 4)).find(|m| !(*m..*m + 4).contains(&sip)).expect("free media ports apart from the SIP port");
+    (sip, media)
+}
+
+/// SIPp as the carrier (on `IVR_CARRIER_IP`, the given SIP and media
+/// ports) running `scenario` once against the server; its logs go to the
+/// sandbox's `sipp` folder (returned), and the guard ends it if the test
+/// fails first.
+fn sipp_carrier(sb: &Sandbox, s: &Server, scenario: &str, (sip_port, media_port): (u16, u16), args: &[&str]) -> (common::ChildGuard, std::path::PathBuf) {
+    use std::process::{Command, Stdio};
+    let sipp = common::require_tool("sipp", "sip-tester");
+    let dir = sb.file("sipp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = std::fs::File::create(dir.join("stdout.log")).unwrap();
+    let child = Command::new(sipp)
+        .current_dir(&dir)
+        .arg(s.sip_addr().to_string())
+        .arg("-sf")
+        .arg(common::sipp_file(scenario))
+        .args(args)
+        .args(["-t", "u1", "-i", IVR_CARRIER_IP, "-p", &sip_port.to_string()])
+        .args(["-mi", IVR_CARRIER_IP, "-mp", &media_port.to_string()])
+        .args(["-m", "1", "-timeout", "30s", "-timeout_error", "-nostdin", "-max_retrans", "6"])
+        .arg("-trace_msg")
+        .arg("-message_file")
+        .arg(dir.join("messages.log"))
+        .arg("-trace_err")
+        .arg("-error_file")
+        .arg(dir.join("errors.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start sipp");
+    (common::ChildGuard::new(&format!("sipp-{scenario}"), child), dir)
 }
 
 /// A caller from the carrier (SIPp) reaches a voice menu on a public
@@ -260,11 +302,9 @@ fn free_port_pair_on(ip: &str) -> u16 {
 /// 1002.
 #[test]
 fn sipp_keys_through_two_menu_levels_to_a_group_that_baresip_answers() {
-    use std::process::{Command, Stdio};
     let sb = Sandbox::new("pbx-ivr");
     let data = sb.data();
-    let sip_port = free_port_pair_on(IVR_CARRIER_IP);
-    let media_port = free_port_pair_on(IVR_CARRIER_IP);
+    let (sip_port, media_port) = carrier_ports();
     common::cli(&data, &["trunk", "add", "carrier", "--host", &format!("{IVR_CARRIER_IP}:{sip_port}"), "--transport", "udp"]);
     common::cli(&data, &["user", "add", "1002", "--password", PASSWORD]);
     for (name, hz) in [("menu-main", 600.0), ("menu-sub", 700.0)] {
@@ -280,31 +320,7 @@ fn sipp_keys_through_two_menu_levels_to_a_group_that_baresip_answers() {
     let mut member = Baresip::builder(&sb, "member").account(Account::new("1002", PASSWORD, s.sip_addr())).answer(AnswerMode::Auto).tone(880.0).codecs(&["PCMU"]).start();
     member.registered(Duration::from_secs(10));
 
-    let sipp = common::require_tool("sipp", "sip-tester");
-    let dir = sb.file("sipp");
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = std::fs::File::create(dir.join("stdout.log")).unwrap();
-    let child = Command::new(sipp)
-        .current_dir(&dir)
-        .arg(s.sip_addr().to_string())
-        .arg("-sf")
-        .arg(common::sipp_file("ivr_dtmf.xml"))
-        .args(["-s", IVR_DID, "-key", "caller", "09011112222", "-d", "6000"])
-        .args(["-t", "u1", "-i", IVR_CARRIER_IP, "-p", &sip_port.to_string()])
-        .args(["-mi", IVR_CARRIER_IP, "-mp", &media_port.to_string()])
-        .args(["-m", "1", "-timeout", "30s", "-timeout_error", "-nostdin", "-max_retrans", "6"])
-        .arg("-trace_msg")
-        .arg("-message_file")
-        .arg(dir.join("messages.log"))
-        .arg("-trace_err")
-        .arg("-error_file")
-        .arg(dir.join("errors.log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("start sipp");
-    let mut guard = common::ChildGuard::new("sipp-ivr", child);
+    let (mut guard, dir) = sipp_carrier(&sb, &s, "ivr_dtmf.xml", (sip_port, media_port), &["-s", IVR_DID, "-key", "caller", "09011112222", "-d", "6000"]);
     // The group's phone rings only if both keys were understood.
     member.wait_event("CALL_ESTABLISHED", Duration::from_secs(20));
     let status = common::wait_child(&mut guard.child, Duration::from_secs(40)).expect("SIPp finished within 40 s");
@@ -606,4 +622,87 @@ fn a_parked_call_is_taken_from_its_slot_or_comes_back() {
     c.dial(&format!("sip:*73@{}", s.sip_addr()));
     let ev = c.wait_event("CALL_CLOSED", Duration::from_secs(10));
     assert!(ev.to_string().contains("480"), "{ev}");
+}
+
+/// The other two ways into a transfer by the PBX, between baresips.
+/// The caller's side: A (440 Hz) calls B (880 Hz), and A's phone sends
+/// the REFER (to C, 660 Hz). B hears ringback, C does not answer, and
+/// after `transfer_recall_secs` A's phone rings again; A answers and B
+/// hears A again. Then a keyed code: A keys `##1003#` (RFC 4733), its
+/// phone is released, C answers, and B hears C.
+#[test]
+fn the_caller_transfers_by_refer_with_recall_then_by_keyed_code() {
+    const A_TONE: f32 = 440.0;
+    const C_TONE: f32 = 660.0;
+    const RINGBACK: f32 = 400.0;
+    const B_TONE: f32 = 880.0;
+    let sb = Sandbox::new("pbx-caller-transfer");
+    let s = Server::start(&sb);
+    for ext in ["1001", "1002", "1003"] {
+        s.cli(&["user", "add", ext, "--password", PASSWORD]);
+    }
+    s.cli(&["setting", "set", "transfer_recall_secs", "5"]);
+    let mut a = phone(&sb, &s, "caller", "1001", &["PCMU"], None);
+    let mut b = Baresip::builder(&sb, "callee").account(Account::new("1002", PASSWORD, s.sip_addr())).answer(AnswerMode::Auto).tone(B_TONE).codecs(&["PCMU"]).start();
+    b.registered(Duration::from_secs(10));
+    let mut c = Baresip::builder(&sb, "target").account(Account::new("1003", PASSWORD, s.sip_addr())).answer(AnswerMode::Manual).tone(C_TONE).codecs(&["PCMU"]).start();
+    c.registered(Duration::from_secs(10));
+
+    a.dial(&format!("sip:1002@{}", s.sip_addr()));
+    b.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    a.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    b.wait_heard(1.5, Duration::from_secs(10));
+
+    // The caller's REFER: C rings, nobody answers, the caller's phone rings again.
+    a.command("transfer", &format!("sip:1003@{}", s.sip_addr())).expect("transfer");
+    a.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    c.wait_event("CALL_INCOMING", Duration::from_secs(10));
+    a.wait_event("CALL_INCOMING", Duration::from_secs(15));
+    c.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    a.accept();
+    a.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    let secs = common::audio::wav_secs(&b.dec_wav());
+    b.wait_heard(secs + 1.5, Duration::from_secs(10));
+
+    // Keyed on the phone during the call: ##1003#.
+    a.send_dtmf("##1003#");
+    a.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    c.wait_event("CALL_INCOMING", Duration::from_secs(10));
+    c.accept();
+    c.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    let secs = common::audio::wav_secs(&b.dec_wav());
+    let heard = b.wait_heard(secs + 2.0, Duration::from_secs(10));
+    b.hangup();
+    c.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    let seq = tone_sequence(&heard, &[A_TONE, C_TONE, RINGBACK, B_TONE]);
+    let want = [A_TONE, RINGBACK, A_TONE, C_TONE];
+    let mut it = seq.iter();
+    assert!(want.iter().all(|w| it.any(|t| t == w)), "B heard {seq:?}; want {want:?} in that order");
+    assert_eq!(seq.last(), Some(&C_TONE), "B ends up talking to C: {seq:?}");
+}
+
+/// A caller from the carrier (SIPp) answered by a city phone asks for a
+/// transfer to an outside number with a REFER: the PBX refuses it (403;
+/// it would dial out at the city's cost), nothing reaches the phone, and
+/// the call goes on until the caller hangs up.
+#[test]
+fn a_carrier_callers_refer_is_refused_and_the_call_goes_on() {
+    let sb = Sandbox::new("pbx-trunk-refer");
+    let data = sb.data();
+    let (sip_port, media_port) = carrier_ports();
+    common::cli(&data, &["trunk", "add", "carrier", "--host", &format!("{IVR_CARRIER_IP}:{sip_port}"), "--transport", "udp"]);
+    common::cli(&data, &["user", "add", "1002", "--password", PASSWORD]);
+    common::cli(&data, &["did", "add", IVR_DID, "--to", "user:1002"]);
+    let s = Server::start(&sb);
+    let mut member = Baresip::builder(&sb, "callee").account(Account::new("1002", PASSWORD, s.sip_addr())).answer(AnswerMode::Auto).tone(880.0).codecs(&["PCMU"]).start();
+    member.registered(Duration::from_secs(10));
+    let (mut guard, dir) = sipp_carrier(&sb, &s, "trunk_refer.xml", (sip_port, media_port), &["-s", IVR_DID, "-key", "caller", "09011112222", "-key", "target", "0120999999"]);
+    member.wait_event("CALL_ESTABLISHED", Duration::from_secs(15));
+    let status = common::wait_child(&mut guard.child, Duration::from_secs(40)).expect("SIPp finished within 40 s");
+    assert!(status.success(), "SIPp failed (no 403, or the call broke) ({status}):\n{}\n{}", common::tail(&dir.join("errors.log"), 30), common::tail(&dir.join("messages.log"), 60));
+    member.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    let events = member.events();
+    assert!(!events.iter().any(|e| e.kind.contains("TRANSFER")), "the phone was asked for no transfer: {events:?}");
+    let messages = std::fs::read_to_string(dir.join("messages.log")).unwrap_or_default();
+    assert!(messages.contains("transfers are taken from the city's own phones only"), "the 403 says why:\n{}", common::tail(&dir.join("messages.log"), 40));
 }

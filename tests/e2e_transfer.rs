@@ -5,7 +5,8 @@
 //! the legs of a call, so these are transfers the phones carry out: the
 //! transferee calls the target through the PBX and reports by NOTIFY.
 //! (Blind transfers the PBX performs itself, with recall, are in
-//! e2e_pbx_media.)
+//! e2e_pbx_media; the attended transfer the PBX performs is here, with
+//! `transfer_mode = pbx`.)
 
 mod common;
 
@@ -55,6 +56,20 @@ fn baresip(r: &Rig, user: &str, hz: f32) -> Baresip {
 
 fn tone_port(hz: f32) -> Arc<dyn AudioPort> {
     Arc::new(SplitPort::new(Arc::new(ToneSource::new(AudioFormat::ENGINE, hz.into(), 8000).unwrap()), Arc::new(NullPort::default())).unwrap())
+}
+
+/// A tone of `hz` to send, and what is heard written to `path` (WAV).
+fn recording_port(hz: f32, path: &std::path::Path) -> Arc<dyn AudioPort> {
+    Arc::new(SplitPort::new(Arc::new(ToneSource::new(AudioFormat::ENGINE, hz.into(), 8000).unwrap()), Arc::new(WavSink::create(path, 8000).unwrap())).unwrap())
+}
+
+/// Another SDK phone, registered as `ext`.
+fn sdk_phone(r: &Rig, ext: &str) -> (Account, UnboundedReceiver<AccountEvent>) {
+    let mut config = RegistrationConfig::new(ext, PW, &r.s.sip_addr().to_string());
+    config.expires = 300;
+    let (account, mut events) = r.rt.block_on(Account::start(r.s.sip_addr(), config)).unwrap();
+    registered(&r.rt, &mut events);
+    (account, events)
 }
 
 /// The first event on `events` that `pick` takes (returns `Some` for);
@@ -183,10 +198,7 @@ fn sdk_carries_out_a_transfer_the_far_end_asks_for() {
 fn sdk_attended_transfer_joins_its_two_far_ends() {
     let mut r = rig("xfer-attended");
     let mut c = baresip(&r, "1003", 1500.0);
-    let mut config = RegistrationConfig::new("1002", PW, &r.s.sip_addr().to_string());
-    config.expires = 300;
-    let (other, mut other_events) = r.rt.block_on(Account::start(r.s.sip_addr(), config)).unwrap();
-    registered(&r.rt, &mut other_events);
+    let (other, mut other_events) = sdk_phone(&r, "1002");
     // 1001 calls 1002 (the other SDK phone, which answers with 1000 Hz).
     let dialled = r.rt.block_on(r.account.dial_with_audio("1002", tone_port(440.0))).unwrap();
     let incoming = incoming_call(&r.rt, &mut other_events);
@@ -217,6 +229,133 @@ fn sdk_attended_transfer_joins_its_two_far_ends() {
     r.rt.block_on(r.account.close(Duration::from_secs(5)));
 }
 
+/// An attended transfer of `first` to `second` succeeded and both calls
+/// ended. The PBX ends the second call at once, maybe before its NOTIFY
+/// on the first arrives: the events are taken in any order.
+fn wait_transfer_and_ends(r: &mut Rig, first: &str, second: &str) {
+    let (mut success, mut ended) = (false, Vec::new());
+    while !(success && ended.len() == 2) {
+        let (id, ev) = next_event(&r.rt, &mut r.events, "the transfer's success and both calls' ends", |ev| match ev {
+            AccountEvent::Call { call_id, event } => Some((call_id, event)),
+            _ => None,
+        });
+        match ev {
+            CallEvent::TransferProgress { code, done: true } if id == first => {
+                assert!((200..300).contains(&code), "the transfer failed: {code}");
+                success = true;
+            }
+            CallEvent::Ended { .. } if id == first || id == second => ended.push(id),
+            _ => {}
+        }
+    }
+}
+
+/// The dominant tone among `candidates` in the 1.5 s of `samples` that
+/// end `skip_end` seconds before their end.
+fn tone_before_end(samples: &[i16], rate: u32, skip_end: f32, candidates: &[f32]) -> Option<f32> {
+    let end = samples.len().saturating_sub((rate as f32 * skip_end) as usize);
+    common::audio::dominant_tone(&samples[end.saturating_sub(rate as usize * 3 / 2)..end], rate, candidates)
+}
+
+/// The same with a hold first, as a receptionist does: 1001 (SDK) holds
+/// 1002 (a second SDK phone, which hears the PBX's hold music), calls 1003
+/// (baresip) and joins them. The PBX takes 1002 off hold with its own
+/// re-INVITE once 1003's media is moved, and 1002 hears 1003; baresip
+/// keeps its one call and is asked for no transfer.
+#[test]
+fn pbx_attended_transfer_after_a_hold_takes_the_held_party_off_hold() {
+    let mut r = rig("xfer-attended-held");
+    r.s.cli(&["setting", "set", "transfer_mode", "pbx"]);
+    let mut c = baresip(&r, "1003", 1500.0);
+    let (held, mut held_events) = sdk_phone(&r, "1002");
+    let first = r.rt.block_on(r.account.dial_with_audio("1002", tone_port(440.0))).unwrap();
+    let at_held = incoming_call(&r.rt, &mut held_events);
+    let rec = r._sb.file("heard-by-1002.wav");
+    let port = recording_port(1000.0, &rec);
+    held.answer_with_audio(&at_held, port);
+    wait_call(&mut r, &first, "the answer", |e| matches!(e, CallEvent::Connected { .. }));
+    r.account.hold(&first, true);
+    wait_call(&mut r, &first, "the hold", |e| matches!(e, CallEvent::OfferAnswered { .. }));
+    let second = dial(&mut r, "1003", 440.0);
+    c.wait_event("CALL_ESTABLISHED", EVENT_DEADLINE);
+    r.account.transfer_attended(&first, &second);
+    wait_transfer_and_ends(&mut r, &first, &second);
+    // The PBX's re-INVITE takes 1002 off hold (an offer that sends both ways).
+    next_event(&r.rt, &mut held_events, "1002 taken off hold", |ev| match ev {
+        AccountEvent::Call { call_id, event: CallEvent::RemoteOffer { sdp } } if call_id == at_held && !["a=sendonly", "a=inactive", "a=recvonly"].iter().any(|d| String::from_utf8_lossy(&sdp).contains(d)) => Some(()),
+        AccountEvent::Call { call_id, event: CallEvent::Ended { code, reason } } if call_id == at_held => panic!("1002's call ended ({code} {reason})"),
+        _ => None,
+    });
+    // Then 2 s of talk (16,000 bytes a second of 8 kHz 16-bit audio in
+    // 1002's recording) before 1003 hangs up.
+    let size = || std::fs::metadata(&rec).map(|m| m.len()).unwrap_or(0);
+    let resumed_at = size();
+    common::wait_for("2 s more of 1002's recording", EVENT_DEADLINE, || (size() >= resumed_at + 32_000).then_some(()));
+    let events = c.events();
+    assert!(!events.iter().any(|e| e.kind.contains("TRANSFER")), "1003 was asked for no transfer: {events:?}");
+    assert_eq!(events.iter().filter(|e| e.kind == "CALL_ESTABLISHED").count(), 1, "1003 kept its one call: {events:?}");
+    c.hangup();
+    next_event(&r.rt, &mut held_events, "the end of 1002's call", |ev| match ev {
+        AccountEvent::IncomingCall { call_id, .. } => panic!("1002 got a new call ({call_id})"),
+        AccountEvent::Call { call_id, event: CallEvent::Ended { .. } } if call_id == at_held => Some(()),
+        _ => None,
+    });
+    r.rt.block_on(held.close(Duration::from_secs(5)));
+    let (rate, samples) = read_wav(&rec);
+    assert_eq!(tone_before_end(&samples, rate, 0.5, &[440.0, 1000.0, 1500.0]), Some(1500.0), "1002, off hold, hears 1003 at the end");
+    r.rt.block_on(r.account.close(Duration::from_secs(5)));
+}
+
+/// Attended transfer carried out by the PBX (`transfer_mode = pbx`, the
+/// default): 1001 (SDK) talks to 1002 (baresip), calls 1003 (a second SDK
+/// phone) and joins them. The PBX takes the REFER with Replaces itself:
+/// 1002 is asked for nothing (so baresip, which cannot be the transferee
+/// of a phones' attended transfer, is fine here), 1003's call from 1001
+/// goes on as the same call, moved to 1002 by the PBX's re-INVITE, both
+/// of 1001's calls end, and 1002 and 1003 hear each other. (1003 is the
+/// SDK because baresip's recording of what it hears stops at a
+/// re-INVITE; 1001 does not hold 1002 first for the same reason: holding
+/// and resuming are tested with a raw client in e2e_pbx_media.)
+#[test]
+fn pbx_attended_transfer_joins_the_far_ends_without_asking_them() {
+    let mut r = rig("xfer-attended-pbx");
+    r.s.cli(&["setting", "set", "transfer_mode", "pbx"]);
+    let mut b = baresip(&r, "1002", 1000.0);
+    let (target, mut target_events) = sdk_phone(&r, "1003");
+    let first = dial(&mut r, "1002", 440.0);
+    b.wait_event("CALL_ESTABLISHED", EVENT_DEADLINE);
+    let second = r.rt.block_on(r.account.dial_with_audio("1003", tone_port(440.0))).unwrap();
+    let at_target = incoming_call(&r.rt, &mut target_events);
+    let rec = r._sb.file("heard-by-1003.wav");
+    let port = recording_port(1500.0, &rec);
+    target.answer_with_audio(&at_target, port);
+    wait_call(&mut r, &second, "the answer", |e| matches!(e, CallEvent::Connected { .. }));
+
+    r.account.transfer_attended(&first, &second);
+    wait_transfer_and_ends(&mut r, &first, &second);
+    // 1002 hears 1003 (1,500 Hz), on the call it always had.
+    let secs = common::audio::wav_secs(&b.dec_wav());
+    let heard = b.wait_heard(secs + 2.0, EVENT_DEADLINE);
+    let (rate, samples) = read_wav(&heard);
+    assert_eq!(tone_before_end(&samples, rate, 0.0, &[440.0, 1000.0, 1500.0]), Some(1500.0), "1002 hears 1003");
+    let events = b.events();
+    assert!(!events.iter().any(|e| e.kind.contains("TRANSFER")), "1002 was asked for no transfer: {events:?}");
+    assert_eq!(events.iter().filter(|e| e.kind == "CALL_ESTABLISHED").count(), 1, "1002 kept its one call: {events:?}");
+    assert!(!events.iter().any(|e| e.kind == "CALL_CLOSED"), "1002's call is still up: {events:?}");
+    // 1002 hangs up: 1003's call, the same one it answered, ends with it.
+    b.hangup();
+    next_event(&r.rt, &mut target_events, "the end of 1003's call", |ev| match ev {
+        AccountEvent::IncomingCall { call_id, .. } => panic!("1003 got a new call ({call_id}): the PBX should have moved the old one"),
+        AccountEvent::Call { call_id, event: CallEvent::Ended { .. } } if call_id == at_target => Some(()),
+        _ => None,
+    });
+    r.rt.block_on(target.close(Duration::from_secs(5)));
+    // Before the end, 1003 heard 1002 (1,000 Hz), not 1001 (440 Hz).
+    let (rate, samples) = read_wav(&rec);
+    assert_eq!(tone_before_end(&samples, rate, 0.5, &[440.0, 1000.0, 1500.0]), Some(1000.0), "1003 hears 1002 at the end");
+    r.rt.block_on(r.account.close(Duration::from_secs(5)));
+}
+
 /// Call waiting: a second call arrives during a call; the SDK holds the
 /// first, takes the second (and its digits), hangs it up and resumes.
 #[test]
@@ -232,7 +371,7 @@ fn sdk_takes_a_waiting_call_holds_the_first_and_hears_digits() {
     r.account.hold(&first, true);
     wait_call(&mut r, &first, "the hold", |e| matches!(e, CallEvent::OfferAnswered { .. }));
     let rec = r._sb.file("waiting.wav");
-    let port: Arc<dyn AudioPort> = Arc::new(SplitPort::new(Arc::new(ToneSource::new(AudioFormat::ENGINE, 700.0, 8000).unwrap()), Arc::new(WavSink::create(&rec, 8000).unwrap())).unwrap());
+    let port = recording_port(700.0, &rec);
     r.account.answer_with_audio(&second, port);
     wait_call(&mut r, &second, "the answer", |e| matches!(e, CallEvent::Connected { .. }));
     c.wait_event("CALL_ESTABLISHED", EVENT_DEADLINE);
@@ -311,7 +450,7 @@ fn sdk_talks_to_linphonec_with_audio_and_digits_both_ways() {
     let mut l = Linphonec::builder(&r._sb, "lin").account(LinphoneAccount::new("1002", PW, r.s.sip_addr())).tone(1000.0).codecs(&["PCMU"]).auto_answer(true).start();
     l.registered(Duration::from_secs(15));
     let rec = r._sb.file("sdk-heard.wav");
-    let port: Arc<dyn AudioPort> = Arc::new(SplitPort::new(Arc::new(ToneSource::new(AudioFormat::ENGINE, 440.0, 8000).unwrap()), Arc::new(WavSink::create(&rec, 8000).unwrap())).unwrap());
+    let port = recording_port(440.0, &rec);
     let id = r.rt.block_on(r.account.dial_with_audio("1002", port)).unwrap();
     wait_call(&mut r, &id, "the answer", |e| matches!(e, CallEvent::Connected { .. }));
     l.wait_connected(EVENT_DEADLINE);

@@ -113,7 +113,7 @@ pub async fn run_trunks(svc: Arc<Services>) {
                     run.next_at = Instant::now() + RETRY_INTERVAL;
                     set_state(&svc, run, "failed", "no answer (timeout)").await;
                 }
-                SipEvent::Request { .. } | SipEvent::Pickup { .. } => {}
+                SipEvent::Request { .. } | SipEvent::Pickup { .. } | SipEvent::TakeLeg { .. } => {}
             }
         }
     }

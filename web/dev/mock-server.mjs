@@ -78,7 +78,17 @@ function scheduleView(s) {
   const open = s.hours && jst.getUTCDay() >= 1 && jst.getUTCDay() <= 5 && min >= 510 && min < 1035;
   return { ...s, now: open ? { to: s.open, why: 'open' } : { to: s.closed, why: 'closed' } };
 }
-const settings = new Map([['main_number', '0312345000'], ['outside_prefix', '0'], ['cid_main_prefix', '*81'], ['cid_own_prefix', '*82']]);
+const settings = new Map([
+  ['main_number', '0312345000'],
+  ['outside_prefix', '0'],
+  ['cid_main_prefix', '*81'],
+  ['cid_own_prefix', '*82'],
+  ['schedule_clock', ''],
+  ['transfer_mode', 'pbx'],
+  ['transfer_recall_secs', '30'],
+  ['park_recall_secs', '120'],
+  ['transfer_code', '##'],
+]);
 let pbSeq = 4;
 let pbVersion = 3;
 const phonebook = new Map([

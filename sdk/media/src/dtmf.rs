@@ -132,6 +132,11 @@ impl DtmfDetector {
         }
     }
 
+    /// The telephone-event payload type this detector looks at.
+    pub fn payload_type(&self) -> u8 {
+        self.pt
+    }
+
     fn millis(&self, duration: u16) -> u32 {
         // u16 * 1000 fits in u32.
         u32::from(duration) * 1000 / self.clock_rate

@@ -78,6 +78,30 @@ struct Fork {
     profile_retried: bool,
 }
 
+impl Fork {
+    /// A party that joins the call already answered, with no INVITE of
+    /// ours to follow (a picker's INVITE, a party handed over by another
+    /// call): never cancelled, retried or matched to a response.
+    fn joined(dialog: Dialog, target: ForkTarget, sdp: LegSdp) -> Fork {
+        Fork {
+            dialog,
+            invite_uri: String::new(),
+            // Never the CSeq of a response to a request of ours.
+            invite_cseq: 0,
+            branch: String::new(),
+            target,
+            state: ForkState::Answered,
+            auth_tried: true,
+            sent_at: Instant::now(),
+            got_response: true,
+            offer: Vec::new(),
+            headers: Vec::new(),
+            sdp,
+            profile_retried: true,
+        }
+    }
+}
+
 /// A request passed to the other leg, waiting for its answer.
 struct Pending {
     from: LegSide,
@@ -113,6 +137,34 @@ enum Local {
     Parked,
     /// In the voice menus: the run, and when it began.
     Ivr(Box<crate::ivr::IvrRun>, Instant),
+}
+
+/// A leg's session timer (RFC 4028): who refreshes, and by when.
+#[derive(Debug, Clone, Copy, Default)]
+enum SessionTimer {
+    #[default]
+    Off,
+    /// The phone refreshes; a leg not refreshed by `deadline` is dead.
+    Theirs { secs: u64, deadline: Instant },
+    /// We refresh at `at`.
+    Ours { secs: u64, at: Instant },
+}
+
+impl SessionTimer {
+    fn due(&self) -> Option<Instant> {
+        match *self {
+            SessionTimer::Off => None,
+            SessionTimer::Theirs { deadline, .. } => Some(deadline),
+            SessionTimer::Ours { at, .. } => Some(at),
+        }
+    }
+
+    /// The phone refreshed the session (a re-INVITE or UPDATE from it).
+    fn refreshed(&mut self, now: Instant) {
+        if let SessionTimer::Theirs { secs, deadline } = self {
+            *deadline = now + Duration::from_secs(*secs);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,12 +212,11 @@ struct Call {
     /// Our reliable provisional, until PRACKed.
     a_rel: Option<Retransmit>,
     pending: HashMap<String, Pending>,
-    /// Leg A must refresh before this (it is the refresher).
-    a_session_deadline: Option<Instant>,
-    a_session_secs: Option<u64>,
-    /// We refresh leg B at this time (we are the refresher), every so often.
-    b_refresh_at: Option<Instant>,
-    b_session_secs: Option<u64>,
+    /// Session timers of leg A (the caller refreshes) and leg B (we do,
+    /// unless the callee asked to); a transfer by the caller's side swaps
+    /// them with the legs.
+    a_timer: SessionTimer,
+    b_timer: SessionTimer,
     busy_marks: Vec<String>,
     call_ids: Vec<String>,
     media_events: Option<mpsc::UnboundedReceiver<MediaEvent>>,
@@ -199,6 +250,9 @@ struct Call {
     /// Our re-INVITE taking the caller off hold after a transfer.
     a_resume: bool,
     a_resume_branch: Option<String>,
+    /// Our re-INVITE moving a party handed over by another call (an
+    /// attended transfer) onto this call's media.
+    b_move_branch: Option<String>,
     /// The group's waiting announcement and how often it plays.
     queue_announcement: Option<(Arc<[i16]>, Duration)>,
     /// When the waiting announcement plays next.
@@ -206,6 +260,38 @@ struct Call {
     /// Names the queue of prompts playing now; a Played event with an
     /// older cookie is stale.
     local_cookie: u32,
+    /// Where each leg's media comes from (address and SSRC), as the relay
+    /// last latched it.
+    a_source: Option<(std::net::SocketAddr, u32)>,
+    b_source: Option<(std::net::SocketAddr, u32)>,
+    /// The stream of a party that left leg B (a transferor): a latch onto
+    /// it (its last packets, still on their way) is dropped again, so that
+    /// the next party's stream is the one followed.
+    stale_b: Option<(std::net::SocketAddr, u32)>,
+    /// Each leg's keys, watched for the in-call transfer code.
+    a_keys: super::keys::KeyWatch,
+    b_keys: super::keys::KeyWatch,
+}
+
+/// A REFER being carried out by the PBX: answered 202, then NOTIFY 200.
+type Refer = (Request, TxKey, Responder);
+
+/// A party handed from one call to another (an attended transfer by the
+/// PBX): its dialog, our SDP state towards it, its session timer and who
+/// it is. Its media still flows to the giving call's ports until the
+/// taking call's re-INVITE moves it.
+pub struct HandedLeg {
+    dialog: Dialog,
+    target: ForkTarget,
+    sdp: LegSdp,
+    timer: SessionTimer,
+}
+
+/// Where a transfer by the PBX sends the other party.
+enum TransferTo {
+    Dest(Dest),
+    /// A parking slot, `*7N`.
+    Park(u8),
 }
 
 struct Retransmit {
@@ -493,10 +579,8 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
         a_rseq: rand::random::<u16>() as u32,
         a_rel: None,
         pending: HashMap::new(),
-        a_session_deadline: None,
-        a_session_secs: None,
-        b_refresh_at: None,
-        b_session_secs: None,
+        a_timer: SessionTimer::Off,
+        b_timer: SessionTimer::Off,
         busy_marks: Vec::new(),
         call_ids: Vec::new(),
         media_events: Some(media_rx),
@@ -517,8 +601,14 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
         park_deadline: None,
         a_resume: false,
         a_resume_branch: None,
+        b_move_branch: None,
         queue_announcement: None,
         queue_next: None,
+        a_keys: Default::default(),
+        b_keys: Default::default(),
+        a_source: None,
+        b_source: None,
+        stale_b: None,
     };
     call.call_ids.push(call.a.call_id.clone());
     call.save().await;
@@ -654,27 +744,316 @@ impl Call {
         }
     }
 
-    /// Where a REFER from the callee's side asks the PBX to send the call,
-    /// when the PBX is to carry the transfer out: Ok(None) to pass the
-    /// REFER across instead (attended transfers with Replaces, and
-    /// `transfer_mode = phones`), Err for a target that does not exist.
-    async fn pbx_transfer_target(&self, req: &Request) -> Result<Option<Dest>, (u16, &'static str)> {
-        if self.svc.store.setting(crate::store::SETTING_TRANSFER_MODE).await.unwrap_or_default() != "pbx" {
-            return Ok(None);
-        }
+    /// The number a REFER asks the PBX to send the other party to, when
+    /// the PBX is to carry it out: a parking slot (always), or any number
+    /// (`transfer_mode = pbx`). Ok(None) to pass the REFER across instead
+    /// (attended transfers with Replaces, and `transfer_mode = phones`).
+    async fn refer_target(&self, req: &Request) -> Result<Option<String>, (u16, &'static str)> {
         let Some(refer_to) = req.headers.get_raw(&Name::parse("Refer-To")).next().map(|v| v.to_string()) else {
             return Err((400, "REFER without Refer-To"));
         };
         if refer_to.to_ascii_lowercase().contains("replaces") {
             return Ok(None);
         }
-        let Some(user) = tsunagu_sip::message::uri_user(refer_to.trim_start_matches('<')) else {
+        let Some(user) = tsunagu_sip::message::uri_user(refer_to.trim().trim_start_matches('<')) else {
             return Err((400, "Refer-To names no number"));
         };
-        match parse_dialled(&self.svc.store, &self.svc.registrar, &user).await {
-            Ok(d) => d.dest.map(Some).ok_or((404, "no such number")),
+        if park_slot(&user).is_none() && self.svc.store.setting(crate::store::SETTING_TRANSFER_MODE).await.unwrap_or_default() != "pbx" {
+            return Ok(None);
+        }
+        Ok(Some(user))
+    }
+
+    /// A number to transfer to, as an extension would dial it.
+    async fn transfer_target(&self, number: &str) -> Result<TransferTo, (u16, &'static str)> {
+        if let Some(slot) = park_slot(number) {
+            return Ok(TransferTo::Park(slot));
+        }
+        match parse_dialled(&self.svc.store, &self.svc.registrar, number).await {
+            Ok(d) => d.dest.map(TransferTo::Dest).ok_or((404, "no such number")),
             Err(_) => Err((500, "store unavailable")),
         }
+    }
+
+    /// A REFER in a connected call: a blind transfer or a park by the PBX
+    /// (see [`Self::refer_target`]), from either side, or passed across
+    /// to the other party, which then calls the target through us (its
+    /// NOTIFYs come back the same way). A party on the carrier's side may
+    /// not move the city's calls (403): that would let an outside caller
+    /// dial out at the city's cost.
+    async fn on_refer(&mut self, side: LegSide, req: Request, key: TxKey, responder: Responder) {
+        let refused = |req: &Request, code: u16, why: &str| {
+            let mut r = response_to(req, code, None);
+            r.headers.insert(Name::WARNING, format!("399 tsunagu \"{why}\""));
+            r
+        };
+        if let Some(replaces) = replaces_call_id(&req).filter(|_| !self.leg_is_trunk(side)) {
+            return self.on_attended_refer(side, (req, key, responder), replaces).await;
+        }
+        let number = match self.refer_target(&req).await {
+            Ok(Some(n)) => n,
+            Ok(None) => return self.pass_request(side, req, key, responder, None),
+            Err((code, why)) => return responder.respond(key, refused(&req, code, why)),
+        };
+        // Before the number is looked up: an outsider learns nothing of
+        // which numbers exist.
+        if self.leg_is_trunk(side) {
+            return responder.respond(key, refused(&req, 403, "transfers are taken from the city's own phones only"));
+        }
+        let to = match self.transfer_target(&number).await {
+            Ok(to) => to,
+            Err((code, why)) => return responder.respond(key, refused(&req, code, why)),
+        };
+        // The transferor is always leg B: the caller's side trades places.
+        if side == LegSide::A && !self.swap_legs() {
+            return responder.respond(key, refused(&req, 491, "the call is changing; try again"));
+        }
+        match to {
+            TransferTo::Park(slot) => self.park(Some((req, key, responder)), slot).await,
+            TransferTo::Dest(dest) => self.blind_transfer(Some((req, key, responder)), dest).await,
+        }
+    }
+
+    /// An attended transfer (REFER with Replaces: "join the party here to
+    /// the one on that dialog of mine"): with `transfer_mode = pbx` the
+    /// PBX joins them itself. The other call hands its far party over
+    /// (`SipEvent::TakeLeg`), the transferor is released from both calls,
+    /// and our re-INVITE moves that party's media onto this call. The
+    /// phones need not support Replaces. When the other call is not ours
+    /// or cannot give its party up now, the REFER goes across as before
+    /// and the phones do it.
+    async fn on_attended_refer(&mut self, side: LegSide, refer: Refer, replaces: String) {
+        let pbx_mode = self.svc.store.setting(crate::store::SETTING_TRANSFER_MODE).await.unwrap_or_default() == "pbx";
+        let other = self.svc.calls.inbox_of(&replaces).filter(|_| pbx_mode && !self.call_ids.contains(&replaces));
+        // The transferor is leg B here too.
+        let side = match other {
+            Some(_) if side == LegSide::A && self.swap_legs() => LegSide::B,
+            _ => side,
+        };
+        let leg = match other.filter(|_| side == LegSide::B) {
+            Some(tx) => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                if tx.send(SipEvent::TakeLeg { call_id: replaces, reply }).is_ok() {
+                    // Bounded: the other task answers at once, unless it is
+                    // itself waiting for us (two crossing transfers).
+                    tokio::time::timeout(Duration::from_secs(2), answer).await.ok().and_then(Result::ok).flatten()
+                } else {
+                    None
+                }
+            }
+            None => None,
+        };
+        let Some(leg) = leg else {
+            let (req, key, responder) = refer;
+            return self.pass_request(side, req, key, responder, None);
+        };
+        if self.release_transferor(Some(refer)).is_none() {
+            return;
+        }
+        tracing::info!(call = %self.record.id, to = ?leg.target, "attended transfer by the PBX");
+        self.adopt_leg(leg);
+    }
+
+    /// Give up this call's party that is not on dialog `call_id` (the
+    /// transferor's leg) to another call: the transferor's leg here ends
+    /// (BYE) and so does this call, without a BYE to the party handed over.
+    fn give_leg(&mut self, call_id: &str) -> Option<HandedLeg> {
+        if self.phase != Phase::Connected {
+            return None;
+        }
+        let transferor_is_b = self.winner.is_some_and(|i| self.forks[i].dialog.call_id == call_id);
+        if self.a.call_id != call_id && !transferor_is_b {
+            return None;
+        }
+        // The party handed over is leg B: the transferor trades places.
+        if transferor_is_b && !self.swap_legs() {
+            return None;
+        }
+        if !self.pending.is_empty() || self.a_resume_branch.is_some() || self.b_200.is_some() || self.b_move_branch.is_some() {
+            return None;
+        }
+        let i = self.winner.take()?;
+        self.forks[i].state = ForkState::Done;
+        let leg = HandedLeg { dialog: self.forks[i].dialog.clone(), target: self.forks[i].target.clone(), sdp: std::mem::replace(&mut self.b_sdp, LegSdp::new(false)), timer: std::mem::take(&mut self.b_timer) };
+        // Its dialog's requests, and its extension's busy mark, go with it.
+        self.call_ids.retain(|c| *c != leg.dialog.call_id);
+        if let ForkTarget::Device { ext, .. } = &leg.target {
+            if let Some(pos) = self.busy_marks.iter().position(|e| e == ext) {
+                self.busy_marks.remove(pos);
+            }
+        }
+        if self.held == Some(LegSide::B) {
+            self.held = None;
+        }
+        tracing::info!(call = %self.record.id, "party handed over to another call (attended transfer); this call ends");
+        self.send_in_dialog(LegSide::A, "BYE", None);
+        self.phase = Phase::Ended;
+        Some(leg)
+    }
+
+    /// A party handed over by another call becomes leg B: its dialog is
+    /// routed here, and our re-INVITE (with a fresh SRTP key: its old
+    /// contexts stay with the other call) moves its media to our ports.
+    fn adopt_leg(&mut self, leg: HandedLeg) {
+        self.svc.calls.register_call_id(&leg.dialog.call_id, self.inbox.clone());
+        self.call_ids.push(leg.dialog.call_id.clone());
+        let mut sdp = leg.sdp;
+        sdp.our_key = None;
+        let ports = self.media.b;
+        let offer = make_offer(&self.a_offer, &mut sdp, self.media.address, ports.rtp, ports.rtcp).ok();
+        if let ForkTarget::Device { ext, device } = &leg.target {
+            self.record.answered_by = Some(ext.clone());
+            self.record.answered_device = Some(device.clone()).filter(|d| !d.is_empty());
+            self.busy_marks.push(ext.clone());
+        }
+        self.forks.push(Fork::joined(leg.dialog, leg.target, sdp.clone()));
+        self.winner = Some(self.forks.len() - 1);
+        self.b_sdp = sdp;
+        self.b_timer = leg.timer;
+        self.phase = Phase::Connected;
+        let token = self.token;
+        let local = self.svc.local;
+        let sent = offer.and_then(|offer| {
+            let i = self.winner?;
+            let d = &mut self.forks[i].dialog;
+            let req = d.request_for(&local, token, "INVITE", None, &[], Some(("application/sdp", &offer)))?;
+            let branch = req.core.top_branch().map(str::to_string);
+            self.svc.endpoint.send_request(req, d.peer);
+            branch
+        });
+        if sent.is_none() {
+            tracing::warn!(call = %self.record.id, "cannot move the handed-over party's media here; ending the call");
+            self.send_in_dialog(LegSide::B, "BYE", None);
+            self.send_in_dialog(LegSide::A, "BYE", None);
+            self.phase = Phase::Ended;
+        }
+        self.b_move_branch = sent;
+    }
+
+    /// The answer to our re-INVITE moving a handed-over party here: its
+    /// media now flows to this call, and the parties hear each other.
+    async fn on_moved(&mut self, resp: Response) {
+        self.b_move_branch = None;
+        if !(200..300).contains(&resp.code) {
+            tracing::warn!(call = %self.record.id, code = resp.code, "the handed-over party refused to move; ending the call");
+            return self.hangup(None, "failed").await;
+        }
+        if let Some(i) = self.winner {
+            let d = &self.forks[i].dialog;
+            if let Some(ack) = d.ack_for(&self.svc.local, self.token, resp.core.cseq.seq, None) {
+                self.svc.endpoint.send_raw(d.peer, ack);
+            }
+        }
+        match Sdp::parse(&resp.body) {
+            Ok(sdp) if take_answer(&mut self.b_sdp, &sdp, &resp.body).is_ok() => {
+                self.push_media();
+                // Its media comes from its own address now.
+                self.media.unlatch(LegSide::B);
+            }
+            _ => {
+                tracing::warn!(call = %self.record.id, "the handed-over party's answer is unusable; ending the call");
+                return self.hangup(None, "failed").await;
+            }
+        }
+        self.media.set_local(LegSide::A, false);
+        self.local = None;
+        // The transferor had put the party here on hold (music or not):
+        // it is taken off now, or it would not hear the new party.
+        let a_not_sending = self.a_sdp.last_sent.as_deref().and_then(|s| Sdp::parse(s).ok()).is_some_and(|s| audio_direction(&s) != Direction::SendRecv);
+        if std::mem::take(&mut self.a_resume) || a_not_sending {
+            self.resume_a();
+        }
+        self.save().await;
+    }
+
+    /// A key pressed on a connected leg (RFC 4733 or SIP INFO): the
+    /// transfer code (setting `transfer_code`, `##`), a number and `#`
+    /// transfer the other party there, or park it (`*7N`). A number that
+    /// does not exist is ignored (logged), and the call goes on.
+    async fn on_key(&mut self, side: LegSide, digit: char) {
+        if self.phase != Phase::Connected || self.leg_is_trunk(side) {
+            return;
+        }
+        let code = self.svc.store.setting(crate::store::SETTING_TRANSFER_CODE).await.unwrap_or_default();
+        let keys = if side == LegSide::A { &mut self.a_keys } else { &mut self.b_keys };
+        if let Some(action) = keys.key(&code, digit, Instant::now()) {
+            self.on_key_action(side, action).await;
+        }
+    }
+
+    async fn on_key_action(&mut self, side: LegSide, action: super::keys::KeyAction) {
+        let super::keys::KeyAction::Transfer(number) = action;
+        let to = match self.transfer_target(&number).await {
+            Ok(to) => to,
+            Err((code, why)) => {
+                tracing::info!(call = %self.record.id, leg = ?side, %number, code, why, "keyed transfer refused; the call goes on");
+                return;
+            }
+        };
+        tracing::info!(call = %self.record.id, leg = ?side, %number, "transfer keyed on the phone");
+        if side == LegSide::A && !self.swap_legs() {
+            tracing::info!(call = %self.record.id, "keyed transfer while the call is changing; ignored");
+            return;
+        }
+        match to {
+            TransferTo::Park(slot) => self.park(None, slot).await,
+            TransferTo::Dest(dest) => self.blind_transfer(None, dest).await,
+        }
+    }
+
+    /// The party on this leg came in over (or is reached through) a trunk.
+    fn leg_is_trunk(&self, side: LegSide) -> bool {
+        match side {
+            LegSide::A => matches!(self.origin, Origin::Trunk(_)),
+            LegSide::B => self.winner.is_some_and(|i| matches!(self.forks[i].target, ForkTarget::Trunk { .. })),
+        }
+    }
+
+    /// Trade the parties' places: the answered callee moves into the
+    /// caller's slot (leg A) and the caller into the answered fork's (leg
+    /// B), so that a transfer or park asked for by the caller's side runs
+    /// exactly as one asked for by the callee's (the transferor is leg B).
+    /// Each phone keeps its dialog, its SDP state, its session timer and
+    /// its media ports (the media session swaps its names for the legs,
+    /// not its sockets). False, and nothing changed, while something is in
+    /// flight between the legs (a request passed across, a 200 not yet
+    /// acknowledged, our own re-INVITE, the PBX playing to the caller).
+    fn swap_legs(&mut self) -> bool {
+        let Some(i) = self.winner else { return false };
+        if self.phase != Phase::Connected || !self.pending.is_empty() || self.a_200.is_some() || self.b_200.is_some() || self.a_resume_branch.is_some() || self.local.is_some() {
+            return false;
+        }
+        // Calls to the next party are built from the callee's last SDP as
+        // they were from the caller's offer (G.711 is added when missing).
+        let Some(mut offer) = self.b_sdp.last_received.as_deref().and_then(|raw| Sdp::parse(raw).ok()) else { return false };
+        // Its last SDP may be the answer to a hold (recvonly): the next
+        // party is offered both ways all the same.
+        if let Some(m) = offer.audio_index() {
+            offer.media[m].set_direction(Direction::SendRecv);
+        }
+        let (callee, callee_number) = match &self.forks[i].target {
+            ForkTarget::Device { ext, .. } => (Origin::Extension(ext.clone()), ext.clone()),
+            ForkTarget::Trunk { trunk, number, .. } => (Origin::Trunk(trunk.clone()), number.clone()),
+        };
+        let caller = match &self.origin {
+            Origin::Extension(ext) => ForkTarget::Device { ext: ext.clone(), device: String::new() },
+            Origin::Trunk(trunk) => ForkTarget::Trunk { trunk: trunk.clone(), number: self.record.caller.clone(), rest: Vec::new() },
+        };
+        std::mem::swap(&mut self.a, &mut self.forks[i].dialog);
+        std::mem::swap(&mut self.a_sdp, &mut self.b_sdp);
+        std::mem::swap(&mut self.a_timer, &mut self.b_timer);
+        std::mem::swap(&mut self.a_keys, &mut self.b_keys);
+        std::mem::swap(&mut self.a_source, &mut self.b_source);
+        self.stale_b = None;
+        self.forks[i].target = caller;
+        self.origin = callee;
+        self.a_offer = offer;
+        self.held = self.held.map(LegSide::other);
+        self.media.swap_sides();
+        // The next party sees who it is being given.
+        self.b_from = format!("\"{n}\" <sip:{n}@{}>", self.svc.local.sip, n = callee_number.replace('"', ""));
+        tracing::info!(call = %self.record.id, "legs swapped: the caller's side is transferring");
+        true
     }
 
     /// Blind transfer by the PBX: accept the REFER, release the
@@ -682,8 +1061,8 @@ impl Call {
     /// the target; when it does not answer within `transfer_recall_secs`,
     /// is busy or cannot be reached, the transferor's extension rings again
     /// (recall); when that fails too, the call ends.
-    async fn blind_transfer(&mut self, req: Request, key: TxKey, responder: Responder, target: Dest) {
-        let Some(transferor) = self.release_transferor(req, key, responder) else { return };
+    async fn blind_transfer(&mut self, refer: Option<Refer>, target: Dest) {
+        let Some(transferor) = self.release_transferor(refer) else { return };
         tracing::info!(call = %self.record.id, transferor = ?transferor, target = %target, "blind transfer by the PBX");
         let recall = self.svc.store.setting(crate::store::SETTING_TRANSFER_RECALL_SECS).await.ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(30);
         self.recall_to = transferor.map(Dest::User);
@@ -699,11 +1078,15 @@ impl Call {
     /// music, and whoever dials `*7N` takes the call. Nobody within
     /// `park_recall_secs`: the parker's phone rings again. A taken slot:
     /// 486 to the REFER, and the call goes on.
-    async fn park(&mut self, req: Request, key: TxKey, responder: Responder, slot: u8) {
+    async fn park(&mut self, refer: Option<Refer>, slot: u8) {
         if !self.svc.calls.park(slot, self.token, &self.inbox) {
-            return responder.respond(key, response_to(&req, 486, None));
+            tracing::info!(call = %self.record.id, slot, "parking slot in use; the call goes on");
+            if let Some((req, key, responder)) = refer {
+                responder.respond(key, response_to(&req, 486, None));
+            }
+            return;
         }
-        let Some(parker) = self.release_transferor(req, key, responder) else {
+        let Some(parker) = self.release_transferor(refer) else {
             self.svc.calls.unpark(self.token);
             return;
         };
@@ -716,16 +1099,18 @@ impl Call {
         self.recall_to = parker.map(Dest::User);
     }
 
-    /// The transferor (or parker) on leg B is done: 202 to its REFER,
-    /// NOTIFY 200 and BYE; leg A becomes the PBX's (answered by us, local)
-    /// and leg B is free for the next party. Its extension, if a phone of
-    /// ours (None for a trunk leg); None overall when there is no leg B.
-    fn release_transferor(&mut self, req: Request, key: TxKey, responder: Responder) -> Option<Option<String>> {
+    /// The transferor (or parker) on leg B is done: 202 to its REFER and
+    /// NOTIFY 200 (when it sent one; not for a keyed code), then BYE; leg
+    /// A becomes the PBX's (answered by us, local) and leg B is free for
+    /// the next party. Its extension, if a phone of ours (None for a trunk
+    /// leg); None overall when there is no leg B.
+    fn release_transferor(&mut self, refer: Option<Refer>) -> Option<Option<String>> {
         let Some(i) = self.winner else {
-            responder.respond(key, response_to(&req, 481, None));
+            if let Some((req, key, responder)) = refer {
+                responder.respond(key, response_to(&req, 481, None));
+            }
             return None;
         };
-        responder.respond(key, response_to(&req, 202, None));
         let transferor = match &self.forks[i].target {
             ForkTarget::Device { ext, .. } => Some(ext.clone()),
             ForkTarget::Trunk { .. } => None,
@@ -734,20 +1119,24 @@ impl Call {
         // accepted and end its leg (it may hang up first; both are fine).
         let token = self.token;
         let local = self.svc.local;
-        let notify_headers = [("Event", "refer".to_string()), ("Subscription-State", "terminated;reason=noresource".to_string())];
         let d = &mut self.forks[i].dialog;
-        if let Some(n) = d.request_for(&local, token, "NOTIFY", None, &notify_headers, Some(("message/sipfrag;version=2.0", b"SIP/2.0 200 OK"))) {
-            self.svc.endpoint.send_request(n, d.peer);
+        if let Some((req, key, responder)) = refer {
+            responder.respond(key, response_to(&req, 202, None));
+            let notify_headers = [("Event", "refer".to_string()), ("Subscription-State", "terminated;reason=noresource".to_string())];
+            if let Some(n) = d.request_for(&local, token, "NOTIFY", None, &notify_headers, Some(("message/sipfrag;version=2.0", b"SIP/2.0 200 OK"))) {
+                self.svc.endpoint.send_request(n, d.peer);
+            }
         }
         if let Some(bye) = d.request_for(&local, token, "BYE", None, &[], None) {
             self.svc.endpoint.send_request(bye, d.peer);
         }
         self.forks[i].state = ForkState::Done;
         self.winner = None;
+        self.a_keys.reset();
+        self.b_keys.reset();
         self.early_fork = None;
         self.early_answer = None;
-        self.b_refresh_at = None;
-        self.b_session_secs = None;
+        self.b_timer = SessionTimer::Off;
         if let Some(ext) = &transferor {
             if let Some(pos) = self.busy_marks.iter().position(|e| e == ext) {
                 self.busy_marks.remove(pos);
@@ -764,6 +1153,7 @@ impl Call {
         self.b_sdp = LegSdp::new(self.a_sdp.savp);
         self.media.set_local(LegSide::A, true);
         self.media.unlatch(LegSide::B);
+        self.stale_b = self.b_source.take();
         // Neither the target nor the transferor is a loop of this call.
         self.visited.clear();
         self.hunt = None;
@@ -1256,6 +1646,9 @@ impl Call {
                     Some(SipEvent::Response { key, resp }) => self.on_response(key, resp).await,
                     Some(SipEvent::Timeout { key }) => self.on_tx_timeout(key).await,
                     Some(SipEvent::Pickup { req, key, responder, .. }) => responder.respond(key, response_to(&req, 480, Some(&crate::registrar::new_tag()))),
+                    Some(SipEvent::TakeLeg { reply, .. }) => {
+                        let _ = reply.send(None);
+                    }
                     None => break,
                 }
             }
@@ -1269,11 +1662,13 @@ impl Call {
         d.extend(self.a_200.as_ref().map(|r| r.next.min(r.give_up)));
         d.extend(self.b_200.as_ref().map(|r| r.next.min(r.give_up)));
         d.extend(self.a_rel.as_ref().map(|r| r.next.min(r.give_up)));
-        d.extend(self.a_session_deadline);
-        d.extend(self.b_refresh_at);
+        d.extend(self.a_timer.due());
+        d.extend(self.b_timer.due());
         d.extend(self.ivr_deadline);
         d.extend(self.queue_next);
         d.extend(self.park_deadline);
+        d.extend(self.a_keys.deadline());
+        d.extend(self.b_keys.deadline());
         if self.phase == Phase::Ringing {
             for f in &self.forks {
                 if f.state == ForkState::Calling && !f.got_response && matches!(f.target, ForkTarget::Trunk { .. }) {
@@ -1311,6 +1706,15 @@ impl Call {
         if self.ivr_deadline.is_some_and(|d| now >= d) {
             self.ivr_deadline = None;
             self.ivr_input(crate::ivr::IvrInput::Timeout).await;
+        }
+        for side in [LegSide::A, LegSide::B] {
+            let keys = if side == LegSide::A { &mut self.a_keys } else { &mut self.b_keys };
+            if let Some(action) = keys.on_time(now) {
+                if self.phase == Phase::Connected {
+                    self.on_key_action(side, action).await;
+                }
+                return;
+            }
         }
         if self.phase == Phase::Ringing {
             // A trunk that said nothing at all: fail over now.
@@ -1373,28 +1777,41 @@ impl Call {
                 r.next = now + r.interval;
             }
         }
-        if self.a_session_deadline.is_some_and(|d| now >= d) {
-            tracing::info!(call = %self.record.id, "caller's session timer expired (no refresh): ending the call");
-            self.a_session_deadline = None;
-            self.hangup(None, "session-expired").await;
-            return;
-        }
-        if self.b_refresh_at.is_some_and(|d| now >= d) {
-            self.b_refresh_at = None;
-            self.refresh_b();
+        for side in [LegSide::A, LegSide::B] {
+            match *self.timer(side) {
+                SessionTimer::Theirs { deadline, .. } if now >= deadline => {
+                    tracing::info!(call = %self.record.id, leg = ?side, "session timer expired (no refresh): ending the call");
+                    *self.timer(side) = SessionTimer::Off;
+                    self.hangup(None, "session-expired").await;
+                    return;
+                }
+                SessionTimer::Ours { secs, at } if now >= at => self.refresh(side, secs),
+                _ => {}
+            }
         }
     }
 
     async fn on_media(&mut self, ev: MediaEvent) {
-        match ev {
+        match self.media.for_call(ev) {
             MediaEvent::Dtmf { from, digit, duration_ms } => {
                 // The other leg has no telephone-event: send it SIP INFO.
                 let to = from.other();
                 let (ctype, body) = tsunagu_media::dtmf::info_body(digit, duration_ms);
                 self.send_in_dialog(to, "INFO", Some((ctype, body.as_bytes())));
+                self.on_key(from, digit).await;
             }
-            MediaEvent::Latched { side, addr } => {
-                tracing::debug!(call = %self.record.id, leg = ?side, %addr, "media latched");
+            MediaEvent::KeyRelayed { from, digit, .. } => self.on_key(from, digit).await,
+            MediaEvent::Latched { side, addr, ssrc } => {
+                tracing::debug!(call = %self.record.id, leg = ?side, %addr, ssrc, "media latched");
+                if side == LegSide::B && self.stale_b == Some((addr, ssrc)) {
+                    tracing::debug!(call = %self.record.id, %addr, "latched onto the party that left; dropping that latch");
+                    self.media.unlatch(LegSide::B);
+                    return;
+                }
+                if side == LegSide::B {
+                    self.stale_b = None;
+                }
+                *(if side == LegSide::A { &mut self.a_source } else { &mut self.b_source }) = Some((addr, ssrc));
             }
             MediaEvent::Played { side: LegSide::A, cookie } if cookie == self.local_cookie => self.on_played().await,
             MediaEvent::Played { .. } => {}
@@ -1436,6 +1853,9 @@ impl Call {
             SipEvent::Response { key, resp } => self.on_response(key, resp).await,
             SipEvent::Timeout { key } => self.on_tx_timeout(key).await,
             SipEvent::Pickup { req, key, peer, responder, picker } => self.on_pickup(req, key, peer, responder, picker).await,
+            SipEvent::TakeLeg { call_id, reply } => {
+                let _ = reply.send(self.give_leg(&call_id));
+            }
         }
     }
 
@@ -1479,22 +1899,7 @@ impl Call {
             self.b_200 = Some(Retransmit { bytes: r.to_bytes(), next: now + Duration::from_millis(500), interval: Duration::from_millis(500), give_up: now + Duration::from_secs(32) });
         }
         responder.respond(key, r);
-        self.forks.push(Fork {
-            dialog,
-            invite_uri: String::new(),
-            // Never the CSeq of a response to a request of ours.
-            invite_cseq: 0,
-            branch: String::new(),
-            target: ForkTarget::Device { ext: picker.clone(), device: "pickup".into() },
-            state: ForkState::Answered,
-            auth_tried: false,
-            sent_at: Instant::now(),
-            got_response: true,
-            offer: Vec::new(),
-            headers: Vec::new(),
-            sdp: sdp.clone(),
-            profile_retried: false,
-        });
+        self.forks.push(Fork::joined(dialog, ForkTarget::Device { ext: picker.clone(), device: "pickup".into() }, sdp.clone()));
         self.winner = Some(self.forks.len() - 1);
         self.b_sdp = sdp;
         // An early-media fork may have latched leg B; the picker is another phone.
@@ -1623,15 +2028,18 @@ impl Call {
                     }
                     return;
                 }
-                if let Some((digit, ms)) = tsunagu_media::dtmf::parse_info(&ctype, &req.body) {
-                    if to_has_te {
-                        // The other leg takes RFC 4733: play it there.
+                let keyed = tsunagu_media::dtmf::parse_info(&ctype, &req.body);
+                match keyed {
+                    // The other leg takes RFC 4733: play it there.
+                    Some((digit, ms)) if to_has_te => {
                         responder.respond(key, response_to(&req, 200, None));
                         self.media.send_dtmf(to, digit, ms);
-                        return;
                     }
+                    _ => self.pass_request(side, req, key, responder, None),
                 }
-                self.pass_request(side, req, key, responder, None);
+                if let Some((digit, _)) = keyed {
+                    self.on_key(side, digit).await;
+                }
             }
             "OPTIONS" => {
                 let mut r = response_to(&req, 200, None);
@@ -1648,25 +2056,7 @@ impl Call {
                     responder.respond(key, response_to(&req, 481, None));
                 }
             }
-            // A blind transfer from the callee's phone is carried out here,
-            // with recall (setting `transfer_mode = pbx`, the default).
-            // Otherwise (an attended transfer with Replaces, the caller's
-            // side, `transfer_mode = phones`) the REFER goes to the other
-            // party, which calls the target through us, and its NOTIFYs
-            // come back the same way.
-            "REFER" if side == LegSide::B && self.phase == Phase::Connected && refer_user(&req).as_deref().and_then(park_slot).is_some() => {
-                let slot = refer_user(&req).as_deref().and_then(park_slot).unwrap_or(1);
-                self.park(req, key, responder, slot).await;
-            }
-            "REFER" if side == LegSide::B && self.phase == Phase::Connected => match self.pbx_transfer_target(&req).await {
-                Ok(Some(target)) => self.blind_transfer(req, key, responder, target).await,
-                Ok(None) => self.pass_request(side, req, key, responder, None),
-                Err((code, why)) => {
-                    let mut r = response_to(&req, code, None);
-                    r.headers.insert(Name::WARNING, format!("399 tsunagu \"{why}\""));
-                    responder.respond(key, r);
-                }
-            },
+            "REFER" if self.phase == Phase::Connected => self.on_refer(side, req, key, responder).await,
             "REFER" => self.pass_request(side, req, key, responder, None),
             _ => self.pass_request(side, req, key, responder, None),
         }
@@ -1694,9 +2084,7 @@ impl Call {
         if req.method == "INVITE" && self.phase == Phase::Ringing {
             return responder.respond(key, response_to(&req, 491, None));
         }
-        if side == LegSide::A {
-            self.a_session_deadline = self.a_session_secs.map(|s| Instant::now() + Duration::from_secs(s));
-        }
+        self.timer(side).refreshed(Instant::now());
         if let Some(seq) = self.dialog_mut(side).and_then(|d| d.remote_cseq) {
             if req.core.cseq.seq <= seq && req.method == "INVITE" {
                 return responder.respond(key, response_to(&req, 500, None));
@@ -1722,7 +2110,8 @@ impl Call {
             let mut r = response_to(&req, 200, None);
             let transport = self.dialog_mut(side).map_or(tsunagu_sip::TransportKind::Udp, |d| d.peer.transport);
             r.headers.insert(Name::CONTACT, self.svc.local.contact(transport));
-            if let Some(secs) = self.a_session_secs.filter(|_| side == LegSide::A) {
+            // The phone refreshes: it is the UAC of its refreshes.
+            if let SessionTimer::Theirs { secs, .. } = *self.timer(side) {
                 r.headers.insert(Name::SESSION_EXPIRES, format!("{secs};refresher=uac"));
                 r.headers.insert(Name::REQUIRE, "timer");
             }
@@ -1829,7 +2218,11 @@ impl Call {
     /// re-INVITE with its original offer's codecs, sending both ways.
     fn resume_a(&mut self) {
         let ports = self.media.a;
-        let Ok(offer) = make_offer(&self.a_offer, &mut self.a_sdp, self.media.address, ports.rtp, ports.rtcp) else { return };
+        let mut template = self.a_offer.clone();
+        if let Some(m) = template.audio_index() {
+            template.media[m].set_direction(Direction::SendRecv);
+        }
+        let Ok(offer) = make_offer(&template, &mut self.a_sdp, self.media.address, ports.rtp, ports.rtcp) else { return };
         let token = self.token;
         let local = self.svc.local;
         if let Some(req) = self.a.request_for(&local, token, "INVITE", None, &[], Some(("application/sdp", &offer))) {
@@ -1838,22 +2231,30 @@ impl Call {
         }
     }
 
-    /// Refresh leg B's session (we are its refresher): a re-INVITE with the
-    /// same SDP. A 408 or 481 means B is gone.
-    fn refresh_b(&mut self) {
-        let Some(sdp) = self.b_sdp.last_sent.clone() else { return };
-        let secs = self.b_session_secs.unwrap_or(self.session_expires());
+    /// A leg's session timer.
+    fn timer(&mut self, side: LegSide) -> &mut SessionTimer {
+        match side {
+            LegSide::A => &mut self.a_timer,
+            LegSide::B => &mut self.b_timer,
+        }
+    }
+
+    /// Refresh a leg's session (we are its refresher): an UPDATE with the
+    /// same SDP, again at half the interval. A 408 or 481 means the leg's
+    /// phone is gone.
+    fn refresh(&mut self, side: LegSide, secs: u64) {
+        *self.timer(side) = SessionTimer::Ours { secs, at: Instant::now() + Duration::from_secs(secs / 2) };
+        let Some(sdp) = self.leg_sdp(side).last_sent.clone() else { return };
         let extra = [("Session-Expires", format!("{secs};refresher=uac")), ("Supported", "timer".to_string())];
         let token = self.token;
         let local = self.svc.local;
-        let Some(d) = self.dialog_mut(LegSide::B) else { return };
+        let Some(d) = self.dialog_mut(side) else { return };
         if let Some(req) = d.request_for(&local, token, "UPDATE", None, &extra, Some(("application/sdp", &sdp))) {
             let peer = d.peer;
             let branch = req.core.top_branch().unwrap_or_default().to_string();
             self.pending_refresh.insert(branch);
             self.svc.endpoint.send_request(req, peer);
         }
-        self.b_refresh_at = Some(Instant::now() + Duration::from_secs(secs / 2));
     }
 
     async fn on_response(&mut self, key: TxKey, resp: Response) {
@@ -1887,6 +2288,12 @@ impl Call {
                         }
                     }
                 }
+            }
+            return;
+        }
+        if self.b_move_branch.as_deref() == Some(key.branch.as_str()) {
+            if resp.code >= 200 && self.phase == Phase::Connected {
+                self.on_moved(resp).await;
             }
             return;
         }
@@ -2071,11 +2478,8 @@ impl Call {
         let b_se = resp.headers.get_raw(&Name::SESSION_EXPIRES).next().map(|v| v.to_string());
         if let Some(se) = b_se {
             let secs = se.split(';').next().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(self.session_expires()).max(self.min_se());
-            let we_refresh = !se.contains("refresher=uas");
-            self.b_session_secs = Some(secs);
-            if we_refresh {
-                self.b_refresh_at = Some(Instant::now() + Duration::from_secs(secs / 2));
-            }
+            let now = Instant::now();
+            self.b_timer = if se.contains("refresher=uas") { SessionTimer::Theirs { secs, deadline: now + Duration::from_secs(secs) } } else { SessionTimer::Ours { secs, at: now + Duration::from_secs(secs / 2) } };
         }
         if self.a_answered {
             // From the PBX's own audio to the callee's: same ports, so no
@@ -2130,8 +2534,7 @@ impl Call {
             let secs = se.split(';').next().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(self.session_expires()).max(self.min_se());
             r.headers.insert(Name::SESSION_EXPIRES, format!("{secs};refresher=uac"));
             r.headers.insert(Name::REQUIRE, "timer");
-            self.a_session_secs = Some(secs);
-            self.a_session_deadline = Some(Instant::now() + Duration::from_secs(secs));
+            self.a_timer = SessionTimer::Theirs { secs, deadline: Instant::now() + Duration::from_secs(secs) };
         }
         r.body = Bytes::from(answer_sdp);
         let bytes = r.to_bytes();
@@ -2415,6 +2818,18 @@ enum Leg {
     Fork(usize),
 }
 
+/// The Call-ID an attended transfer's Refer-To names in its Replaces
+/// (`<sip:1003@pbx?Replaces=CALLID%3Bto-tag%3D..%3Bfrom-tag%3D..>`).
+fn replaces_call_id(req: &Request) -> Option<String> {
+    let v = req.headers.get_raw(&Name::parse("Refer-To")).next()?.to_string();
+    let lower = v.to_ascii_lowercase();
+    let at = lower.find("replaces=")? + "replaces=".len();
+    let raw = v[at..].split(['&', '>']).next()?;
+    let decoded = tsunagu_sip::message::percent_decode(raw);
+    let call_id = decoded.split(';').next()?.trim();
+    (!call_id.is_empty()).then(|| call_id.to_string())
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
@@ -2428,10 +2843,4 @@ fn is_hold(offer: &Sdp) -> bool {
     let Some(i) = offer.audio_index() else { return false };
     let dir = offer.media[i].direction();
     matches!(dir, Direction::SendOnly | Direction::Inactive) || offer.media_addr(i).is_some_and(|a| a.is_unspecified())
-}
-
-/// The user part of a REFER's Refer-To (`*71` for a park key).
-fn refer_user(req: &Request) -> Option<String> {
-    let v = req.headers.get_raw(&Name::parse("Refer-To")).next()?.to_string();
-    tsunagu_sip::message::uri_user(v.trim().trim_start_matches('<'))
 }

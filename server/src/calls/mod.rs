@@ -7,6 +7,7 @@
 
 pub mod call;
 pub mod dialog;
+pub mod keys;
 pub mod negotiate;
 pub mod records;
 
@@ -32,6 +33,10 @@ pub enum SipEvent {
     /// Another extension picks this ringing call up (`**EXT`, `*8`): its
     /// INVITE becomes the call's answered leg, or gets 480 when too late.
     Pickup { req: Request, key: TxKey, peer: Peer, responder: Responder, picker: String },
+    /// Another call carries out an attended transfer: this call is to
+    /// give up its party that is not on dialog `call_id` (the transferor's
+    /// leg here), or answer None when it cannot.
+    TakeLeg { call_id: String, reply: tokio::sync::oneshot::Sender<Option<call::HandedLeg>> },
 }
 
 /// Who is on a call now, and when each extension's last call ended (for
@@ -199,6 +204,10 @@ impl Calls {
     pub fn running(&self) -> RunningCall {
         self.running.fetch_add(1, Ordering::Relaxed);
         RunningCall(self.running.clone())
+    }
+    /// The inbox of the call a dialog belongs to.
+    pub fn inbox_of(&self, call_id: &str) -> Option<mpsc::UnboundedSender<SipEvent>> {
+        self.by_call_id.lock().ok().and_then(|m| m.get(call_id).cloned())
     }
     pub fn knows_call_id(&self, call_id: &str) -> bool {
         self.by_call_id.lock().map(|m| m.contains_key(call_id)).unwrap_or(false)

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tsunagu_media::dtmf::DtmfDetector;
 use tsunagu_media::pipeline::{LegMedia, Pipeline};
 use tsunagu_media::{LegSide, Relay, RelayConfig, RelayEvent, RelayLeg, TransmitKind};
 
@@ -119,6 +120,11 @@ pub(super) struct Session {
     /// [A, B]: once the PBX has played to a leg, everything sent to it is
     /// put onto one SSRC and timestamp line (see `restamp`).
     restamp: [Option<Restamp>; 2],
+    /// [A, B]: keys a leg sends as RFC 4733 events that are relayed as
+    /// they are (both legs take them), watched so the call can act on
+    /// in-call feature codes. Keys the pipeline turns into SIP INFO are
+    /// reported as [`MediaEvent::Dtmf`] instead, so each key is told once.
+    key_watch: [Option<DtmfDetector>; 2],
 }
 
 impl Session {
@@ -142,6 +148,7 @@ impl Session {
             local: [None, None],
             tap: None,
             restamp: [None, None],
+            key_watch: [None, None],
         }
     }
 
@@ -177,6 +184,21 @@ impl Session {
             r.set_clock(codec.clock_rate());
         }
         self.media[i] = m;
+        for j in 0..2 {
+            let (from, to) = (&self.media[j], &self.media[1 - j]);
+            self.key_watch[j] = match (from.telephone_event, to.telephone_event) {
+                (Some(pt), Some(_)) => {
+                    let clock = from.codec.map(|(c, _)| c.clock_rate()).unwrap_or(8000);
+                    // An unchanged payload type keeps the detector (and the
+                    // key it may be in the middle of).
+                    match self.key_watch[j].take() {
+                        Some(d) if d.payload_type() == pt => Some(d),
+                        _ => Some(DtmfDetector::with_clock_rate(pt, clock)),
+                    }
+                }
+                _ => None,
+            };
+        }
         // Both directions depend on both legs' parameters. SRTP contexts
         // are kept when only an address moved, and carried over into the
         // rebuilt pipelines when their key did not change.
@@ -355,8 +377,21 @@ impl Session {
             // The other leg hears the PBX (hold music, a prompt): what this
             // leg sends now would talk over it. It still moves the latch.
             let relay = if rtcp { &mut self.rtcp } else { &mut self.rtp };
-            let _ = relay.accept(now, side, from, packet);
-            while relay.poll_event().is_some() {}
+            let accepted = relay.accept(now, side, from, packet).is_ok();
+            // RTP latches are told even here: after a transfer the call
+            // must see a stale latch onto the party that left.
+            while let Some(ev) = relay.poll_event() {
+                if !rtcp {
+                    report(&ev, &self.events);
+                }
+            }
+            // A phone that put the other on hold may key a transfer code
+            // (only from the source the leg follows).
+            if accepted && !rtcp && self.key_watch[idx(side)].is_some() {
+                if let Some(plain) = self.pipes[idx(side)].open(packet) {
+                    self.watch_keys(side, &plain);
+                }
+            }
             return;
         }
         if rtcp {
@@ -381,6 +416,7 @@ impl Session {
                         }
                         None => send(out_sock, packet, to),
                     }
+                    self.watch_keys(side, packet);
                     self.record(side, now, packet);
                 }
                 Err(reason) => tracing::trace!(leg = ?side, ?reason, "media packet dropped"),
@@ -409,10 +445,25 @@ impl Session {
             for p in out.iter() {
                 send(out_sock, p, to);
             }
+            if digit.is_none() {
+                self.watch_keys(side, &plain);
+            }
             self.record(side, now, &plain);
         }
         while let Some(ev) = self.rtp.poll_event() {
             report(&ev, &self.events);
+        }
+    }
+
+    /// A key relayed from `side` completes: the call hears of it.
+    fn watch_keys(&mut self, side: LegSide, plain: &[u8]) {
+        let Some(det) = self.key_watch[idx(side)].as_mut() else { return };
+        // Only telephone-event packets are parsed; voice costs one compare.
+        if plain.get(1).map(|b| b & 0x7f) != Some(det.payload_type()) {
+            return;
+        }
+        if let Some((digit, duration_ms)) = det.push(plain) {
+            let _ = self.events.send(MediaEvent::KeyRelayed { from: side, digit, duration_ms });
         }
     }
 
@@ -618,12 +669,12 @@ fn idx(side: LegSide) -> usize {
 
 fn report(ev: &RelayEvent, events: &mpsc::UnboundedSender<MediaEvent>) {
     match ev {
-        RelayEvent::Latched { side, addr, .. } => {
-            let _ = events.send(MediaEvent::Latched { side: *side, addr: *addr });
+        RelayEvent::Latched { side, addr, ssrc } => {
+            let _ = events.send(MediaEvent::Latched { side: *side, addr: *addr, ssrc: *ssrc });
         }
         RelayEvent::Relatched { side, from, to, ssrc } => {
             tracing::info!(leg = ?side, %from, %to, ssrc, "media source moved; following it");
-            let _ = events.send(MediaEvent::Latched { side: *side, addr: *to });
+            let _ = events.send(MediaEvent::Latched { side: *side, addr: *to, ssrc: *ssrc });
         }
         RelayEvent::SsrcChanged { .. } => {}
     }

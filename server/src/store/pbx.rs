@@ -230,8 +230,12 @@ pub const SETTING_TRANSFER_MODE: &str = "transfer_mode";
 pub const SETTING_TRANSFER_RECALL_SECS: &str = "transfer_recall_secs";
 /// Seconds a parked call waits before the parker's phone rings again.
 pub const SETTING_PARK_RECALL_SECS: &str = "park_recall_secs";
+/// Keyed during a call (`##`), then a number and `#`: the PBX transfers
+/// the other party there (desk phones without a transfer key, or whose
+/// key the PBX should not rely on); empty turns it off.
+pub const SETTING_TRANSFER_CODE: &str = "transfer_code";
 /// Every setting key, in the order admin screens list them.
-pub const SETTING_KEYS: [&str; 11] = [
+pub const SETTING_KEYS: [&str; 12] = [
     SETTING_MAIN_NUMBER,
     SETTING_OUTSIDE_PREFIX,
     SETTING_CID_MAIN_PREFIX,
@@ -243,6 +247,7 @@ pub const SETTING_KEYS: [&str; 11] = [
     SETTING_TRANSFER_MODE,
     SETTING_TRANSFER_RECALL_SECS,
     SETTING_PARK_RECALL_SECS,
+    SETTING_TRANSFER_CODE,
 ];
 
 /// Check a value of the call-handling settings (transfer, park, the
@@ -258,6 +263,10 @@ pub fn check_call_setting(key: &str, value: &str) -> Option<Result<(), String>> 
         SETTING_TRANSFER_RECALL_SECS => Err(format!("{key}: seconds, 5 to 600")),
         SETTING_PARK_RECALL_SECS if value.parse::<u32>().is_ok_and(|n| (5..=3600).contains(&n)) => Ok(()),
         SETTING_PARK_RECALL_SECS => Err(format!("{key}: seconds, 5 to 3600")),
+        // Starting with `#` or `*`, so that ordinary digits keyed during a
+        // call (a bank's menu, a conference PIN) never begin it.
+        SETTING_TRANSFER_CODE if value.is_empty() || ((2..=4).contains(&value.len()) && value.starts_with(['#', '*']) && value.bytes().all(|b| b.is_ascii_digit() || b == b'#' || b == b'*')) => Ok(()),
+        SETTING_TRANSFER_CODE => Err(format!("{key}: 2 to 4 keys of 0-9, * and #, starting with * or # (like ##), or empty to turn it off")),
         _ => return None,
     })
 }
@@ -276,6 +285,7 @@ pub fn setting_default(key: &str) -> Option<&'static str> {
         SETTING_TRANSFER_MODE => "pbx",
         SETTING_TRANSFER_RECALL_SECS => "30",
         SETTING_PARK_RECALL_SECS => "120",
+        SETTING_TRANSFER_CODE => "##",
         // Call recording's own (store/recording.rs).
         _ => return super::recording_setting_default(key),
     })

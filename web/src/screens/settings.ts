@@ -12,7 +12,19 @@ import { alertBox, busy, card, clearBox, field, input, pageTitle, select, showEr
 
 type Settings = Record<string, string> | { key: string; value: string; default?: string | null }[];
 
-const KNOWN = ['main_number', 'outside_prefix', 'cid_main_prefix', 'cid_own_prefix', 'mfa_required_roles', 'disaster_mode'];
+const KNOWN = [
+  'main_number',
+  'outside_prefix',
+  'cid_main_prefix',
+  'cid_own_prefix',
+  'mfa_required_roles',
+  'disaster_mode',
+  'schedule_clock',
+  'transfer_mode',
+  'transfer_recall_secs',
+  'park_recall_secs',
+  'transfer_code',
+];
 /** Keys with their own card below the table. */
 const RECORDING_KEYS = ['recording_mode', 'recording_retention_days', 'recording_quota_mb', 'recording_prefix', 'recording_notice'];
 const OWN_CARD = new Set([...RECORDING_KEYS, 'music_on_hold']);
