@@ -706,3 +706,90 @@ fn a_carrier_callers_refer_is_refused_and_the_call_goes_on() {
     let messages = std::fs::read_to_string(dir.join("messages.log")).unwrap_or_default();
     assert!(messages.contains("transfers are taken from the city's own phones only"), "the 403 says why:\n{}", common::tail(&dir.join("messages.log"), 40));
 }
+
+/// A transfer before the target answers ("semi-attended", as desk phones
+/// do with their transfer key while the second call still rings), from
+/// the test's own SIP client as 1001: it talks to B (baresip, 880 Hz),
+/// calls C (baresip, 660 Hz, ringing) and sends a REFER with Replaces
+/// naming that ringing call. The PBX ends the ringing call (487), rings
+/// C again for B as a blind transfer (B hears ringback), C answers, and B
+/// hears C.
+#[test]
+fn a_transfer_while_the_target_still_rings_rings_it_for_the_transferee() {
+    use common::raw::{digest, RawCaller};
+    const B_TONE: f32 = 880.0;
+    const C_TONE: f32 = 660.0;
+    const RINGBACK: f32 = 400.0;
+    let sb = Sandbox::new("pbx-semi-attended");
+    let s = Server::start(&sb);
+    for ext in ["1001", "1002", "1003"] {
+        s.cli(&["user", "add", ext, "--password", PASSWORD]);
+    }
+    let mut b = Baresip::builder(&sb, "transferee").account(Account::new("1002", PASSWORD, s.sip_addr())).answer(AnswerMode::Auto).tone(B_TONE).codecs(&["PCMU"]).start();
+    b.registered(Duration::from_secs(10));
+    let mut c = Baresip::builder(&sb, "target").account(Account::new("1003", PASSWORD, s.sip_addr())).answer(AnswerMode::Manual).tone(C_TONE).codecs(&["PCMU"]).start();
+    c.registered(Duration::from_secs(10));
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sdp = format!(
+        "v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+        rtp.local_addr().unwrap().port()
+    );
+    let call = |tag: &str, to: &str| {
+        let mut raw = RawCaller { sip: std::net::UdpSocket::bind("127.0.0.1:0").unwrap(), server: s.sip_addr(), call_id: common::unique(tag), from_tag: common::unique("ft"), to_tag: None, cseq: 0 };
+        raw.invite(to, &sdp, None);
+        let challenge = raw.final_response(Duration::from_secs(5));
+        raw.in_dialog_ack_for_failure(&challenge);
+        let auth = digest(challenge.header("proxy-authenticate").unwrap(), &format!("sip:{to}@{}", s.sip_addr()), PASSWORD);
+        raw.invite(to, &sdp, Some(auth));
+        raw
+    };
+    let to_tag = |m: &common::SipMsg| m.header("to").and_then(|t| t.split(";tag=").nth(1)).map(|t| t.split(';').next().unwrap().to_string());
+
+    // 1001 talks to B.
+    let mut first = call("semi-1-", "1002");
+    let ok = first.final_response(Duration::from_secs(10));
+    assert_eq!(ok.status(), Some(200), "{}", ok.text());
+    first.to_tag = to_tag(&ok);
+    first.in_dialog("ACK", first.cseq, "1002");
+    b.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    // 1001 calls C, which rings (an early dialog, with the PBX's To tag).
+    let second = call("semi-2-", "1003");
+    let ringing = common::wait_for("180 Ringing for the second call", Duration::from_secs(10), || {
+        let m = second.recv(Duration::from_secs(10));
+        (m.status() == Some(180) && to_tag(&m).is_some()).then_some(m)
+    });
+    c.wait_event("CALL_INCOMING", Duration::from_secs(10));
+    // The transfer key: REFER with Replaces naming the ringing call.
+    let replaces = format!("{}%3Bto-tag%3D{}%3Bfrom-tag%3D{}", second.call_id, to_tag(&ringing).unwrap(), second.from_tag);
+    first.cseq += 1;
+    first.in_dialog_with("REFER", first.cseq, "1002", &format!("Refer-To: <sip:1003@{}?Replaces={replaces}>\r\nReferred-By: <sip:1001@{}>\r\n", s.sip_addr(), s.sip_addr()));
+    let accepted = first.final_response(Duration::from_secs(5));
+    assert_eq!(accepted.status(), Some(202), "{}", accepted.text());
+    // The ringing call ends (487), and C rings again, for B.
+    let cancelled = second.final_response(Duration::from_secs(10));
+    assert_eq!(cancelled.status(), Some(487), "{}", cancelled.text());
+    second.in_dialog_ack_for_failure(&cancelled);
+    c.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    let again = c.wait_event("CALL_INCOMING", Duration::from_secs(10));
+    assert!(again.to_string().contains("1002"), "C rings for B: {again}");
+    // 1001 is released from the first call: NOTIFY 200, then BYE.
+    common::wait_for("the BYE releasing 1001", Duration::from_secs(10), || {
+        let m = first.recv(Duration::from_secs(10));
+        if m.status().is_none() {
+            first.respond_200(&m);
+        }
+        m.start_line.starts_with("BYE").then_some(())
+    });
+    let secs = common::audio::wav_secs(&b.dec_wav());
+    b.wait_heard(secs + 1.5, Duration::from_secs(10));
+    c.accept();
+    c.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    let secs = common::audio::wav_secs(&b.dec_wav());
+    let heard = b.wait_heard(secs + 2.0, Duration::from_secs(10));
+    b.hangup();
+    c.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    let seq = tone_sequence(&heard, &[B_TONE, C_TONE, RINGBACK, PHONE_TONE]);
+    let mut it = seq.iter();
+    assert!([RINGBACK, C_TONE].iter().all(|w| it.any(|t| t == w)), "B heard {seq:?}: ringback, then C");
+    assert_eq!(seq.last(), Some(&C_TONE), "B ends up talking to C: {seq:?}");
+}

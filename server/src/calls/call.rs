@@ -253,6 +253,9 @@ struct Call {
     /// Our re-INVITE moving a party handed over by another call (an
     /// attended transfer) onto this call's media.
     b_move_branch: Option<String>,
+    /// What an extension dialled (for a transfer of this call before it
+    /// is answered: the other call rings it instead).
+    dialled: Option<Dest>,
     /// The group's waiting announcement and how often it plays.
     queue_announcement: Option<(Arc<[i16]>, Duration)>,
     /// When the waiting announcement plays next.
@@ -285,6 +288,16 @@ pub struct HandedLeg {
     target: ForkTarget,
     sdp: LegSdp,
     timer: SessionTimer,
+}
+
+/// What a call gives up for an attended transfer by the PBX.
+pub enum Handover {
+    /// Its answered party, to be moved into the asking call.
+    Answered(Box<HandedLeg>),
+    /// Its party still rings (the transferor did not wait for an answer):
+    /// this call has ended, and the asking call rings what it dialled,
+    /// as a blind transfer with recall.
+    Ringing(Dest),
 }
 
 /// Where a transfer by the PBX sends the other party.
@@ -602,6 +615,7 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
         a_resume: false,
         a_resume_branch: None,
         b_move_branch: None,
+        dialled: None,
         queue_announcement: None,
         queue_next: None,
         a_keys: Default::default(),
@@ -632,6 +646,9 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
         Ok(true) => call.start_recording(true).await,
         Ok(false) => {}
         Err(e) => tracing::warn!(call = %call.record.id, error = %e, "recording policy unreadable; not recording"),
+    }
+    if matches!(call.origin, Origin::Extension(_)) {
+        call.dialled = Some(dest.clone());
     }
     call.route(dest).await;
     Ok(call)
@@ -830,7 +847,7 @@ impl Call {
             Some(_) if side == LegSide::A && self.swap_legs() => LegSide::B,
             _ => side,
         };
-        let leg = match other.filter(|_| side == LegSide::B) {
+        let handover = match other.filter(|_| side == LegSide::B) {
             Some(tx) => {
                 let (reply, answer) = tokio::sync::oneshot::channel();
                 if tx.send(SipEvent::TakeLeg { call_id: replaces, reply }).is_ok() {
@@ -843,20 +860,41 @@ impl Call {
             }
             None => None,
         };
-        let Some(leg) = leg else {
-            let (req, key, responder) = refer;
-            return self.pass_request(side, req, key, responder, None);
-        };
-        if self.release_transferor(Some(refer)).is_none() {
-            return;
+        match handover {
+            None => {
+                let (req, key, responder) = refer;
+                self.pass_request(side, req, key, responder, None);
+            }
+            Some(Handover::Answered(leg)) => {
+                if self.release_transferor(Some(refer)).is_none() {
+                    return;
+                }
+                tracing::info!(call = %self.record.id, to = ?leg.target, "attended transfer by the PBX");
+                self.adopt_leg(*leg);
+            }
+            Some(Handover::Ringing(dest)) => {
+                tracing::info!(call = %self.record.id, to = %dest, "transfer before the target answered: ringing it here, with recall");
+                self.blind_transfer(Some(refer), dest).await;
+            }
         }
-        tracing::info!(call = %self.record.id, to = ?leg.target, "attended transfer by the PBX");
-        self.adopt_leg(leg);
     }
 
     /// Give up this call's party that is not on dialog `call_id` (the
     /// transferor's leg) to another call: the transferor's leg here ends
     /// (BYE) and so does this call, without a BYE to the party handed over.
+    /// A call the transferor placed that still rings ends too (487 to the
+    /// transferor, the forks cancelled), and the other call rings what it
+    /// dialled.
+    async fn give_party(&mut self, call_id: &str) -> Option<Handover> {
+        if self.phase == Phase::Ringing && self.a.call_id == call_id && !self.a_answered && self.winner.is_none() {
+            let dest = self.dialled.clone()?;
+            tracing::info!(call = %self.record.id, "transferred before the answer; the transferor's call ends here");
+            self.fail(487, "transferred").await;
+            return Some(Handover::Ringing(dest));
+        }
+        self.give_leg(call_id).map(|leg| Handover::Answered(Box::new(leg)))
+    }
+
     fn give_leg(&mut self, call_id: &str) -> Option<HandedLeg> {
         if self.phase != Phase::Connected {
             return None;
@@ -1021,6 +1059,8 @@ impl Call {
     fn swap_legs(&mut self) -> bool {
         let Some(i) = self.winner else { return false };
         if self.phase != Phase::Connected || !self.pending.is_empty() || self.a_200.is_some() || self.b_200.is_some() || self.a_resume_branch.is_some() || self.local.is_some() {
+            let in_flight: Vec<&str> = self.pending.values().map(|p| p.method.as_str()).collect();
+            tracing::info!(call = %self.record.id, phase = ?self.phase, ?in_flight, unacked = self.a_200.is_some() || self.b_200.is_some(), local = self.local.is_some(), "cannot swap the legs now");
             return false;
         }
         // Calls to the next party are built from the callee's last SDP as
@@ -1854,7 +1894,8 @@ impl Call {
             SipEvent::Timeout { key } => self.on_tx_timeout(key).await,
             SipEvent::Pickup { req, key, peer, responder, picker } => self.on_pickup(req, key, peer, responder, picker).await,
             SipEvent::TakeLeg { call_id, reply } => {
-                let _ = reply.send(self.give_leg(&call_id));
+                let handover = self.give_party(&call_id).await;
+                let _ = reply.send(handover);
             }
         }
     }

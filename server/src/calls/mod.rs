@@ -35,8 +35,9 @@ pub enum SipEvent {
     Pickup { req: Request, key: TxKey, peer: Peer, responder: Responder, picker: String },
     /// Another call carries out an attended transfer: this call is to
     /// give up its party that is not on dialog `call_id` (the transferor's
-    /// leg here), or answer None when it cannot.
-    TakeLeg { call_id: String, reply: tokio::sync::oneshot::Sender<Option<call::HandedLeg>> },
+    /// leg here), or the number it still rings, or answer None when it
+    /// cannot.
+    TakeLeg { call_id: String, reply: tokio::sync::oneshot::Sender<Option<call::Handover>> },
 }
 
 /// Who is on a call now, and when each extension's last call ended (for

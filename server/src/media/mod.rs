@@ -359,10 +359,8 @@ mod tests {
         for (seq, end) in [(2, false), (3, true), (4, true)] {
             stranger.send_to(&key_packet(99, seq, 320, 3, end, 400), a_port).unwrap();
         }
-        let mut seq = 2;
-        for (end, dur) in [(false, 160), (true, 400), (true, 400), (true, 400)] {
+        for (seq, (end, dur)) in (2..).zip([(false, 160), (true, 400), (true, 400), (true, 400)]) {
             phone_a.send_to(&key_packet(1, seq, 640, 9, end, dur), a_port).unwrap();
-            seq += 1;
         }
         assert_eq!(next_key(&mut events, &session), (LegSide::A, '9'), "the holding phone's key, and not the stranger's 3");
     }
