@@ -23,6 +23,16 @@ fn phone(sb: &Sandbox, s: &Server, name: &str, ext: &str, codecs: &[&str], media
     p
 }
 
+/// A server with extensions 1001–1003 (password `PASSWORD`).
+fn three_extensions(name: &str) -> (Sandbox, Server) {
+    let sb = Sandbox::new(name);
+    let s = Server::start(&sb);
+    for ext in ["1001", "1002", "1003"] {
+        s.cli(&["user", "add", ext, "--password", PASSWORD]);
+    }
+    (sb, s)
+}
+
 /// A number forwarded to an announcement: the PBX answers, the caller
 /// hears the announcement's audio, and the PBX hangs up when it has played.
 /// Once in G.711 over RTP, once in Opus over SRTP (the endpoint's packets
@@ -399,11 +409,7 @@ fn a_blind_transfer_nobody_answers_comes_back_then_one_that_is_answered() {
     const B_TONE: f32 = 880.0;
     const C_TONE: f32 = 660.0;
     const RINGBACK: f32 = 400.0;
-    let sb = Sandbox::new("pbx-transfer");
-    let s = Server::start(&sb);
-    for ext in ["1001", "1002", "1003"] {
-        s.cli(&["user", "add", ext, "--password", PASSWORD]);
-    }
+    let (sb, s) = three_extensions("pbx-transfer");
     s.cli(&["setting", "set", "transfer_recall_secs", "5"]);
     let mut a = phone(&sb, &s, "transferee", "1001", &["PCMU"], None);
     let mut b = Baresip::builder(&sb, "transferor").account(Account::new("1002", PASSWORD, s.sip_addr())).answer(AnswerMode::Auto).tone(B_TONE).codecs(&["PCMU"]).start();
@@ -451,11 +457,7 @@ fn a_blind_transfer_nobody_answers_comes_back_then_one_that_is_answered() {
 #[test]
 fn directed_and_group_pickup_take_a_ringing_call() {
     const C_TONE: f32 = 660.0;
-    let sb = Sandbox::new("pbx-pickup");
-    let s = Server::start(&sb);
-    for ext in ["1001", "1002", "1003"] {
-        s.cli(&["user", "add", ext, "--password", PASSWORD]);
-    }
+    let (sb, s) = three_extensions("pbx-pickup");
     s.cli(&["group", "add", "3000", "--members", "1002,1003"]);
     let mut a = phone(&sb, &s, "caller", "1001", &["PCMU"], None);
     let mut b = Baresip::builder(&sb, "ringing").account(Account::new("1002", PASSWORD, s.sip_addr())).answer(AnswerMode::Manual).tone(880.0).codecs(&["PCMU"]).start();
@@ -567,11 +569,7 @@ fn a_parked_call_is_taken_from_its_slot_or_comes_back() {
     const MUSIC: f32 = 660.0;
     const B_TONE: f32 = 880.0;
     const C_TONE: f32 = 770.0;
-    let sb = Sandbox::new("pbx-park");
-    let s = Server::start(&sb);
-    for ext in ["1001", "1002", "1003"] {
-        s.cli(&["user", "add", ext, "--password", PASSWORD]);
-    }
+    let (sb, s) = three_extensions("pbx-park");
     let wav = sb.file("music660.wav");
     make_tone_wav(&wav, MUSIC, 4.0, 8000);
     s.cli(&["announcement", "add", "music660", "--file", wav.to_str().unwrap()]);
@@ -636,11 +634,7 @@ fn the_caller_transfers_by_refer_with_recall_then_by_keyed_code() {
     const C_TONE: f32 = 660.0;
     const RINGBACK: f32 = 400.0;
     const B_TONE: f32 = 880.0;
-    let sb = Sandbox::new("pbx-caller-transfer");
-    let s = Server::start(&sb);
-    for ext in ["1001", "1002", "1003"] {
-        s.cli(&["user", "add", ext, "--password", PASSWORD]);
-    }
+    let (sb, s) = three_extensions("pbx-caller-transfer");
     s.cli(&["setting", "set", "transfer_recall_secs", "5"]);
     let mut a = phone(&sb, &s, "caller", "1001", &["PCMU"], None);
     let mut b = Baresip::builder(&sb, "callee").account(Account::new("1002", PASSWORD, s.sip_addr())).answer(AnswerMode::Auto).tone(B_TONE).codecs(&["PCMU"]).start();
@@ -720,11 +714,7 @@ fn a_transfer_while_the_target_still_rings_rings_it_for_the_transferee() {
     const B_TONE: f32 = 880.0;
     const C_TONE: f32 = 660.0;
     const RINGBACK: f32 = 400.0;
-    let sb = Sandbox::new("pbx-semi-attended");
-    let s = Server::start(&sb);
-    for ext in ["1001", "1002", "1003"] {
-        s.cli(&["user", "add", ext, "--password", PASSWORD]);
-    }
+    let (sb, s) = three_extensions("pbx-semi-attended");
     let mut b = Baresip::builder(&sb, "transferee").account(Account::new("1002", PASSWORD, s.sip_addr())).answer(AnswerMode::Auto).tone(B_TONE).codecs(&["PCMU"]).start();
     b.registered(Duration::from_secs(10));
     let mut c = Baresip::builder(&sb, "target").account(Account::new("1003", PASSWORD, s.sip_addr())).answer(AnswerMode::Manual).tone(C_TONE).codecs(&["PCMU"]).start();

@@ -356,6 +356,52 @@ fn pbx_attended_transfer_joins_the_far_ends_without_asking_them() {
     r.rt.block_on(r.account.close(Duration::from_secs(5)));
 }
 
+/// A transfer from the app, carried out by the PBX with recall
+/// (`transfer_mode = pbx`): 1001 (SDK) talks to 1002 (baresip) and
+/// transfers it to 1003 (baresip, not answering). The app's call ends at
+/// once, 1003 rings for 1002 (which hears the PBX's ringback), and after
+/// `transfer_recall_secs` the app is rung back, answers, and 1002 hears it
+/// again.
+#[test]
+fn pbx_blind_transfer_from_the_app_comes_back_to_the_app() {
+    let mut r = rig("xfer-app-recall");
+    r.s.cli(&["setting", "set", "transfer_mode", "pbx"]);
+    r.s.cli(&["setting", "set", "transfer_recall_secs", "5"]);
+    let mut b = baresip(&r, "1002", 1000.0);
+    let mut c = Baresip::builder(&r._sb, "p1003").account(BaresipAccount::new("1003", PW, r.s.sip_addr())).answer(AnswerMode::Manual).tone(1500.0).codecs(&["PCMU"]).start();
+    c.registered(Duration::from_secs(10));
+    let first = dial(&mut r, "1002", 440.0);
+    b.wait_event("CALL_ESTABLISHED", EVENT_DEADLINE);
+    r.account.transfer(&first, "1003");
+    let (mut success, mut ended) = (false, false);
+    while !(success && ended) {
+        match wait_call(&mut r, &first, "the transfer's success and the call's end", |e| matches!(e, CallEvent::TransferProgress { done: true, .. } | CallEvent::Ended { .. })) {
+            CallEvent::TransferProgress { code, .. } => {
+                assert!((200..300).contains(&code), "the transfer failed: {code}");
+                success = true;
+            }
+            _ => ended = true,
+        }
+    }
+    let ringing = c.wait_event("CALL_INCOMING", EVENT_DEADLINE);
+    assert!(ringing.to_string().contains("1002"), "1003 rings for 1002: {ringing}");
+    // Nobody answers: the app is rung back, and answers.
+    let recall = incoming_call(&r.rt, &mut r.events);
+    c.wait_event("CALL_CLOSED", EVENT_DEADLINE);
+    r.account.answer_with_audio(&recall, tone_port(440.0));
+    wait_call(&mut r, &recall, "the recall's answer", |e| matches!(e, CallEvent::Connected { .. }));
+    let secs = common::audio::wav_secs(&b.dec_wav());
+    let heard = b.wait_heard(secs + 2.0, EVENT_DEADLINE);
+    let (rate, samples) = read_wav(&heard);
+    let candidates = [400.0, 440.0, 1000.0, 1500.0];
+    assert_eq!(tone_before_end(&samples, rate, 0.0, &candidates), Some(440.0), "1002 hears the app again after the recall");
+    let ringback = samples.chunks(rate as usize / 4).any(|block| common::audio::dominant_tone(block, rate, &candidates) == Some(400.0));
+    assert!(ringback, "1002 heard the PBX's ringback (400 Hz) meanwhile");
+    b.hangup();
+    wait_call(&mut r, &recall, "the end", |e| matches!(e, CallEvent::Ended { .. }));
+    r.rt.block_on(r.account.close(Duration::from_secs(5)));
+}
+
 /// Call waiting: a second call arrives during a call; the SDK holds the
 /// first, takes the second (and its digits), hangs it up and resumes.
 #[test]
