@@ -626,16 +626,22 @@ fn a_parked_call_is_taken_from_its_slot_or_comes_back() {
 /// The caller's side: A (440 Hz) calls B (880 Hz), and A's phone sends
 /// the REFER (to C, 660 Hz). B hears ringback, C does not answer, and
 /// after `transfer_recall_secs` A's phone rings again; A answers and B
-/// hears A again. Then a keyed code: A keys `##1003#` (RFC 4733), its
-/// phone is released, C answers, and B hears C.
+/// hears A again. Then keyed codes (RFC 4733): `##9999#`, a number that
+/// does not exist, and A alone hears the city's "transfer failed"
+/// announcement (here a 550 Hz tone) while the call goes on; then
+/// `##1003#`: A's phone is released, C answers, and B hears C.
 #[test]
 fn the_caller_transfers_by_refer_with_recall_then_by_keyed_code() {
     const A_TONE: f32 = 440.0;
     const C_TONE: f32 = 660.0;
     const RINGBACK: f32 = 400.0;
     const B_TONE: f32 = 880.0;
+    const FAILED_TONE: f32 = 550.0;
     let (sb, s) = three_extensions("pbx-caller-transfer");
     s.cli(&["setting", "set", "transfer_recall_secs", "5"]);
+    let wav = sb.file("failed.wav");
+    make_tone_wav(&wav, FAILED_TONE, 1.0, 8000);
+    s.cli(&["announcement", "add", "transfer-failed", "--file", wav.to_str().unwrap()]);
     let mut a = phone(&sb, &s, "caller", "1001", &["PCMU"], None);
     let mut b = Baresip::builder(&sb, "callee").account(Account::new("1002", PASSWORD, s.sip_addr())).answer(AnswerMode::Auto).tone(B_TONE).codecs(&["PCMU"]).start();
     b.registered(Duration::from_secs(10));
@@ -658,6 +664,17 @@ fn the_caller_transfers_by_refer_with_recall_then_by_keyed_code() {
     let secs = common::audio::wav_secs(&b.dec_wav());
     b.wait_heard(secs + 1.5, Duration::from_secs(10));
 
+    // Keyed: a number that does not exist. Only A hears that it failed.
+    a.send_dtmf("##9999#");
+    // (The keys take their time: A's audio is read until it shows that.)
+    let mut want_secs = common::audio::wav_secs(&a.dec_wav()) + 2.0;
+    common::wait_for("A hearing B, the failure announcement, then B again", Duration::from_secs(20), || {
+        let heard_by_a = a.wait_heard(want_secs, Duration::from_secs(10));
+        want_secs += 0.5;
+        let seq = tone_sequence(&heard_by_a, &[A_TONE, C_TONE, RINGBACK, B_TONE, FAILED_TONE]);
+        let mut it = seq.iter();
+        [B_TONE, FAILED_TONE, B_TONE].iter().all(|w| it.any(|t| t == w)).then_some(())
+    });
     // Keyed on the phone during the call: ##1003#.
     a.send_dtmf("##1003#");
     a.wait_event("CALL_CLOSED", Duration::from_secs(10));
@@ -668,7 +685,8 @@ fn the_caller_transfers_by_refer_with_recall_then_by_keyed_code() {
     let heard = b.wait_heard(secs + 2.0, Duration::from_secs(10));
     b.hangup();
     c.wait_event("CALL_CLOSED", Duration::from_secs(10));
-    let seq = tone_sequence(&heard, &[A_TONE, C_TONE, RINGBACK, B_TONE]);
+    let seq = tone_sequence(&heard, &[A_TONE, C_TONE, RINGBACK, B_TONE, FAILED_TONE]);
+    assert!(!seq.contains(&FAILED_TONE), "the failure announcement is for A only: B heard {seq:?}");
     let want = [A_TONE, RINGBACK, A_TONE, C_TONE];
     let mut it = seq.iter();
     assert!(want.iter().all(|w| it.any(|t| t == w)), "B heard {seq:?}; want {want:?} in that order");

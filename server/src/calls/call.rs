@@ -256,6 +256,8 @@ struct Call {
     /// What an extension dialled (for a transfer of this call before it
     /// is answered: the other call rings it instead).
     dialled: Option<Dest>,
+    /// The leg hearing a short prompt in a connected call ([`Call::tell`]).
+    telling: Option<LegSide>,
     /// The group's waiting announcement and how often it plays.
     queue_announcement: Option<(Arc<[i16]>, Duration)>,
     /// When the waiting announcement plays next.
@@ -275,6 +277,10 @@ struct Call {
     a_keys: super::keys::KeyWatch,
     b_keys: super::keys::KeyWatch,
 }
+
+/// The announcement a phone hears when the transfer it keyed cannot be
+/// made (a built-in, 「おつなぎできませんでした」, replaceable).
+const TRANSFER_FAILED: &str = "transfer-failed";
 
 /// A REFER being carried out by the PBX: answered 202, then NOTIFY 200.
 type Refer = (Request, TxKey, Responder);
@@ -616,6 +622,7 @@ async fn setup(svc: Arc<Services>, token: u64, inbox: mpsc::UnboundedSender<SipE
         a_resume_branch: None,
         b_move_branch: None,
         dialled: None,
+        telling: None,
         queue_announcement: None,
         queue_next: None,
         a_keys: Default::default(),
@@ -1025,17 +1032,42 @@ impl Call {
             Ok(to) => to,
             Err((code, why)) => {
                 tracing::info!(call = %self.record.id, leg = ?side, %number, code, why, "keyed transfer refused; the call goes on");
+                self.tell(side, TRANSFER_FAILED).await;
                 return;
             }
         };
         tracing::info!(call = %self.record.id, leg = ?side, %number, "transfer keyed on the phone");
         if side == LegSide::A && !self.swap_legs() {
-            tracing::info!(call = %self.record.id, "keyed transfer while the call is changing; ignored");
+            tracing::info!(call = %self.record.id, "keyed transfer while the call is changing; not made");
+            self.tell(side, TRANSFER_FAILED).await;
             return;
         }
         match to {
             TransferTo::Park(slot) => self.park(None, slot).await,
             TransferTo::Dest(dest) => self.blind_transfer(None, dest).await,
+        }
+    }
+
+    /// A short prompt to one party of a connected call (a keyed transfer
+    /// that could not be made): its leg hears the PBX until the prompt has
+    /// played, then the other party again. Not while a leg is on hold
+    /// music or the PBX is already playing.
+    async fn tell(&mut self, side: LegSide, name: &str) {
+        if self.phase != Phase::Connected || self.held.is_some() || self.local.is_some() || self.telling.is_some() {
+            return;
+        }
+        let Some(pcm) = self.prompt(name).await else { return };
+        self.media.set_local(side, true);
+        self.local_cookie = self.local_cookie.wrapping_add(2);
+        self.media.play(side, vec![PlayItem::Prompt(pcm), PlayItem::Silence(Duration::from_millis(300))], self.local_cookie);
+        self.telling = Some(side);
+    }
+
+    /// The prompt of [`Self::tell`] has played (or cannot be): the leg is
+    /// bridged again.
+    fn told(&mut self) {
+        if let Some(side) = self.telling.take() {
+            self.media.set_local(side, false);
         }
     }
 
@@ -1058,6 +1090,8 @@ impl Call {
     /// acknowledged, our own re-INVITE, the PBX playing to the caller).
     fn swap_legs(&mut self) -> bool {
         let Some(i) = self.winner else { return false };
+        // A prompt to one party (a keyed transfer that failed) ends here.
+        self.told();
         if self.phase != Phase::Connected || !self.pending.is_empty() || self.a_200.is_some() || self.b_200.is_some() || self.a_resume_branch.is_some() || self.local.is_some() {
             let in_flight: Vec<&str> = self.pending.values().map(|p| p.method.as_str()).collect();
             tracing::info!(call = %self.record.id, phase = ?self.phase, ?in_flight, unacked = self.a_200.is_some() || self.b_200.is_some(), local = self.local.is_some(), "cannot swap the legs now");
@@ -1121,8 +1155,10 @@ impl Call {
     async fn park(&mut self, refer: Option<Refer>, slot: u8) {
         if !self.svc.calls.park(slot, self.token, &self.inbox) {
             tracing::info!(call = %self.record.id, slot, "parking slot in use; the call goes on");
-            if let Some((req, key, responder)) = refer {
-                responder.respond(key, response_to(&req, 486, None));
+            match refer {
+                Some((req, key, responder)) => responder.respond(key, response_to(&req, 486, None)),
+                // Keyed: the parker (leg B by now) hears that it failed.
+                None => self.tell(LegSide::B, TRANSFER_FAILED).await,
             }
             return;
         }
@@ -1172,6 +1208,7 @@ impl Call {
         }
         self.forks[i].state = ForkState::Done;
         self.winner = None;
+        self.told();
         self.a_keys.reset();
         self.b_keys.reset();
         self.early_fork = None;
@@ -1853,6 +1890,7 @@ impl Call {
                 }
                 *(if side == LegSide::A { &mut self.a_source } else { &mut self.b_source }) = Some((addr, ssrc));
             }
+            MediaEvent::Played { side, cookie } if cookie == self.local_cookie && self.telling == Some(side) => self.told(),
             MediaEvent::Played { side: LegSide::A, cookie } if cookie == self.local_cookie => self.on_played().await,
             MediaEvent::Played { .. } => {}
             MediaEvent::Digit { side, digit, .. } => {
@@ -1860,6 +1898,10 @@ impl Call {
                 if side == LegSide::A {
                     self.ivr_input(crate::ivr::IvrInput::Digit(digit)).await;
                 }
+            }
+            MediaEvent::LocalFailed { side, error } if self.telling == Some(side) => {
+                tracing::warn!(call = %self.record.id, leg = ?side, %error, "no prompt for this codec; the call goes on");
+                self.told();
             }
             MediaEvent::LocalFailed { side, error } if self.held == Some(side) => {
                 // A codec we cannot make: the held phone hears silence, as
@@ -2122,6 +2164,8 @@ impl Call {
     /// answered here; a new offer (hold, resume, a new address) is passed
     /// to the other leg with the SDP rewritten for it.
     async fn on_offer(&mut self, side: LegSide, req: Request, key: TxKey, responder: Responder) {
+        // A new offer (a hold, say) ends a prompt playing to one party.
+        self.told();
         if req.method == "INVITE" && self.phase == Phase::Ringing {
             return responder.respond(key, response_to(&req, 491, None));
         }
