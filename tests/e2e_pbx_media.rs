@@ -6,6 +6,7 @@ mod common;
 
 use common::audio::{assert_hears, make_tone_wav};
 use common::baresip::{Account, AnswerMode, Baresip};
+use common::sipp::{free_udp_port_on, Sipp};
 use common::{Sandbox, Server};
 use std::time::Duration;
 
@@ -249,62 +250,6 @@ fn a_recorded_call_is_stored_with_both_parties_and_starts_with_the_notice() {
 const IVR_CARRIER_IP: &str = "127.0.0.5";
 const IVR_DID: &str = "0312340000";
 
-/// A free even UDP port on `ip` with the `count - 1` ports after it free
-/// too (SIPp's media takes four: audio RTP and RTCP, then video's).
-fn free_ports_on(ip: &str, count: u16) -> u16 {
-    for _ in 0..200 {
-        let s = std::net::UdpSocket::bind((ip, 0)).unwrap();
-        let p = s.local_addr().unwrap().port() & !1;
-        drop(s);
-        if p > 1024 && p < u16::MAX - count && (0..count).all(|i| std::net::UdpSocket::bind((ip, p + i)).is_ok()) {
-            return p;
-        }
-    }
-    panic!("no {count} free ports on {ip}");
-}
-
-/// Free ports on `IVR_CARRIER_IP` for SIPp's SIP port and its four media
-/// ports, not overlapping (nothing holds the first while the others are
-/// looked for, so they could otherwise meet and SIPp fail to bind).
-fn carrier_ports() -> (u16, u16) {
-    let sip = free_ports_on(IVR_CARRIER_IP, 2);
-    let media = (0..100).map(|_| free_ports_on(IVR_CARRIER_IP, 4)).find(|m| !(*m..*m + 4).contains(&sip)).expect("free media ports apart from the SIP port");
-    (sip, media)
-}
-
-/// SIPp as the carrier (on `IVR_CARRIER_IP`, the given SIP and media
-/// ports) running `scenario` once against the server; its logs go to the
-/// sandbox's `sipp` folder (returned), and the guard ends it if the test
-/// fails first.
-fn sipp_carrier(sb: &Sandbox, s: &Server, scenario: &str, (sip_port, media_port): (u16, u16), args: &[&str]) -> (common::ChildGuard, std::path::PathBuf) {
-    use std::process::{Command, Stdio};
-    let sipp = common::require_tool("sipp", "sip-tester");
-    let dir = sb.file("sipp");
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = std::fs::File::create(dir.join("stdout.log")).unwrap();
-    let child = Command::new(sipp)
-        .current_dir(&dir)
-        .arg(s.sip_addr().to_string())
-        .arg("-sf")
-        .arg(common::sipp_file(scenario))
-        .args(args)
-        .args(["-t", "u1", "-i", IVR_CARRIER_IP, "-p", &sip_port.to_string()])
-        .args(["-mi", IVR_CARRIER_IP, "-mp", &media_port.to_string()])
-        .args(["-m", "1", "-timeout", "30s", "-timeout_error", "-nostdin", "-max_retrans", "6"])
-        .arg("-trace_msg")
-        .arg("-message_file")
-        .arg(dir.join("messages.log"))
-        .arg("-trace_err")
-        .arg("-error_file")
-        .arg(dir.join("errors.log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("start sipp");
-    (common::ChildGuard::new(&format!("sipp-{scenario}"), child), dir)
-}
-
 /// A caller from the carrier (SIPp) reaches a voice menu on a public
 /// number, keys 2 (RFC 4733, SIPp's own digit captures) to enter the
 /// sub-menu, then 1 for ring group 3000; the group's baresip answers
@@ -314,7 +259,7 @@ fn sipp_carrier(sb: &Sandbox, s: &Server, scenario: &str, (sip_port, media_port)
 fn sipp_keys_through_two_menu_levels_to_a_group_that_baresip_answers() {
     let sb = Sandbox::new("pbx-ivr");
     let data = sb.data();
-    let (sip_port, media_port) = carrier_ports();
+    let sip_port = free_udp_port_on(IVR_CARRIER_IP);
     common::cli(&data, &["trunk", "add", "carrier", "--host", &format!("{IVR_CARRIER_IP}:{sip_port}"), "--transport", "udp"]);
     common::cli(&data, &["user", "add", "1002", "--password", PASSWORD]);
     for (name, hz) in [("menu-main", 600.0), ("menu-sub", 700.0)] {
@@ -330,11 +275,10 @@ fn sipp_keys_through_two_menu_levels_to_a_group_that_baresip_answers() {
     let mut member = Baresip::builder(&sb, "member").account(Account::new("1002", PASSWORD, s.sip_addr())).answer(AnswerMode::Auto).tone(880.0).codecs(&["PCMU"]).start();
     member.registered(Duration::from_secs(10));
 
-    let (mut guard, dir) = sipp_carrier(&sb, &s, "ivr_dtmf.xml", (sip_port, media_port), &["-s", IVR_DID, "-key", "caller", "09011112222", "-d", "6000"]);
+    let sipp = Sipp::start(&sb, "ivr", &common::sipp_file("ivr_dtmf.xml"), IVR_CARRIER_IP, sip_port, Some(s.sip_addr()), 1, &["-s", IVR_DID, "-key", "caller", "09011112222", "-d", "6000"]);
     // The group's phone rings only if both keys were understood.
     member.wait_event("CALL_ESTABLISHED", Duration::from_secs(20));
-    let status = common::wait_child(&mut guard.child, Duration::from_secs(40)).expect("SIPp finished within 40 s");
-    assert!(status.success(), "SIPp failed ({status}):\n{}\n{}", common::tail(&dir.join("errors.log"), 30), common::tail(&dir.join("messages.log"), 60));
+    sipp.finish().assert_success();
     member.wait_event("CALL_CLOSED", Duration::from_secs(10));
     let rec = common::wait_for("the call record", Duration::from_secs(5), || {
         let out = s.cli(&["calls", "--csv"]);
@@ -701,22 +645,27 @@ fn the_caller_transfers_by_refer_with_recall_then_by_keyed_code() {
 fn a_carrier_callers_refer_is_refused_and_the_call_goes_on() {
     let sb = Sandbox::new("pbx-trunk-refer");
     let data = sb.data();
-    let (sip_port, media_port) = carrier_ports();
+    let sip_port = free_udp_port_on(IVR_CARRIER_IP);
     common::cli(&data, &["trunk", "add", "carrier", "--host", &format!("{IVR_CARRIER_IP}:{sip_port}"), "--transport", "udp"]);
     common::cli(&data, &["user", "add", "1002", "--password", PASSWORD]);
     common::cli(&data, &["did", "add", IVR_DID, "--to", "user:1002"]);
     let s = Server::start(&sb);
     let mut member = Baresip::builder(&sb, "callee").account(Account::new("1002", PASSWORD, s.sip_addr())).answer(AnswerMode::Auto).tone(880.0).codecs(&["PCMU"]).start();
     member.registered(Duration::from_secs(10));
-    let (mut guard, dir) = sipp_carrier(&sb, &s, "trunk_refer.xml", (sip_port, media_port), &["-s", IVR_DID, "-key", "caller", "09011112222", "-key", "target", "0120999999"]);
+    let sipp = Sipp::start(&sb, "refer", &common::sipp_file("trunk_refer.xml"), IVR_CARRIER_IP, sip_port, Some(s.sip_addr()), 1, &["-s", IVR_DID, "-key", "caller", "09011112222", "-key", "target", "0120999999"]);
     member.wait_event("CALL_ESTABLISHED", Duration::from_secs(15));
-    let status = common::wait_child(&mut guard.child, Duration::from_secs(40)).expect("SIPp finished within 40 s");
-    assert!(status.success(), "SIPp failed (no 403, or the call broke) ({status}):\n{}\n{}", common::tail(&dir.join("errors.log"), 30), common::tail(&dir.join("messages.log"), 60));
+    // SIPp's scenario fails unless its REFER gets 403 and the call goes on.
+    let run = sipp.finish();
+    run.assert_success();
     member.wait_event("CALL_CLOSED", Duration::from_secs(10));
     let events = member.events();
     assert!(!events.iter().any(|e| e.kind.contains("TRANSFER")), "the phone was asked for no transfer: {events:?}");
-    let messages = std::fs::read_to_string(dir.join("messages.log")).unwrap_or_default();
-    assert!(messages.contains("transfers are taken from the city's own phones only"), "the 403 says why:\n{}", common::tail(&dir.join("messages.log"), 40));
+    let refused = run.received_responses("REFER");
+    assert!(
+        refused.iter().any(|m| m.status() == Some(403) && m.header("warning").is_some_and(|w| w.contains("transfers are taken from the city's own phones only"))),
+        "the 403 says why:\n{}",
+        run.summary()
+    );
 }
 
 /// A transfer before the target answers ("semi-attended", as desk phones

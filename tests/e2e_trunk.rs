@@ -23,16 +23,16 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
-use std::net::{SocketAddr, UdpSocket};
+use std::collections::HashMap;
+use std::fs;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::phone::{audio_formats, Behaviour, Event, Phone};
+use common::sipp::*;
 use common::*;
 
 /// The carrier's address (trunk host): loopback, but not the PBX's.
@@ -43,8 +43,6 @@ const CARRIER2_IP: &str = "127.0.0.3";
 const DID: &str = "0312345678";
 /// Who calls from outside (P-Asserted-Identity of the carrier's INVITE).
 const CALLER: &str = "09011112222";
-/// How long one SIPp run may take in all (each is also given -timeout).
-const SIPP_DEADLINE: Duration = Duration::from_secs(40);
 /// Server environment of every test: debug logs for the report.
 const SERVER_ENV: &[(&str, &str)] = &[("TSUNAGU_LOG", "debug,sqlx=warn")];
 
@@ -53,46 +51,7 @@ fn password(ext: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Ports on the carrier addresses
-// ---------------------------------------------------------------------------
-
-fn taken() -> &'static Mutex<HashSet<(String, u16)>> {
-    static S: OnceLock<Mutex<HashSet<(String, u16)>>> = OnceLock::new();
-    S.get_or_init(|| Mutex::new(HashSet::new()))
-}
-
-/// `count` consecutive UDP ports on `ip`, the first even, free now and not
-/// given to another test of this process.
-fn free_udp_ports_on(ip: &str, count: u16) -> u16 {
-    for _ in 0..500 {
-        let Ok(s) = UdpSocket::bind((ip, 0)) else {
-            continue;
-        };
-        let p = s.local_addr().unwrap().port() & !1;
-        if !(1024..=65000).contains(&p) {
-            continue;
-        }
-        drop(s);
-        let socks: Vec<_> = (0..count).map(|i| UdpSocket::bind((ip, p + i))).collect();
-        if socks.iter().all(|s| s.is_ok()) {
-            let mut set = taken().lock().unwrap();
-            if (0..count).all(|i| !set.contains(&(ip.to_string(), p + i))) {
-                for i in 0..count {
-                    set.insert((ip.to_string(), p + i));
-                }
-                return p;
-            }
-        }
-    }
-    panic!("no free UDP ports on {ip}");
-}
-
-fn free_udp_port_on(ip: &str) -> u16 {
-    free_udp_ports_on(ip, 1)
-}
-
-// ---------------------------------------------------------------------------
-// SIPp
+// SIPp (common::sipp), with this file's scenarios
 // ---------------------------------------------------------------------------
 
 fn trunk_scenario(name: &str) -> PathBuf {
@@ -101,244 +60,10 @@ fn trunk_scenario(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// One message in SIPp's message log.
-#[derive(Debug, Clone)]
-struct Logged {
-    incoming: bool,
-    msg: SipMsg,
-}
-
-/// Parse a `-trace_msg` log: blocks after a line of dashes, each
-/// `UDP message received [N] bytes :` or `UDP message sent (N bytes):`,
-/// an empty line, then the message.
-fn parse_sipp_log(text: &str) -> Vec<Logged> {
-    let mut out = Vec::new();
-    for block in text.split("\n-----------------------------------------------") {
-        let mut lines = block.lines();
-        // The rest of the separator line (its timestamp).
-        let _ = lines.next();
-        let Some(kind) = lines.next() else { continue };
-        // "Unexpected UDP message received:" repeats a message already
-        // logged as received.
-        let incoming = kind.contains("received");
-        if kind.starts_with("Unexpected") || (!incoming && !kind.contains("sent")) {
-            continue;
-        }
-        let rest: Vec<&str> = lines.skip_while(|l| l.trim().is_empty()).collect();
-        let Some(start) = rest.first() else { continue };
-        let mut headers = Vec::new();
-        let mut i = 1;
-        while i < rest.len() && !rest[i].trim().is_empty() {
-            if let Some((n, v)) = rest[i].split_once(':') {
-                headers.push((n.trim().to_string(), v.trim().to_string()));
-            }
-            i += 1;
-        }
-        let body_lines: Vec<&str> = rest.get(i + 1..).unwrap_or(&[]).to_vec();
-        let mut body = body_lines.join("\r\n");
-        while body.ends_with("\r\n") {
-            body.truncate(body.len() - 2);
-        }
-        let msg = SipMsg {
-            start_line: start.trim().to_string(),
-            headers,
-            body: body.clone().into_bytes(),
-            raw: format!("{}\n{}", start.trim(), rest[1..].join("\n")).into_bytes(),
-        };
-        out.push(Logged { incoming, msg });
-    }
-    out
-}
-
-struct SippRun {
-    name: String,
-    status: ExitStatus,
-    log: Vec<Logged>,
-    report: String,
-}
-
-impl SippRun {
-    fn assert_success(&self) {
-        assert!(
-            self.status.success(),
-            "SIPp `{}` failed ({}):\n{}\n--- messages ---\n{}",
-            self.name,
-            self.status,
-            self.report,
-            self.summary()
-        );
-    }
-
-    /// Requests SIPp received, by method (retransmissions included).
-    fn received_requests(&self, method: &str) -> Vec<&SipMsg> {
-        self.log
-            .iter()
-            .filter(|l| l.incoming && l.msg.status().is_none())
-            .filter(|l| l.msg.start_line.starts_with(&format!("{method} ")))
-            .map(|l| &l.msg)
-            .collect()
-    }
-
-    /// First transmission of each INVITE SIPp received, in order.
-    fn received_invites(&self) -> Vec<&SipMsg> {
-        let mut seen = HashSet::new();
-        self.received_requests("INVITE")
-            .into_iter()
-            .filter(|m| seen.insert(m.call_id().unwrap_or("").to_string()))
-            .collect()
-    }
-
-    /// Responses SIPp received to `method` (by CSeq).
-    fn received_responses(&self, method: &str) -> Vec<&SipMsg> {
-        self.log
-            .iter()
-            .filter(|l| l.incoming && l.msg.status().is_some())
-            .filter(|l| l.msg.cseq_method() == Some(method))
-            .map(|l| &l.msg)
-            .collect()
-    }
-
-    /// Final status codes SIPp received for its INVITE (first of each).
-    fn invite_finals(&self) -> Vec<u16> {
-        let mut v: Vec<u16> = Vec::new();
-        for m in self.received_responses("INVITE") {
-            let c = m.status().unwrap();
-            if c >= 200 && !v.contains(&c) {
-                v.push(c);
-            }
-        }
-        v
-    }
-
-    fn summary(&self) -> String {
-        self.log
-            .iter()
-            .map(|l| {
-                format!(
-                    "  [sipp {}] {} {} | CSeq {}",
-                    self.name,
-                    if l.incoming { "<-" } else { "->" },
-                    l.msg.start_line,
-                    l.msg.header("cseq").unwrap_or("?")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-/// A SIPp process (killed when dropped).
-struct Sipp {
-    name: String,
-    guard: ChildGuard,
-    dir: PathBuf,
-    ip: String,
-    port: u16,
-}
-
-impl Sipp {
-    /// Start SIPp with `scenario` (in tests/sipp/trunk) bound to ip:port;
-    /// `target` for a client, None for a server. `calls`: -m. Bounded by
-    /// -timeout 25s and SIPP_DEADLINE.
-    #[allow(clippy::too_many_arguments)]
-    fn start(
-        sb: &Sandbox,
-        name: &str,
-        scenario: &str,
-        ip: &str,
-        port: u16,
-        target: Option<SocketAddr>,
-        calls: u32,
-        extra: &[&str],
-    ) -> Sipp {
-        let bin = require_tool("sipp", "sip-tester");
-        let dir = sb.file(&format!("sipp-{name}"));
-        fs::create_dir_all(&dir).unwrap();
-        let media = free_udp_ports_on(ip, 4);
-        let out = File::create(dir.join("stdout.log")).unwrap();
-        let mut cmd = Command::new(bin);
-        cmd.current_dir(&dir);
-        if let Some(t) = target {
-            cmd.arg(t.to_string());
-        }
-        cmd.arg("-sf")
-            .arg(trunk_scenario(scenario))
-            .args(["-t", "u1", "-i", ip, "-p", &port.to_string()])
-            .args(["-mi", ip, "-mp", &media.to_string()])
-            .args(["-m", &calls.to_string()])
-            .args(["-timeout", "25s", "-timeout_error", "-nostdin"])
-            .args(["-max_retrans", "6"])
-            .arg("-trace_msg")
-            .arg("-message_file")
-            .arg(dir.join("messages.log"))
-            .arg("-trace_err")
-            .arg("-error_file")
-            .arg(dir.join("errors.log"))
-            .arg("-trace_screen")
-            .arg("-screen_file")
-            .arg(dir.join("screen.log"))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out));
-        let child = cmd.spawn().expect("start sipp");
-        Sipp {
-            name: name.to_string(),
-            guard: ChildGuard::new(&format!("sipp-{name}"), child),
-            dir,
-            ip: ip.to_string(),
-            port,
-        }
-    }
-
-    /// A carrier UAS: wait until it has bound its SIP port.
-    fn wait_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(st) = self.guard.exited() {
-                panic!(
-                    "SIPp `{}` exited ({st}) before listening:\n{}",
-                    self.name,
-                    tail(&self.dir.join("stdout.log"), 20)
-                );
-            }
-            if UdpSocket::bind((self.ip.as_str(), self.port)).is_err() {
-                return;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "SIPp `{}` is not listening on {}:{} after 10 s",
-                    self.name, self.ip, self.port
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Wait (bounded) for SIPp to exit; its message log.
-    fn finish(mut self) -> SippRun {
-        let status = match wait_child(&mut self.guard.child, SIPP_DEADLINE) {
-            Some(st) => st,
-            None => panic!(
-                "SIPp `{}` still running after {SIPP_DEADLINE:?}; messages so far:\n{}",
-                self.name,
-                tail(&self.dir.join("messages.log"), 80)
-            ),
-        };
-        let text = fs::read_to_string(self.dir.join("messages.log")).unwrap_or_default();
-        let report = format!(
-            "--- screen ---\n{}\n--- errors ---\n{}\n--- stdout ---\n{}",
-            tail(&self.dir.join("screen.log"), 40),
-            tail(&self.dir.join("errors.log"), 30),
-            tail(&self.dir.join("stdout.log"), 20)
-        );
-        SippRun {
-            name: self.name.clone(),
-            status,
-            log: parse_sipp_log(&text),
-            report,
-        }
-    }
+/// SIPp with a scenario of tests/sipp/trunk (see [`Sipp::start`]).
+#[allow(clippy::too_many_arguments)]
+fn trunk_sipp(sb: &Sandbox, name: &str, scenario: &str, ip: &str, port: u16, target: Option<SocketAddr>, calls: u32, extra: &[&str]) -> Sipp {
+    Sipp::start(sb, name, &trunk_scenario(scenario), ip, port, target, calls, extra)
 }
 
 /// Run the carrier as a client (one call) from CARRIER_IP:port to the
@@ -353,7 +78,7 @@ fn carrier_call(
 ) -> SippRun {
     let mut args: Vec<&str> = vec!["-aa", "-key", "caller", CALLER];
     args.extend_from_slice(extra);
-    Sipp::start(
+    trunk_sipp(
         sb,
         name,
         scenario,
@@ -1148,7 +873,7 @@ fn outbound_caller_id_choices() {
         ("main", format!("*820{number}"), own, false),
         ("main", format!("0184{number}"), main, true),
     ];
-    let mut carrier = Sipp::start(
+    let mut carrier = trunk_sipp(
         &sb,
         "cid-carrier",
         "carrier_uas.xml",
@@ -1292,7 +1017,7 @@ fn outbound_trunk_failover() {
     );
     cli(&data, &["setting", "set", "main_number", "0312340000"]);
 
-    let mut primary = Sipp::start(
+    let mut primary = trunk_sipp(
         &sb,
         "primary",
         "carrier_uas_503.xml",
@@ -1302,7 +1027,7 @@ fn outbound_trunk_failover() {
         2,
         &[],
     );
-    let mut backup = Sipp::start(
+    let mut backup = trunk_sipp(
         &sb,
         "backup",
         "carrier_uas.xml",
@@ -1555,7 +1280,7 @@ fn trunk_status_up_when_options_answered() {
             &format!("{CARRIER2_IP}:{dead}"),
         ],
     );
-    let mut sipp = Sipp::start(
+    let mut sipp = trunk_sipp(
         &sb,
         "options",
         "options_responder.xml",
@@ -1596,7 +1321,7 @@ fn trunk_status_failed_when_options_refused() {
             &format!("{CARRIER_IP}:{port}"),
         ],
     );
-    let mut sipp = Sipp::start(
+    let mut sipp = trunk_sipp(
         &sb,
         "options503",
         "options_503.xml",
@@ -1665,7 +1390,7 @@ fn trunk_registers_with_credentials() {
             "--register",
         ],
     );
-    let mut sipp = Sipp::start(&sb, "register", "register_challenge.xml", CARRIER_IP, port, None, 1, &[]);
+    let mut sipp = trunk_sipp(&sb, "register", "register_challenge.xml", CARRIER_IP, port, None, 1, &[]);
     sipp.wait_listening();
     let _server = Server::start_with_env(&sb, SERVER_ENV);
     wait_trunk_state(&data, "carrier", "registered", Duration::from_secs(10));
@@ -1685,7 +1410,7 @@ fn outbound_call_over_a_tcp_trunk() {
     cli(&data, &["user", "add", "1001", "--password", &password("1001")]);
     cli(&data, &["setting", "set", "main_number", "0312340000"]);
     // The later -t wins: SIPp listens on TCP.
-    let carrier = Sipp::start(&sb, "tcp", "carrier_uas.xml", CARRIER_IP, port, None, 2, &["-t", "t1"]);
+    let carrier = trunk_sipp(&sb, "tcp", "carrier_uas.xml", CARRIER_IP, port, None, 2, &["-t", "t1"]);
     wait_for("SIPp listening on TCP", Duration::from_secs(10), || {
         std::net::TcpListener::bind((CARRIER_IP, port)).is_err().then_some(())
     });

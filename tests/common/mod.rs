@@ -31,6 +31,7 @@ pub mod baresip;
 pub mod linphone;
 pub mod phone;
 pub mod raw;
+pub mod sipp;
 
 /// The server binary under test.
 pub const TSUNAGU: &str = env!("CARGO_BIN_EXE_tsunagu");
