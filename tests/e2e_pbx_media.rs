@@ -288,6 +288,17 @@ fn sipp_keys_through_two_menu_levels_to_a_group_that_baresip_answers() {
     assert!(rec.contains(",1002,") && rec.contains(IVR_DID), "answered by the group's 1002 after the menus: {rec}");
 }
 
+/// `want` appears in `seq` in that order (other tones may come between).
+fn in_order(seq: &[f32], want: &[f32]) -> bool {
+    let mut it = seq.iter();
+    want.iter().all(|w| it.any(|t| t == w))
+}
+
+/// What `who` heard (`seq`) holds `want` in that order.
+fn assert_in_order(seq: &[f32], want: &[f32], who: &str) {
+    assert!(in_order(seq, want), "{who} heard {seq:?}; want {want:?} in that order");
+}
+
 /// The dominant tone of each 250 ms block of `path`, consecutive repeats
 /// and silent or mixed blocks left out.
 fn tone_sequence(path: &std::path::Path, candidates: &[f32]) -> Vec<f32> {
@@ -339,8 +350,7 @@ fn a_group_greets_and_announces_while_the_caller_waits() {
     b.wait_event("CALL_CLOSED", Duration::from_secs(10));
     let seq = tone_sequence(&heard, &[GREETING, RINGBACK, WAITING, MEMBER, PHONE_TONE]);
     let want = [GREETING, RINGBACK, WAITING, RINGBACK, MEMBER];
-    let mut it = seq.iter();
-    assert!(want.iter().all(|w| it.any(|t| t == w)), "the caller heard {seq:?}; want {want:?} in that order");
+    assert_in_order(&seq, &want, "the caller");
 }
 
 /// Blind transfer by the PBX with recall, between baresips: A (440 Hz)
@@ -373,8 +383,7 @@ fn a_blind_transfer_nobody_answers_comes_back_then_one_that_is_answered() {
     c.wait_event("CALL_INCOMING", Duration::from_secs(10));
     b.wait_event("CALL_ESTABLISHED", Duration::from_secs(15));
     c.wait_event("CALL_CLOSED", Duration::from_secs(10));
-    let secs = common::audio::wav_secs(&a.dec_wav());
-    a.wait_heard(secs + 1.5, Duration::from_secs(10));
+    a.wait_heard_more(1.5, Duration::from_secs(10));
 
     // Second transfer: C answers.
     b.command("transfer", &target).expect("transfer");
@@ -382,15 +391,13 @@ fn a_blind_transfer_nobody_answers_comes_back_then_one_that_is_answered() {
     c.wait_event("CALL_INCOMING", Duration::from_secs(10));
     c.accept();
     c.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
-    let secs = common::audio::wav_secs(&a.dec_wav());
-    let heard = a.wait_heard(secs + 2.0, Duration::from_secs(10));
+    let heard = a.wait_heard_more(2.0, Duration::from_secs(10));
     a.hangup();
     c.wait_event("CALL_CLOSED", Duration::from_secs(10));
     let seq = tone_sequence(&heard, &[B_TONE, C_TONE, RINGBACK, PHONE_TONE]);
     // (C answers at once the second time: there may be no ringback before it.)
     let want = [B_TONE, RINGBACK, B_TONE, C_TONE];
-    let mut it = seq.iter();
-    assert!(want.iter().all(|w| it.any(|t| t == w)), "A heard {seq:?}; want {want:?} in that order");
+    assert_in_order(&seq, &want, "A");
     assert_eq!(seq.last(), Some(&C_TONE), "A ends up talking to C: {seq:?}");
 }
 
@@ -533,17 +540,14 @@ fn a_parked_call_is_taken_from_its_slot_or_comes_back() {
     a.wait_heard(1.5, Duration::from_secs(10));
     b.command("transfer", &format!("sip:*71@{}", s.sip_addr())).expect("park");
     b.wait_event("CALL_CLOSED", Duration::from_secs(10));
-    let secs = common::audio::wav_secs(&a.dec_wav());
-    a.wait_heard(secs + 1.5, Duration::from_secs(10));
+    a.wait_heard_more(1.5, Duration::from_secs(10));
     c.dial(&format!("sip:*71@{}", s.sip_addr()));
     c.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
-    let secs = common::audio::wav_secs(&a.dec_wav());
-    let heard = a.wait_heard(secs + 1.5, Duration::from_secs(10));
+    let heard = a.wait_heard_more(1.5, Duration::from_secs(10));
     a.hangup();
     c.wait_event("CALL_CLOSED", Duration::from_secs(10));
     let seq = tone_sequence(&heard, &candidates);
-    let mut it = seq.iter();
-    assert!([B_TONE, MUSIC, C_TONE].iter().all(|w| it.any(|t| t == w)), "A heard {seq:?}: B, the music, then C");
+    assert_in_order(&seq, &[B_TONE, MUSIC, C_TONE], "A (B, the music, then C)");
 
     // Parked in slot 2 and not taken: back to B.
     a.dial(&format!("sip:1002@{}", s.sip_addr()));
@@ -553,13 +557,11 @@ fn a_parked_call_is_taken_from_its_slot_or_comes_back() {
     b.command("transfer", &format!("sip:*72@{}", s.sip_addr())).expect("park");
     b.wait_event("CALL_CLOSED", Duration::from_secs(10));
     b.wait_event("CALL_ESTABLISHED", Duration::from_secs(15));
-    let secs = common::audio::wav_secs(&a.dec_wav());
-    let heard = a.wait_heard(secs + 1.5, Duration::from_secs(10));
+    let heard = a.wait_heard_more(1.5, Duration::from_secs(10));
     a.hangup();
     b.wait_event("CALL_CLOSED", Duration::from_secs(10));
     let seq = tone_sequence(&heard, &candidates);
-    let mut it = seq.iter();
-    assert!([B_TONE, MUSIC, B_TONE].iter().all(|w| it.any(|t| t == w)), "A heard {seq:?}: B, the music, then B again");
+    assert_in_order(&seq, &[B_TONE, MUSIC, B_TONE], "A (B, the music, then B again)");
     // Nothing parked in slot 3.
     c.dial(&format!("sip:*73@{}", s.sip_addr()));
     let ev = c.wait_event("CALL_CLOSED", Duration::from_secs(10));
@@ -605,8 +607,7 @@ fn the_caller_transfers_by_refer_with_recall_then_by_keyed_code() {
     c.wait_event("CALL_CLOSED", Duration::from_secs(10));
     a.accept();
     a.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
-    let secs = common::audio::wav_secs(&b.dec_wav());
-    b.wait_heard(secs + 1.5, Duration::from_secs(10));
+    b.wait_heard_more(1.5, Duration::from_secs(10));
 
     // Keyed: a number that does not exist. Only A hears that it failed.
     a.send_dtmf("##9999#");
@@ -616,8 +617,7 @@ fn the_caller_transfers_by_refer_with_recall_then_by_keyed_code() {
         let heard_by_a = a.wait_heard(want_secs, Duration::from_secs(10));
         want_secs += 0.5;
         let seq = tone_sequence(&heard_by_a, &[A_TONE, C_TONE, RINGBACK, B_TONE, FAILED_TONE]);
-        let mut it = seq.iter();
-        [B_TONE, FAILED_TONE, B_TONE].iter().all(|w| it.any(|t| t == w)).then_some(())
+        in_order(&seq, &[B_TONE, FAILED_TONE, B_TONE]).then_some(())
     });
     // Keyed on the phone during the call: ##1003#.
     a.send_dtmf("##1003#");
@@ -625,15 +625,13 @@ fn the_caller_transfers_by_refer_with_recall_then_by_keyed_code() {
     c.wait_event("CALL_INCOMING", Duration::from_secs(10));
     c.accept();
     c.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
-    let secs = common::audio::wav_secs(&b.dec_wav());
-    let heard = b.wait_heard(secs + 2.0, Duration::from_secs(10));
+    let heard = b.wait_heard_more(2.0, Duration::from_secs(10));
     b.hangup();
     c.wait_event("CALL_CLOSED", Duration::from_secs(10));
     let seq = tone_sequence(&heard, &[A_TONE, C_TONE, RINGBACK, B_TONE, FAILED_TONE]);
     assert!(!seq.contains(&FAILED_TONE), "the failure announcement is for A only: B heard {seq:?}");
     let want = [A_TONE, RINGBACK, A_TONE, C_TONE];
-    let mut it = seq.iter();
-    assert!(want.iter().all(|w| it.any(|t| t == w)), "B heard {seq:?}; want {want:?} in that order");
+    assert_in_order(&seq, &want, "B");
     assert_eq!(seq.last(), Some(&C_TONE), "B ends up talking to C: {seq:?}");
 }
 
@@ -737,16 +735,13 @@ fn a_transfer_while_the_target_still_rings_rings_it_for_the_transferee() {
         }
         m.start_line.starts_with("BYE").then_some(())
     });
-    let secs = common::audio::wav_secs(&b.dec_wav());
-    b.wait_heard(secs + 1.5, Duration::from_secs(10));
+    b.wait_heard_more(1.5, Duration::from_secs(10));
     c.accept();
     c.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
-    let secs = common::audio::wav_secs(&b.dec_wav());
-    let heard = b.wait_heard(secs + 2.0, Duration::from_secs(10));
+    let heard = b.wait_heard_more(2.0, Duration::from_secs(10));
     b.hangup();
     c.wait_event("CALL_CLOSED", Duration::from_secs(10));
     let seq = tone_sequence(&heard, &[B_TONE, C_TONE, RINGBACK, PHONE_TONE]);
-    let mut it = seq.iter();
-    assert!([RINGBACK, C_TONE].iter().all(|w| it.any(|t| t == w)), "B heard {seq:?}: ringback, then C");
+    assert_in_order(&seq, &[RINGBACK, C_TONE], "B (ringback, then C)");
     assert_eq!(seq.last(), Some(&C_TONE), "B ends up talking to C: {seq:?}");
 }

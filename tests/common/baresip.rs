@@ -1095,6 +1095,13 @@ impl Baresip {
         })
     }
 
+    /// Wait until the newest `*-dec.wav` holds `more` seconds beyond what
+    /// it holds now (what the phone hears from here on); returns its path.
+    pub fn wait_heard_more(&mut self, more: f64, timeout: Duration) -> PathBuf {
+        let now = audio::wav_secs(&self.dec_wav());
+        self.wait_heard(now + more, timeout)
+    }
+
     /// Wait until the newest `*-dec.wav` holds at least `secs` of audio;
     /// returns its path.
     pub fn wait_heard(&mut self, secs: f64, timeout: Duration) -> PathBuf {

@@ -358,10 +358,7 @@ pub fn start(svc: Arc<Services>, req: Request, key: TxKey, peer: Peer, responder
             }
             Err((req, code, why)) => {
                 tracing::info!(call_id = %call_id, code, reason = why, "call refused");
-                let mut resp = response_to(&req, code, Some(&crate::registrar::new_tag()));
-                if !why.is_empty() {
-                    resp.headers.insert(Name::WARNING, format!("399 tsunagu \"{}\"", why.replace('"', "'")));
-                }
+                let mut resp = with_warning(response_to(&req, code, Some(&crate::registrar::new_tag())), why);
                 if code == 422 {
                     resp.headers.insert(Name::from("Min-SE".to_string()), svc.config.calls.min_session_expires_secs.to_string());
                 }
@@ -415,11 +412,7 @@ async fn try_pickup(svc: &Arc<Services>, req: Request, key: TxKey, peer: Peer, r
 
 /// Give a picker's INVITE to the call that is to take it, or answer 480.
 fn hand_over(call: Option<super::RingingCall>, req: Request, key: TxKey, peer: Peer, responder: &Responder, picker: &str) -> Option<(Request, TxKey, Peer)> {
-    let refused = |req: &Request| {
-        let mut r = response_to(req, 480, Some(&crate::registrar::new_tag()));
-        r.headers.insert(Name::WARNING, "399 tsunagu \"nothing to pick up\"");
-        r
-    };
+    let refused = |req: &Request| with_warning(response_to(req, 480, Some(&crate::registrar::new_tag())), "nothing to pick up");
     let Some((_, tx)) = call else {
         responder.respond(key, refused(&req));
         return None;
@@ -806,11 +799,7 @@ impl Call {
     /// not move the city's calls (403): that would let an outside caller
     /// dial out at the city's cost.
     async fn on_refer(&mut self, side: LegSide, req: Request, key: TxKey, responder: Responder) {
-        let refused = |req: &Request, code: u16, why: &str| {
-            let mut r = response_to(req, code, None);
-            r.headers.insert(Name::WARNING, format!("399 tsunagu \"{why}\""));
-            r
-        };
+        let refused = |req: &Request, code: u16, why: &str| with_warning(response_to(req, code, None), why);
         if let Some(replaces) = replaces_call_id(&req).filter(|_| !self.leg_is_trunk(side)) {
             return self.on_attended_refer(side, (req, key, responder), replaces).await;
         }
@@ -910,11 +899,11 @@ impl Call {
         if self.a.call_id != call_id && !transferor_is_b {
             return None;
         }
-        // The party handed over is leg B: the transferor trades places.
-        if transferor_is_b && !self.swap_legs() {
+        if !self.pending.is_empty() || self.a_resume_branch.is_some() || self.b_200.is_some() || self.b_move_branch.is_some() {
             return None;
         }
-        if !self.pending.is_empty() || self.a_resume_branch.is_some() || self.b_200.is_some() || self.b_move_branch.is_some() {
+        // The party handed over is leg B: the transferor trades places.
+        if transferor_is_b && !self.swap_legs() {
             return None;
         }
         let i = self.winner.take()?;
@@ -1013,8 +1002,9 @@ impl Call {
 
     /// A key pressed on a connected leg (RFC 4733 or SIP INFO): the
     /// transfer code (setting `transfer_code`, `##`), a number and `#`
-    /// transfer the other party there, or park it (`*7N`). A number that
-    /// does not exist is ignored (logged), and the call goes on.
+    /// transfer the other party there, or park it (`*7N`). One that cannot
+    /// be made (no such number, a taken slot) is told to the keyer alone
+    /// ([`Self::tell`]), and the call goes on.
     async fn on_key(&mut self, side: LegSide, digit: char) {
         if self.phase != Phase::Connected || self.leg_is_trunk(side) {
             return;
@@ -1085,9 +1075,10 @@ impl Call {
     /// exactly as one asked for by the callee's (the transferor is leg B).
     /// Each phone keeps its dialog, its SDP state, its session timer and
     /// its media ports (the media session swaps its names for the legs,
-    /// not its sockets). False, and nothing changed, while something is in
-    /// flight between the legs (a request passed across, a 200 not yet
-    /// acknowledged, our own re-INVITE, the PBX playing to the caller).
+    /// not its sockets). False, and the legs unchanged, while something is
+    /// in flight between them (a request passed across, a 200 not yet
+    /// acknowledged, our own re-INVITE, the PBX playing to the caller); a
+    /// prompt to one party ([`Self::tell`]) ends either way.
     fn swap_legs(&mut self) -> bool {
         let Some(i) = self.winner else { return false };
         // A prompt to one party (a keyed transfer that failed) ends here.
@@ -1655,10 +1646,7 @@ impl Call {
             self.phase = Phase::Ended;
             return;
         }
-        let mut resp = self.a_response(code);
-        if !why.is_empty() {
-            resp.headers.insert(Name::WARNING, format!("399 tsunagu \"{why}\""));
-        }
+        let resp = with_warning(self.a_response(code), why);
         self.a_responder.respond(self.a_key.clone(), resp);
         self.record.result = match code {
             486 | 600 => "busy",
@@ -2074,11 +2062,7 @@ impl Call {
                 let on = match value.as_str() {
                     "on" => true,
                     "off" => false,
-                    _ => {
-                        let mut r = response_to(&req, 400, None);
-                        r.headers.insert(Name::WARNING, "399 tsunagu \"Record: on or off\"");
-                        return responder.respond(key, r);
-                    }
+                    _ => return responder.respond(key, with_warning(response_to(&req, 400, None), "Record: on or off")),
                 };
                 if self.phase != Phase::Connected {
                     return responder.respond(key, response_to(&req, 491, None));
@@ -2901,6 +2885,15 @@ impl Call {
 enum Leg {
     A,
     Fork(usize),
+}
+
+/// `resp` with a Warning saying why (RFC 3261 §20.43, code 399 for our
+/// own text); unchanged when there is nothing to say.
+fn with_warning(mut resp: Response, why: &str) -> Response {
+    if !why.is_empty() {
+        resp.headers.insert(Name::WARNING, format!("399 tsunagu \"{}\"", why.replace('"', "'")));
+    }
+    resp
 }
 
 /// The Call-ID an attended transfer's Refer-To names in its Replaces
