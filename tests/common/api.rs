@@ -56,9 +56,16 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &st
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    // A server may answer before it has taken the whole body (413 for a
+    // body over its limit, from the Content-Length alone) and close: the
+    // rest of our write then fails (broken pipe, reset), but its answer
+    // is already here to be read. Only no answer at all is a failure.
+    let sent = s.write_all(body);
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap_or_else(|e| panic!("{method} {path}: reading the answer: {e}"));
+    let read = s.read_to_end(&mut buf);
+    if buf.is_empty() {
+        panic!("{method} {path}: no answer (sending the body: {sent:?}; reading: {read:?})");
+    }
     let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("{method} {path}: no HTTP head in {:?}", String::from_utf8_lossy(&buf)));
     let head = String::from_utf8_lossy(&buf[..split]).into_owned();
     let mut lines = head.split("\r\n");
